@@ -1,0 +1,49 @@
+# Procestra: `make demo` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_WS ?= demo-workspace
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test bench sysdeps venv clean lint
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+# System packages: Graphviz for diagrams, PostgreSQL for the database-source tests.
+sysdeps:
+	@if ! command -v dot >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing Debian packages: graphviz postgresql"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq graphviz postgresql >/dev/null; \
+	fi
+
+demo: $(STAMP) sysdeps
+	@rm -rf $(DEMO_WS)
+	$(BIN)/procestra -w $(DEMO_WS) init
+	$(BIN)/procestra generate --events 200000 --seed 7 --out $(DEMO_WS)/tmp/loan-200k.parquet
+	$(BIN)/procestra -w $(DEMO_WS) ingest event_logs/loan-sample.csv --log loan --timezone Europe/Amsterdam
+	$(BIN)/procestra -w $(DEMO_WS) ingest $(DEMO_WS)/tmp/loan-200k.parquet --log loan-200k
+	$(BIN)/procestra -w $(DEMO_WS) ingest event_logs/loan-sample.csv --log loan --timezone Europe/Amsterdam
+	$(BIN)/procestra -w $(DEMO_WS) logs
+	$(BIN)/procestra -w $(DEMO_WS) info loan
+	$(BIN)/procestra -w $(DEMO_WS) info loan --json
+	$(BIN)/procestra -w $(DEMO_WS) export loan --to $(DEMO_WS)/loan.xes.gz
+
+test: $(STAMP) sysdeps
+	PROCESTRA_NO_PROGRESS=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
+
+bench: $(STAMP) sysdeps
+	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_generate.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_WS) .pytest_cache build *.egg-info toolkit/*.egg-info

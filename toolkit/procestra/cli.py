@@ -1,0 +1,309 @@
+"""The ``procestra`` command line: a thin layer over the public API.
+
+Conventions for every command: ``-w/--workspace`` (else ``$PROCESTRA_WORKSPACE``,
+else ``./workspace``); ``--json`` prints only JSON on stdout; exit code 0 on
+success, 2 on a user error (one ``error: ...`` line on stderr), 1 on any other
+failure; a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .errors import InvalidArgumentError, ProcestraError, UserError
+from .schema import LogSchema
+from .workspace import Workspace, default_workspace_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _State:
+    def __init__(self, workspace: str | None, debug: bool) -> None:
+        self.workspace_arg = workspace
+        self.debug = debug
+
+    @property
+    def path(self) -> Path:
+        return Path(self.workspace_arg) if self.workspace_arg else default_workspace_path()
+
+    def workspace(self) -> Workspace:
+        return Workspace(self.path)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def cli_endpoint(func: F) -> F:
+    """Turn Procestra errors into one ``error:`` line and an exit code; traceback with --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_root().params.get("debug"))
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            if debug:
+                raise
+            _fail(" ".join(str(exc).split("\n")), 2)
+        except ProcestraError as exc:
+            if debug:
+                raise
+            _fail(" ".join(str(exc).split("\n")), 1)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if debug:
+                raise
+            _fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@contextmanager
+def progress_display(enabled: bool = True, delay: float = 1.0) -> Iterator[Callable[[str, int, int | None], None]]:
+    """A progress callback that shows a rich display on stderr once work lasts ``delay`` s."""
+    if not enabled or os.environ.get("PROCESTRA_NO_PROGRESS"):
+        yield lambda stage, done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+        TextColumn("{task.completed:,.0f}"), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    )
+    task = progress.add_task("starting", total=None)
+    timer = threading.Timer(delay, progress.start)
+    timer.daemon = True
+    timer.start()
+
+    def update(stage: str, done: int, total: int | None) -> None:
+        progress.update(task, description=stage, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        timer.cancel()
+        progress.stop()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-w", "--workspace", metavar="DIR", help="Workspace directory (default: $PROCESTRA_WORKSPACE or ./workspace).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="procestra")
+@click.pass_context
+def main(ctx: click.Context, workspace: str | None, debug: bool) -> None:
+    """Procestra: mine processes from event logs, and run the processes you design."""
+    ctx.obj = _State(workspace, debug)
+
+
+@main.command()
+@click.argument("directory", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def init(state: _State, directory: str | None, as_json: bool) -> None:
+    """Create a workspace in DIRECTORY (default: the -w workspace)."""
+    ws = Workspace.init(directory or state.path)
+    if as_json:
+        _emit_json({"workspace": str(ws.path.resolve())})
+    else:
+        click.echo(f"workspace ready at {ws.path}")
+
+
+@main.command()
+@click.argument("source")
+@click.option("--log", "log", required=True, help="Name of the log in the workspace.")
+@click.option("--case", help="Column with the case id.")
+@click.option("--activity", help="Column with the activity name.")
+@click.option("--timestamp", help="Column with the (completion) timestamp.")
+@click.option("--start-timestamp", help="Column with the start timestamp.")
+@click.option("--resource", help="Column with the resource.")
+@click.option("--lifecycle", help="Column with the lifecycle transition.")
+@click.option("--case-attribute", "case_attributes", multiple=True, help="A column holding a case attribute (repeatable).")
+@click.option("--timestamp-format", help="strftime format of the timestamps, or epoch / epoch_ms.")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA zone of timestamps without an offset.")
+@click.option("--delimiter", help="CSV delimiter (default: detected).")
+@click.option("--encoding", help="Text encoding (default: detected).")
+@click.option("--sql", help="Query to run when SOURCE is a database URL or SQLite file.")
+@click.option("--replace", is_flag=True, help="Replace the log if it exists.")
+@click.option("--append", is_flag=True, help="Add only events not yet in the log.")
+@click.option("--on-bad-rows", type=click.Choice(["fail", "drop"]), default="fail", show_default=True,
+              help="What to do with unparseable values.")
+@click.option("--json", "as_json", is_flag=True, help="Print the load result as JSON.")
+@click.pass_obj
+@cli_endpoint
+def ingest(state: _State, source: str, log: str, case: str | None, activity: str | None,
+           timestamp: str | None, start_timestamp: str | None, resource: str | None,
+           lifecycle: str | None, case_attributes: tuple[str, ...], timestamp_format: str | None,
+           timezone: str, delimiter: str | None, encoding: str | None, sql: str | None,
+           replace: bool, append: bool, on_bad_rows: str, as_json: bool) -> None:
+    """Load SOURCE (CSV, Parquet, XES, JSON lines, or a database URL with --sql) as a log."""
+    if replace and append:
+        raise InvalidArgumentError("--replace and --append exclude each other", parameter="replace")
+    if not state.path.exists():
+        Workspace.init(state.path)
+    ws = state.workspace()
+    schema = LogSchema(case=case, activity=activity, timestamp=timestamp, start_timestamp=start_timestamp,
+                       resource=resource, lifecycle=lifecycle, case_attributes=tuple(case_attributes))
+    mode = "replace" if replace else "append" if append else "create"
+    with progress_display(not as_json) as progress:
+        result = ws.ingest(source, log=log, schema=schema, mode=mode, timestamp_format=timestamp_format,
+                           timezone=timezone, delimiter=delimiter, encoding=encoding, sql=sql,
+                           on_bad_rows=on_bad_rows, progress=progress)
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    click.echo(result.message)
+    if result.status != "unchanged":
+        click.echo("\n".join(result.quality.lines()))
+
+
+@main.command("logs")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def logs_cmd(state: _State, as_json: bool) -> None:
+    """List the logs in the workspace."""
+    infos = state.workspace().logs()
+    if as_json:
+        _emit_json([
+            {"name": i.name, "events": i.events, "cases": i.cases, "activities": i.activities,
+             "variants": i.variants, "start": _iso(i.start), "end": _iso(i.end), "source": i.source,
+             "loaded_at": _iso(i.loaded_at), "version": i.version}
+            for i in infos
+        ])
+        return
+    if not infos:
+        click.echo("no logs yet; load one with `procestra ingest FILE --log NAME`")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("log", "events", "cases", "activities", "variants", "from", "to", "source")
+    for i in infos:
+        table.add_row(i.name, f"{i.events:,}", f"{i.cases:,}", f"{i.activities:,}", f"{i.variants:,}",
+                      _iso(i.start) or "", _iso(i.end) or "", i.source)
+    Console().print(table)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@main.command()
+@click.argument("log")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def info(state: _State, log: str, as_json: bool) -> None:
+    """Counts, time span and mapping of LOG."""
+    ws = state.workspace()
+    i = ws.info(log)
+    if as_json:
+        d = i.to_dict()
+        _emit_json({"log": i.name, **{k: d[k] for k in ("events", "cases", "activities", "variants", "start", "end")},
+                    **{k: d[k] for k in d if k not in ("name", "events", "cases", "activities", "variants", "start", "end")},
+                    "quality": ws.quality(log).to_dict()})
+        return
+    click.echo(f"log {i.name}: {i.events:,} events, {i.cases:,} cases, {i.activities:,} activities, "
+               f"{i.variants:,} variants")
+    click.echo(f"  from {_iso(i.start)} to {_iso(i.end)}")
+    click.echo(f"  source {i.source} ({i.source_kind}), loaded {_iso(i.loaded_at)}, version {i.version}")
+    roles = {k: v for k, v in i.mapping.items() if v and k != "case_attributes"}
+    click.echo("  mapping " + ", ".join(f"{k}={v}" for k, v in roles.items()))
+    if i.event_attributes:
+        click.echo("  event attributes " + ", ".join(f"{k} ({t})" for k, t in i.event_attributes.items()))
+    if i.case_attributes:
+        click.echo("  case attributes " + ", ".join(f"{k} ({t})" for k, t in i.case_attributes.items()))
+    click.echo("\n".join(ws.quality(log).lines()))
+
+
+@main.command()
+@click.argument("log")
+@click.option("--to", "target", required=True, help="Output file: .xes, .xes.gz, .csv or .parquet.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def export(state: _State, log: str, target: str, as_json: bool) -> None:
+    """Write LOG to a file in pm4py's column names."""
+    started = time.perf_counter()
+    path = state.workspace().export(log, target)
+    if as_json:
+        _emit_json({"log": log, "path": str(path), "seconds": round(time.perf_counter() - started, 3)})
+    else:
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("log")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def drop(state: _State, log: str, as_json: bool) -> None:
+    """Remove LOG from the workspace."""
+    state.workspace().drop(log)
+    if as_json:
+        _emit_json({"dropped": log})
+    else:
+        click.echo(f"dropped log {log!r}")
+
+
+@main.command()
+@click.option("--events", type=int, required=True, help="Number of events (about).")
+@click.option("--out", "out", required=True, help="Output file: .csv, .parquet, .jsonl, .xes or .xes.gz.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--process", default="loan", show_default=True, help="Which process to play out.")
+@click.option("--lifecycle", is_flag=True, help="Write start and complete events.")
+@click.option("--noise", type=float, default=0.05, show_default=True, help="Share of deviating cases.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@cli_endpoint
+def generate(events: int, out: str, seed: int, process: str, lifecycle: bool, noise: float, as_json: bool) -> None:
+    """Write a synthetic event log, seeded and reproducible."""
+    from .generate import generate_log, write_log
+
+    started = time.perf_counter()
+    table = generate_log(events, seed=seed, process=process, lifecycle=lifecycle, noise=noise)
+    path = write_log(table, out)
+    seconds = time.perf_counter() - started
+    cases = len(set(table.column("case_id").to_pylist())) if table.num_rows < 2_000_000 else None
+    if as_json:
+        _emit_json({"path": str(path), "events": table.num_rows, "cases": cases, "seconds": round(seconds, 3)})
+    else:
+        click.echo(f"wrote {table.num_rows:,} events to {path} in {seconds:.2f}s")
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point: click's usage errors become one ``error:`` line, exit 2."""
+    try:
+        main.main(args=argv, prog_name="procestra", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 1)
+    except click.ClickException as exc:
+        _fail(" ".join(exc.format_message().split("\n")) + " (see --help)", 2)
+    sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,135 @@
+"""One error hierarchy for Procestra, rooted at :class:`ProcestraError`.
+
+Every error carries its context as attributes and a message that says what to
+fix. ``UserError`` subclasses are mistakes in what the user gave us (a path, an
+option, a value in their data); the CLI prints them as one ``error: ...`` line
+and exits with code 2. Everything else is a failure of ours or of the machine
+(exit code 1).
+
+::
+
+    ProcestraError
+    ├── UserError                      bad input: exit code 2
+    │   ├── WorkspaceError             no workspace, or not a workspace
+    │   ├── LogNotFoundError           an unknown log name
+    │   ├── InvalidArgumentError       an option or argument out of range
+    │   ├── SourceError                a source cannot be read
+    │   │   ├── SourceFormatError      malformed file (not XES, ragged CSV, ...)
+    │   │   └── SourceConnectionError  a database refused or failed the query
+    │   └── DataError                  the data itself is wrong
+    │       ├── MappingError           a column role cannot be mapped
+    │       └── TimestampError         timestamps unparseable, mixed or in an unknown zone
+    └── StoreError                     the event store failed
+        └── StoreBusyError             the store stayed locked by another process (transient)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DataError",
+    "InvalidArgumentError",
+    "LogNotFoundError",
+    "MappingError",
+    "ProcestraError",
+    "SourceConnectionError",
+    "SourceError",
+    "SourceFormatError",
+    "StoreBusyError",
+    "StoreError",
+    "TimestampError",
+    "UserError",
+    "WorkspaceError",
+]
+
+
+class ProcestraError(Exception):
+    """Root of every error Procestra raises on purpose."""
+
+    #: Whether retrying the same call later can succeed.
+    transient: bool = False
+
+
+class UserError(ProcestraError):
+    """Something the user gave us is wrong; the message says what to change."""
+
+
+class WorkspaceError(UserError):
+    """The workspace directory is missing, or is not a Procestra workspace."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class LogNotFoundError(UserError):
+    """A log name that is not in the store."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = f" (known logs: {', '.join(known)})" if known else " (the store has no logs yet)"
+        super().__init__(f"no log named {name!r} in this workspace{hint}")
+        self.name = name
+        self.known = known or []
+
+
+class InvalidArgumentError(UserError):
+    """An option or argument that is out of range or of the wrong kind."""
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class SourceError(UserError):
+    """A source that cannot be read. ``source`` names the file or database."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        where = []
+        if source:
+            where.append(str(source))
+        if row is not None:
+            where.append(f"row {row}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.source = source
+        self.row = row
+        self.column = column
+        self.reason = message
+
+
+class SourceFormatError(SourceError):
+    """The file is not what its name says, or is malformed."""
+
+
+class SourceConnectionError(SourceError):
+    """A database refused the connection or failed the query."""
+
+
+class DataError(SourceError):
+    """The source reads, but its values are wrong for an event log."""
+
+
+class MappingError(DataError):
+    """A column role (case, activity, timestamp, ...) cannot be mapped."""
+
+
+class TimestampError(DataError):
+    """Timestamps that do not parse, mix formats, or name an unknown zone."""
+
+
+class StoreError(ProcestraError):
+    """The event store failed."""
+
+
+class StoreBusyError(StoreError):
+    """Another process held the store's lock for longer than the timeout."""
+
+    transient = True
