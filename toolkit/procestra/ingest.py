@@ -180,10 +180,9 @@ def ingest(
         try:
             con.execute("SET TimeZone = 'UTC'")
             con.execute(f"SET temp_directory = {_lit(str(workspace.tmp_dir))}")
-            string_roles = [c for c in (schema.timestamp, schema.start_timestamp, schema.case) if c]
             info = read_source(
                 con, source, kind=kind, sql=sql, delimiter=delimiter, encoding=encoding,
-                string_columns=string_roles, progress=report,
+                string_columns=lambda names: _text_roles(names, schema), progress=report,
             )
             report("mapping and checking", 0, None)
             quality, mapping = _stage(con, info, schema, timestamp_format, timezone, on_bad_rows)
@@ -210,6 +209,15 @@ def ingest(
     )
     return LoadResult(log, status, added, int(row["events"]), int(row["cases"]), quality,
                       info.name, seconds, message)
+
+
+def _text_roles(names: list[str], schema: LogSchema) -> list[str]:
+    """Columns a text reader should keep as text: ids and timestamps (we parse those)."""
+    try:
+        full = detect_schema(names, schema)
+    except DataError:
+        return []  # _stage reports the mapping problem with the full picture
+    return [c for c in (full.case, full.timestamp, full.start_timestamp) if c]
 
 
 def _lit(text: str) -> str:
@@ -451,6 +459,9 @@ def _stage(
 def _explain_bad_timestamp(con: duckdb.DuckDBPyConnection, value: str, parser: str | None,
                            fmt: str | None) -> str:
     value = str(value)
+    if re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", value):
+        return (f"{value!r} is a number, not a timestamp; pass --timestamp-format epoch or epoch_ms "
+                "if the column holds Unix times")
     zone = re.search(r"\s([A-Za-z]+/[A-Za-z_]+(?:/[A-Za-z_]+)?)\s*$", value)
     if zone:
         try:
@@ -568,7 +579,7 @@ def _append(con: duckdb.DuckDBPyConnection, log_id: int) -> int:
     con.execute(f"INSERT INTO {ev} SELECT new_id, case_id, activity, ts, start_ts, lifecycle, resource "
                 "FROM _new ORDER BY new_id")
     _widen(con, ea, "s.ea")
-    con.execute(f"INSERT INTO {ea} BY NAME SELECT * EXCLUDE (event_id), n.new_id AS event_id "
+    con.execute(f"INSERT INTO {ea} BY NAME SELECT a.* EXCLUDE (event_id), n.new_id AS event_id "
                 "FROM s.ea a JOIN _new n USING (event_id)")
     _widen(con, ca, "s.ca")
     con.execute(

@@ -122,13 +122,14 @@ def read_source(
     sql: str | None = None,
     delimiter: str | None = None,
     encoding: str | None = None,
-    string_columns: Iterable[str] = (),
+    string_columns: Callable[[list[str]], Iterable[str]] = lambda names: (),
     progress: Progress | None = None,
 ) -> SourceInfo:
     """Fill table ``raw`` in ``con`` from ``source`` and describe what was read.
 
-    ``string_columns`` are read as text whatever their look (the timestamp and id
-    roles), so that ``ingest`` parses them itself and can name the bad row.
+    ``string_columns(header)`` names the columns to read as text whatever their look
+    (the timestamp and id roles), so that ``ingest`` parses them itself and can name
+    the bad row.
     """
     kind = kind or detect_kind(source)
     progress = progress or (lambda stage, done, total: None)
@@ -147,7 +148,7 @@ def read_source(
     path = Path(source)
     _check_file(path)
     if kind == "csv":
-        return _read_csv(con, path, delimiter, encoding, set(string_columns), progress)
+        return _read_csv(con, path, delimiter, encoding, string_columns, progress)
     if kind == "parquet":
         return _read_parquet(con, path)
     if kind == "json":
@@ -174,7 +175,15 @@ def _detect_encoding(path: Path) -> str:
     from charset_normalizer import from_bytes
 
     best = from_bytes(head).best()
-    return best.encoding if best is not None else "utf-8"
+    multibyte = ("utf_16", "utf_32", "shift_jis", "cp932", "gb", "big5", "euc", "cp949", "johab")
+    if best is not None and best.encoding.startswith(multibyte):
+        return best.encoding
+    # Short samples fool detectors; Western business exports are Windows-1252 or Latin-1.
+    try:
+        head.decode("cp1252")
+    except UnicodeDecodeError:
+        return best.encoding if best is not None else "latin-1"
+    return "latin-1" if not any(0x80 <= b <= 0x9F for b in head) else "cp1252"
 
 
 def _csv_dialect(path: Path, encoding: str, delimiter: str | None) -> tuple[str, list[str]]:
@@ -236,7 +245,7 @@ def _read_csv(
     path: Path,
     delimiter: str | None,
     encoding: str | None,
-    string_columns: set[str],
+    string_columns: Callable[[list[str]], Iterable[str]],
     progress: Progress,
 ) -> SourceInfo:
     progress("hashing", 0, None)
@@ -247,13 +256,12 @@ def _read_csv(
     except LookupError:
         raise InvalidArgumentError(f"unknown encoding {enc!r}", parameter="encoding") from None
     delim, names = _csv_dialect(path, enc, delimiter)
-    duck_enc = {"utf_8": "utf-8", "utf-8": "utf-8", "ascii": "utf-8", "utf_16": "utf-16",
-                "utf-16": "utf-16", "latin_1": "latin-1", "latin-1": "latin-1",
-                "iso-8859-1": "latin-1", "iso8859-1": "latin-1"}.get(enc.lower().replace("-sig", ""))
+    duck_enc = {"utf_8": "utf-8", "utf-8": "utf-8", "utf8": "utf-8", "ascii": "utf-8"}.get(
+        enc.lower().replace("-sig", "").replace("_sig", ""))
     target = path
     tmp: Path | None = None
     if duck_enc is None:
-        # DuckDB reads UTF-8/16 and Latin-1 itself; transcode anything else once.
+        # DuckDB's relational reader takes UTF-8 only; transcode anything else once.
         tmp = path.with_name(f".{path.name}.utf8.tmp") if os.access(path.parent, os.W_OK) else None
         if tmp is None:
             import tempfile
@@ -269,7 +277,8 @@ def _read_csv(
                 f"cannot decode as {enc}: {exc.reason}; pass --encoding", source=str(path)
             ) from None
         target, duck_enc = tmp, "utf-8"
-    types = {c: "VARCHAR" for c in names if c in string_columns}
+    as_text = set(string_columns(names))
+    types = {c: "VARCHAR" for c in names if c in as_text}
     progress("reading CSV", 0, None)
     try:
         for _ in range(len(names) + 1):
@@ -357,7 +366,7 @@ def _flatten_structs(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _struct_fields(con: duckdb.DuckDBPyConnection, column: str) -> list[str]:
-    typ = con.execute(f"SELECT {quote_ident(column)} FROM raw LIMIT 0").to_arrow_table().schema.field(0).type
+    typ = con.sql(f"SELECT {quote_ident(column)} FROM raw LIMIT 0").to_arrow_table().schema.field(0).type
     return [typ.field(i).name for i in range(typ.num_fields)]
 
 

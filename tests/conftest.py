@@ -1,0 +1,125 @@
+"""Shared fixtures: workspaces, generated logs, the real logs in ../shared, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from procestra import Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "event_logs"
+OUTPUT = ROOT / "tests" / "output"
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    """A fresh workspace in a temporary directory."""
+    return Workspace.init(tmp_path / "ws")
+
+
+@pytest.fixture(scope="session")
+def shared_logs() -> Path:
+    """``../shared/event_logs/logs``; tests using it skip when it is absent."""
+    logs = SHARED / "logs"
+    if not logs.is_dir():
+        pytest.skip("../shared/event_logs is not beside the checkout")
+    return logs
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared/event_logs is not beside the checkout")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def loan_table():
+    """A small generated loan log (about 5,000 events) as an Arrow table."""
+    from procestra.generate import generate_log
+
+    return generate_log(5_000, seed=42)
+
+
+@pytest.fixture(scope="session")
+def loan_csv(tmp_path_factory: pytest.TempPathFactory, loan_table) -> Path:
+    from procestra.generate import write_log
+
+    return write_log(loan_table, tmp_path_factory.mktemp("gen") / "loan.csv")
+
+
+def run_cli(*args: str, workspace: Path | None = None, env: dict[str, str] | None = None,
+            check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the real ``procestra`` command in a subprocess."""
+    cmd = [sys.executable, "-m", "procestra.cli"]
+    if workspace is not None:
+        cmd += ["-w", str(workspace)]
+    full_env = {**os.environ, "PROCESTRA_NO_PROGRESS": "1", **(env or {})}
+    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, env=full_env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"procestra {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+# -- PostgreSQL --------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server on a free loopback port, for the session.
+
+    Debian's server refuses to run as root, so as root it runs as ``postgres``.
+    ``make test`` installs the package; without it the tests fail, naming the fix.
+    """
+    bindir = _pg_bin()
+    if bindir is None:
+        if os.environ.get("PROCESTRA_SKIP_POSTGRES"):
+            pytest.skip("PostgreSQL is not installed")
+        pytest.fail("PostgreSQL is not installed: run `make test` (it installs Debian's postgresql)")
+    base = Path(tempfile.mkdtemp(prefix="procestra-pg-"))
+    as_root = os.geteuid() == 0
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    if as_root:
+        shutil.chown(base, "postgres", "postgres")
+    port = _free_port()
+    data = base / "data"
+    subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    subprocess.run(
+        prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-o",
+                  f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "-l", str(base / "log"), "-w", "start"],
+        check=True, capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
