@@ -183,6 +183,7 @@ def ingest(
             info = read_source(
                 con, source, kind=kind, sql=sql, delimiter=delimiter, encoding=encoding,
                 string_columns=lambda names: _text_roles(names, schema), progress=report,
+                tmp_dir=workspace.tmp_dir,
             )
             report("mapping and checking", 0, None)
             quality, mapping = _stage(con, info, schema, timestamp_format, timezone, on_bad_rows)

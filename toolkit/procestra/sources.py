@@ -15,6 +15,7 @@ import io
 import os
 import re
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,7 @@ def read_source(
     encoding: str | None = None,
     string_columns: Callable[[list[str]], Iterable[str]] = lambda names: (),
     progress: Progress | None = None,
+    tmp_dir: Path | None = None,
 ) -> SourceInfo:
     """Fill table ``raw`` in ``con`` from ``source`` and describe what was read.
 
@@ -148,7 +150,7 @@ def read_source(
     path = Path(source)
     _check_file(path)
     if kind == "csv":
-        return _read_csv(con, path, delimiter, encoding, string_columns, progress)
+        return _read_csv(con, path, delimiter, encoding, string_columns, progress, tmp_dir)
     if kind == "parquet":
         return _read_parquet(con, path)
     if kind == "json":
@@ -247,6 +249,7 @@ def _read_csv(
     encoding: str | None,
     string_columns: Callable[[list[str]], Iterable[str]],
     progress: Progress,
+    tmp_dir: Path | None,
 ) -> SourceInfo:
     progress("hashing", 0, None)
     content_hash = file_hash(path)
@@ -262,11 +265,7 @@ def _read_csv(
     tmp: Path | None = None
     if duck_enc is None:
         # DuckDB's relational reader takes UTF-8 only; transcode anything else once.
-        tmp = path.with_name(f".{path.name}.utf8.tmp") if os.access(path.parent, os.W_OK) else None
-        if tmp is None:
-            import tempfile
-
-            tmp = Path(tempfile.mkstemp(suffix=".csv")[1])
+        tmp = Path(tempfile.mkstemp(suffix=".csv", dir=tmp_dir)[1])
         try:
             with open(path, encoding=enc, newline="") as src, open(tmp, "w", encoding="utf-8", newline="") as dst:
                 for block in iter(lambda: src.read(1 << 20), ""):
@@ -281,36 +280,68 @@ def _read_csv(
     types = {c: "VARCHAR" for c in names if c in as_text}
     progress("reading CSV", 0, None)
     try:
-        for _ in range(len(names) + 1):
-            try:
-                rel = con.read_csv(
-                    str(target), header=True, sep=delim, names=names, dtype=types or None,
-                    encoding=duck_enc, quotechar='"', escapechar='"',
+        try:
+            for _ in range(len(names) + 1):
+                try:
+                    rel = con.read_csv(
+                        str(target), header=True, sep=delim, names=names, dtype=types or None,
+                        encoding=duck_enc, quotechar='"', escapechar='"',
+                    )
+                    con.execute("DROP TABLE IF EXISTS raw")
+                    rel.create("raw")
+                    break
+                except duckdb.ConversionException as exc:
+                    m = _CONVERT_RE.search(str(exc))
+                    if not m or m.group("col").replace('""', '"') in types:
+                        raise
+                    # A later value does not fit the sniffed type: keep that column as text.
+                    types[m.group("col").replace('""', '"')] = "VARCHAR"
+        except duckdb.Error as exc:
+            precise = _diagnose_csv(path, enc, delim, len(names))
+            if precise is not None:
+                raise precise from None
+            msg = str(exc).split("\n")
+            line = _LINE_RE.search(str(exc))
+            raise SourceFormatError(
+                f"cannot read as CSV: {msg[0]}" + (f" {msg[2]}" if len(msg) > 2 and line else ""),
+                source=str(path), row=int(line.group(1)) - 1 if line else None,
+            ) from None
+        rows = int(con.execute("SELECT count(*) FROM raw").fetchone()[0])
+        if not path.name.lower().endswith(".gz") and rows != _count_records(target):
+            # DuckDB's sniffer can give up on a small file and return no rows; never lose rows silently.
+            precise = _diagnose_csv(path, enc, delim, len(names))
+            if precise is not None:
+                raise precise
+            expected = _count_records(target, exact=True, delimiter=delim)
+            if rows != expected:
+                raise SourceFormatError(
+                    f"could read only {rows:,} of {expected:,} rows as CSV; check the quoting and "
+                    "delimiter (or pass --delimiter)", source=str(path),
                 )
-                con.execute("DROP TABLE IF EXISTS raw")
-                rel.create("raw")
-                break
-            except duckdb.ConversionException as exc:
-                m = _CONVERT_RE.search(str(exc))
-                if not m or m.group("col").replace('""', '"') in types:
-                    raise
-                # A later value does not fit the sniffed type: keep that column as text.
-                types[m.group("col").replace('""', '"')] = "VARCHAR"
-    except duckdb.Error as exc:
-        precise = _diagnose_csv(path, enc, delim, len(names))
-        if precise is not None:
-            raise precise from None
-        msg = str(exc).split("\n")
-        line = _LINE_RE.search(str(exc))
-        raise SourceFormatError(
-            f"cannot read as CSV: {msg[0]}" + (f" {msg[2]}" if len(msg) > 2 and line else ""),
-            source=str(path), row=int(line.group(1)) - 1 if line else None,
-        ) from None
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-    rows = con.execute("SELECT count(*) FROM raw").fetchone()[0]
-    return SourceInfo("csv", str(path), content_hash, int(rows))
+    return SourceInfo("csv", str(path), content_hash, rows)
+
+
+def _count_records(path: Path, *, exact: bool = False, delimiter: str = ",") -> int:
+    """Data rows in a (UTF-8) CSV: by newlines (fast), or with Python's csv parser (``exact``)."""
+    if exact:
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            return sum(1 for row in csv.reader(f, delimiter=delimiter) if row) - 1
+    lines = 0
+    last = b"\n"
+    blank = 0
+    with open(path, "rb") as f:
+        prev = b"\n"
+        for block in iter(lambda: f.read(4 << 20), b""):
+            lines += block.count(b"\n")
+            blank += block.count(b"\n\n") + (1 if prev == b"\n" and block[:1] == b"\n" else 0)
+            prev = block[-1:]
+            last = block[-1:]
+    if last != b"\n":
+        lines += 1
+    return lines - blank - 1
 
 
 # -- Parquet and JSON ----------------------------------------------------------------
