@@ -436,3 +436,47 @@ def test_workspace_errors(tmp_path: Path) -> None:
     (tmp_path / "full" / "x.txt").write_text("x")
     with pytest.raises(WorkspaceError, match="not a workspace"):
         Workspace.init(tmp_path / "full")
+
+
+# -- the real logs in ../shared: counts equal pm4py's ---------------------------------------
+REAL_XES = [
+    "running-example.xes", "receipt.xes.gz", "helpdesk.xes.gz", "teleclaims.xes.gz",
+    "repairExample.xes.gz", "reviewing.xes", "roadtraffic100traces.xes",
+    "SEPSIS_1t_per_variant.xes.gz", "bpic2013_incidents.xes.gz",
+    pytest.param("bpic2012.xes.gz", marks=pytest.mark.slow),
+]
+
+
+def _pm4py_counts(df: pd.DataFrame) -> tuple[int, int, int]:
+    return len(df), int(df["case:concept:name"].nunique()), int(df["concept:name"].nunique())
+
+
+@pytest.mark.parametrize("name", REAL_XES)
+def test_real_xes_counts_equal_pm4py(ws: Workspace, shared_logs: Path, name: str) -> None:
+    import pm4py
+
+    path = shared_logs / name
+    result = ws.ingest(path, log="real")
+    info = ws.info("real")
+    expected = _pm4py_counts(pm4py.read_xes(str(path)))
+    assert (info.events, info.cases, info.activities) == expected
+    assert result.quality.dropped == 0
+
+
+@pytest.mark.parametrize("name", ["running-example.csv", "receipt.csv", "receipt.parquet"])
+def test_real_tables_count_equal_pm4py(ws: Workspace, shared_logs: Path, name: str) -> None:
+    import pm4py
+
+    path = shared_logs / name
+    df = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+    df = pm4py.format_dataframe(df, case_id="case:concept:name", activity_key="concept:name",
+                                timestamp_key="time:timestamp")
+    ws.ingest(path, log="real")
+    info = ws.info("real")
+    assert (info.events, info.cases, info.activities) == _pm4py_counts(df)
+
+
+def test_interval_log_has_start_timestamps(ws: Workspace, shared_logs: Path) -> None:
+    ws.ingest(shared_logs / "interval_event_log.csv", log="iv")
+    inst = ws.activity_instances("iv")
+    assert len(inst) == 8109 and (inst["duration_seconds"] >= 0).all()

@@ -12,10 +12,8 @@ import functools
 import json
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,35 +73,6 @@ def cli_endpoint(func: F) -> F:
 
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
-
-
-@contextmanager
-def progress_display(enabled: bool = True, delay: float = 1.0) -> Iterator[Callable[[str, int, int | None], None]]:
-    """A progress callback that shows a rich display on stderr once work lasts ``delay`` s."""
-    if not enabled or os.environ.get("PROCESTRA_NO_PROGRESS"):
-        yield lambda stage, done, total: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    progress = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-        TextColumn("{task.completed:,.0f}"), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=True,
-    )
-    task = progress.add_task("starting", total=None)
-    timer = threading.Timer(delay, progress.start)
-    timer.daemon = True
-    timer.start()
-
-    def update(stage: str, done: int, total: int | None) -> None:
-        progress.update(task, description=stage, completed=done, total=total)
-
-    try:
-        yield update
-    finally:
-        timer.cancel()
-        progress.stop()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -166,10 +135,9 @@ def ingest(state: _State, source: str, log: str, case: str | None, activity: str
     schema = LogSchema(case=case, activity=activity, timestamp=timestamp, start_timestamp=start_timestamp,
                        resource=resource, lifecycle=lifecycle, case_attributes=tuple(case_attributes))
     mode = "replace" if replace else "append" if append else "create"
-    with progress_display(not as_json) as progress:
-        result = ws.ingest(source, log=log, schema=schema, mode=mode, timestamp_format=timestamp_format,
-                           timezone=timezone, delimiter=delimiter, encoding=encoding, sql=sql,
-                           on_bad_rows=on_bad_rows, progress=progress)
+    result = ws.ingest(source, log=log, schema=schema, mode=mode, timestamp_format=timestamp_format,
+                       timezone=timezone, delimiter=delimiter, encoding=encoding, sql=sql,
+                       on_bad_rows=on_bad_rows, progress=not as_json)
     if as_json:
         _emit_json(result.to_dict())
         return

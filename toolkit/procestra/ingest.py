@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import time
 import uuid
@@ -33,7 +34,8 @@ import duckdb
 from .errors import DataError, InvalidArgumentError, TimestampError, UserError
 from .quality import QualityIssue, QualityReport, check_quality
 from .schema import LogSchema, detect_schema
-from .sources import Progress, SourceInfo, detect_kind, file_hash, mask_url, read_source
+from .progress import Progress, progress_display
+from .sources import SourceInfo, detect_kind, file_hash, mask_url, read_source
 from .store import quote_ident, table_names
 
 if TYPE_CHECKING:
@@ -128,7 +130,7 @@ def ingest(
     encoding: str | None = None,
     sql: str | None = None,
     on_bad_rows: Literal["fail", "drop"] = "fail",
-    progress: Progress | None = None,
+    progress: Progress | bool = True,
 ) -> LoadResult:
     """Load ``source`` (a path, a database URL with ``sql``, or a DataFrame) as log ``log``.
 
@@ -136,11 +138,25 @@ def ingest(
     read in ``timezone`` and stored in UTC. Values that are present but unparseable
     fail the load unless ``on_bad_rows="drop"``; rows lacking a case, activity or
     timestamp are always dropped and reported. The store changes only if the whole
-    load succeeds.
+    load succeeds. ``progress`` is a callback ``(stage, done, total)``, or True for a
+    display that appears when the load lasts more than a second.
 
     >>> ws = Workspace.init("ws")
     >>> ingest(ws, "orders.csv", log="orders", timezone="Europe/Amsterdam").quality
     """
+    if callable(progress):
+        return _ingest(workspace, source, log, schema, mode, timestamp_format, timezone, delimiter,
+                       encoding, sql, on_bad_rows, progress)
+    with progress_display(bool(progress)) as report:
+        return _ingest(workspace, source, log, schema, mode, timestamp_format, timezone, delimiter,
+                       encoding, sql, on_bad_rows, report)
+
+
+def _ingest(
+    workspace: Workspace, source: Any, log: str, schema: LogSchema | None, mode: Mode,
+    timestamp_format: str | None, timezone: str, delimiter: str | None, encoding: str | None,
+    sql: str | None, on_bad_rows: str, report: Progress,
+) -> LoadResult:
     started = time.perf_counter()
     validate_log_name(log)
     if mode not in ("create", "replace", "append"):
@@ -164,7 +180,6 @@ def ingest(
     }
     opt_hash = _options_hash(options)
     store = workspace.store
-    report = progress or (lambda stage, done, total: None)
 
     # Cheap idempotency check before any work, for files.
     if kind not in ("frame", "sqlite", "postgres") or (kind == "sqlite" and Path(str(source)).is_file()):
@@ -180,6 +195,8 @@ def ingest(
         try:
             con.execute("SET TimeZone = 'UTC'")
             con.execute(f"SET temp_directory = {_lit(str(workspace.tmp_dir))}")
+            # Bounded memory: large loads spill to the staging file instead of growing RSS.
+            con.execute("SET memory_limit = ?", [os.environ.get("PROCESTRA_STAGING_MEMORY", "1GB")])
             info = read_source(
                 con, source, kind=kind, sql=sql, delimiter=delimiter, encoding=encoding,
                 string_columns=lambda names: _text_roles(names, schema), progress=report,

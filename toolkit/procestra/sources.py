@@ -26,12 +26,10 @@ import duckdb
 import pyarrow as pa
 
 from .errors import InvalidArgumentError, SourceConnectionError, SourceFormatError
+from .progress import Progress
 from .store import quote_ident
 
 __all__ = ["SourceInfo", "detect_kind", "read_source"]
-
-Progress = Callable[[str, int, int | None], None]
-"""``progress(stage, done, total)``; ``total`` None when unknown."""
 
 _KINDS_BY_SUFFIX = {
     ".csv": "csv", ".tsv": "csv", ".txt": "csv",
