@@ -30,9 +30,12 @@ demo: $(STAMP) sysdeps
 	@rm -rf $(DEMO_WS)
 	$(BIN)/procestra -w $(DEMO_WS) init
 	$(BIN)/procestra generate --events 200000 --seed 7 --out $(DEMO_WS)/tmp/loan-200k.parquet
-	$(BIN)/procestra -w $(DEMO_WS) ingest event_logs/loan-sample.csv --log loan --timezone Europe/Amsterdam
+	$(BIN)/procestra -w $(DEMO_WS) ingest event_logs/loan-sample.csv --log loan \
+		--case-attribute amount --case-attribute channel --timezone Europe/Amsterdam
 	$(BIN)/procestra -w $(DEMO_WS) ingest $(DEMO_WS)/tmp/loan-200k.parquet --log loan-200k
-	$(BIN)/procestra -w $(DEMO_WS) ingest event_logs/loan-sample.csv --log loan --timezone Europe/Amsterdam
+	@echo "--- loading the same file again is a no-op:"
+	$(BIN)/procestra -w $(DEMO_WS) ingest event_logs/loan-sample.csv --log loan \
+		--case-attribute amount --case-attribute channel --timezone Europe/Amsterdam
 	$(BIN)/procestra -w $(DEMO_WS) logs
 	$(BIN)/procestra -w $(DEMO_WS) info loan
 	$(BIN)/procestra -w $(DEMO_WS) info loan --json

@@ -63,7 +63,7 @@ def to_arrow(workspace: Workspace, log: str) -> pa.Table:
     """``log`` as an Arrow table in pm4py's column format."""
     with workspace.store.read() as con:
         log_id = workspace.store.log_id(con, log)
-        return con.execute(pm4py_select(con, log_id)).to_arrow_table()
+        return con.sql(pm4py_select(con, log_id)).to_arrow_table()
 
 
 def to_pandas(workspace: Workspace, log: str) -> pd.DataFrame:
@@ -99,7 +99,7 @@ def export(workspace: Workspace, log: str, to: str | os.PathLike[str]) -> Path:
             if kind == "xes":
                 from .xes import write_xes
 
-                reader = con.execute(query).to_arrow_reader(100_000)
+                reader = con.sql(query).to_arrow_reader(100_000)
                 write_xes((pa.Table.from_batches([b]) for b in reader), tmp,
                           gzip=name.endswith(".gz"))
             else:
