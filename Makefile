@@ -18,12 +18,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	@touch $(STAMP)
 
-# System packages: Graphviz for diagrams, PostgreSQL for the database-source tests.
+# System packages: Graphviz for diagrams, PostgreSQL for the database-source tests,
+# Chromium and npm (bpmn-js) for the browser tests. Installed only when missing.
 sysdeps:
-	@if ! command -v dot >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		echo "installing Debian packages: graphviz postgresql"; \
+	@missing=""; \
+	command -v dot >/dev/null || missing="$$missing graphviz"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq graphviz postgresql >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 demo: $(STAMP) sysdeps

@@ -13,6 +13,7 @@ from .errors import (
     InvalidArgumentError,
     LogNotFoundError,
     MappingError,
+    ModelError,
     ProcestraError,
     SourceConnectionError,
     SourceError,
@@ -23,14 +24,17 @@ from .errors import (
     UserError,
     WorkspaceError,
 )
+from .bpmn import bpmn_to_petri, read_bpmn, write_bpmn
 from .ingest import LoadResult, ingest
 from .quality import QualityIssue, QualityReport
+from .render import DFG, render, save, show
 from .schema import LogSchema
 from .workspace import LogInfo, Workspace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DFG",
     "DataError",
     "InvalidArgumentError",
     "LoadResult",
@@ -38,6 +42,7 @@ __all__ = [
     "LogNotFoundError",
     "LogSchema",
     "MappingError",
+    "ModelError",
     "ProcestraError",
     "QualityIssue",
     "QualityReport",
@@ -51,5 +56,11 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "__version__",
+    "bpmn_to_petri",
     "ingest",
+    "read_bpmn",
+    "render",
+    "save",
+    "show",
+    "write_bpmn",
 ]

@@ -13,6 +13,8 @@ and exits with code 2. Everything else is a failure of ours or of the machine
     │   ├── WorkspaceError             no workspace, or not a workspace
     │   ├── LogNotFoundError           an unknown log name
     │   ├── InvalidArgumentError       an option or argument out of range
+    │   ├── EmptyResultError           a filter left no events where some are needed
+    │   ├── ModelError                 a process model file is not BPMN, or is broken
     │   ├── SourceError                a source cannot be read
     │   │   ├── SourceFormatError      malformed file (not XES, ragged CSV, ...)
     │   │   └── SourceConnectionError  a database refused or failed the query
@@ -27,9 +29,11 @@ from __future__ import annotations
 
 __all__ = [
     "DataError",
+    "EmptyResultError",
     "InvalidArgumentError",
     "LogNotFoundError",
     "MappingError",
+    "ModelError",
     "ProcestraError",
     "SourceConnectionError",
     "SourceError",
@@ -77,6 +81,30 @@ class InvalidArgumentError(UserError):
     def __init__(self, message: str, *, parameter: str | None = None) -> None:
         super().__init__(message)
         self.parameter = parameter
+
+
+class ModelError(UserError):
+    """A process model that cannot be read: not XML, not BPMN, or inconsistent.
+
+    ``path`` names the file, ``element`` the id of the offending element, if any.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, element: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.element = element
+        self.reason = message
+
+
+class EmptyResultError(UserError):
+    """A filter kept no events, and the caller needs some (saving a log, discovery).
+
+    Statistics on an empty selection return empty results instead.
+    """
+
+    def __init__(self, message: str, *, filter: str | None = None) -> None:
+        super().__init__(message)
+        self.filter = filter
 
 
 class SourceError(UserError):

@@ -1,0 +1,576 @@
+"""Process statistics in DuckDB SQL: DFGs, variants, durations, activities, resources, times.
+
+Every function takes ``(workspace, log, filter=None)`` (see :mod:`procestra.filters`),
+opens a short read connection, and returns a frozen result that displays itself in
+a notebook and converts with ``.to_pandas()`` (DFGs and variants also ``.to_pm4py()``).
+An empty selection gives empty results, never an error.
+
+>>> d = stats.dfg(ws, "loans", Filter.variants(top=10))
+>>> dfg, start, end = d.to_pm4py()          # the same dicts as pm4py.discover_dfg
+
+**Order within a case** is by timestamp, ties by ``event_id`` (position in the
+source). That is pm4py's order, found by reading its source (2.7.x):
+
+- ``pm4py.read_xes`` does *not* sort: it returns events in file order (its
+  ``format_dataframe`` step is off by default). ``pm4py.format_dataframe`` sorts
+  by case, timestamp and original row (a stable sort), so ties keep file order.
+- ``discover_dfg`` / ``discover_performance_dfg`` sort (stably) by case,
+  ``start_timestamp``, timestamp; without a ``start_timestamp`` column they use
+  the timestamp alone. ``get_variants`` does not sort at all and slices the frame
+  as it is, assuming each case's rows are contiguous and ordered;
+  ``get_start_activities``/``get_end_activities`` take the first/last row per case
+  in frame order; ``get_all_case_durations`` is last minus first row's timestamp.
+  On a frame read from XES or formatted by ``format_dataframe`` (the real logs are
+  in timestamp order within each trace; ties are common) all of these equal ours.
+- So on logs *with start timestamps* pm4py is inconsistent with itself: its DFG
+  orders by start time, its variants by completion time. We order by completion
+  time everywhere (so the DFG is derivable from the variants); on such logs we
+  equal pm4py's DFG computed without the ``start_timestamp`` column. Likewise its
+  performance DFG then measures previous completion to next *start*; ours always
+  measures completion to completion (:func:`activity_times` has waiting times).
+- Nothing in pm4py's DFG, variants or durations filters lifecycle transitions:
+  ``start``/``schedule``/``complete`` events all count. We do the same; use
+  ``Filter.event_attribute("lifecycle", ["complete"], level="event")`` to keep one.
+- ``filter_variants_top_k`` breaks count ties by the variant tuple, descending;
+  :func:`variants` lists variants in that order, so ``Filter.variants(top=k)``
+  keeps exactly its first k rows.
+
+**Derived data.** :func:`derive` precomputes, per log, what no case-level filter
+can change: ``ac_<id>`` (activity codes), ``va_<id>`` (one row per variant:
+``variant_id, activities, codes, n_events, cases, duration_us``) and ``cv_<id>``
+(one row per case: ``case_id, variant_id, n_events, first_ts, last_ts, ts_us``, the
+last being the case's timestamps in order, as epoch microseconds). Unfiltered, the
+frequency DFG, start/end activities and variants read only ``va_<id>``; case-level
+filters become predicates on one scan of ``cv_<id>``; the performance DFG unnests
+``ts_us`` beside the variant's activity codes, with no per-case sort. Logs without
+derived data (or after an event-level filter) get the same answers from
+``list(... ORDER BY ts, event_id)`` over the events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import math
+import zoneinfo
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import duckdb
+import pyarrow as pa
+
+from .errors import InvalidArgumentError
+from .filters import Filter, FilterPlan, derived_marker, derived_tables, plan_filter
+from .store import table_names
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .workspace import Workspace
+
+__all__ = [
+    "DFG", "ActivityStats", "ActivityTimes", "ArrivalRate", "CaseDurations", "Handover", "PerformanceDFG",
+    "ResourceStats", "Rework", "Variants", "activity_stats", "activity_times", "arrival_rate",
+    "case_durations", "derive", "derive_log", "dfg", "drop_derived", "handover", "performance_dfg",
+    "resource_stats", "rework", "variants",
+]
+
+_SECONDS = "CAST({} AS DOUBLE) / 1e6"  # microseconds -> seconds
+
+
+# -- derived data -----------------------------------------------------------------------
+def derive(con: duckdb.DuckDBPyConnection, log_id: int) -> None:
+    """(Re)build the derived tables of log ``log_id`` inside the caller's write transaction.
+
+    Call it after every change to ``ev_<id>`` (create, replace, append). It marks
+    ``ev_<id>`` with a comment naming its row count; readers use the derived tables
+    only while that comment matches, so a forgotten call costs speed, never correctness.
+    """
+    ev = table_names(log_id)[0]
+    va, cv, ac = derived_tables(log_id)
+    con.execute(f"CREATE OR REPLACE TABLE {ac} AS SELECT (row_number() OVER (ORDER BY activity) - 1)::INTEGER "
+                f"AS code, activity FROM (SELECT DISTINCT activity FROM {ev})")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE __procestra_seq AS
+        SELECT e.case_id, list(a.code ORDER BY e.ts, e.event_id) AS codes, count(*)::INTEGER AS n_events,
+               min(e.ts) AS first_ts, max(e.ts) AS last_ts, list(epoch_us(e.ts) ORDER BY e.ts, e.event_id) AS ts_us
+        FROM {ev} e JOIN {ac} a USING (activity) GROUP BY e.case_id"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {va} AS
+        WITH g AS (SELECT codes, count(*) AS cases, sum(epoch_us(last_ts) - epoch_us(first_ts)) AS duration_us
+                   FROM __procestra_seq GROUP BY codes),
+             n AS (SELECT list(activity ORDER BY code) AS names FROM {ac}),
+             v AS (SELECT g.*, list_transform(g.codes, lambda c: n.names[c + 1]) AS activities FROM g, n)
+        SELECT (row_number() OVER (ORDER BY cases DESC, activities DESC) - 1)::INTEGER AS variant_id,
+               activities, codes, len(codes)::INTEGER AS n_events, cases, duration_us::BIGINT AS duration_us
+        FROM v ORDER BY variant_id"""
+    )
+    con.execute(f"CREATE OR REPLACE TABLE {cv} AS SELECT s.case_id, v.variant_id, s.n_events, s.first_ts, "
+                f"s.last_ts, s.ts_us FROM __procestra_seq s JOIN {va} v USING (codes)")
+    con.execute("DROP TABLE __procestra_seq")
+    rows = con.execute(f"SELECT count(*) FROM {ev}").fetchone()[0]
+    con.execute(f"COMMENT ON TABLE {ev} IS '{derived_marker(rows)}'")
+
+
+def drop_derived(con: duckdb.DuckDBPyConnection, log_id: int) -> None:
+    """Drop the derived tables of ``log_id`` (for ``Workspace.drop``)."""
+    for t in derived_tables(log_id):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+def derive_log(workspace: Workspace, log: str) -> None:
+    """Build the derived tables of ``log`` in their own write transaction (for logs loaded earlier)."""
+    with workspace.store.write() as con:
+        con.execute("BEGIN TRANSACTION")
+        derive(con, workspace.store.log_id(con, log))
+        con.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def _planned(workspace: Workspace, log: str, flt: Filter | None) -> Iterator[FilterPlan]:
+    with workspace.store.read() as con:
+        yield plan_filter(con, workspace.store.log_id(con, log), flt)
+
+
+# -- results ----------------------------------------------------------------------------
+def _html_table(title: str, table: pa.Table, limit: int = 20) -> str:
+    head = table.slice(0, limit).to_pylist()
+    cols = table.column_names
+    more = f" (first {limit} of {table.num_rows:,})" if table.num_rows > limit else f" ({table.num_rows:,} rows)"
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:,.4g}"
+        if isinstance(v, list):
+            v = " → ".join(map(str, v))
+        return "" if v is None else html.escape(str(v))
+
+    rows = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>" for r in head)
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    return f"<p><b>{html.escape(title)}</b>{more}</p><table><tr>{header}</tr>{rows}</table>"
+
+
+@dataclass(frozen=True, eq=False)
+class _Table:
+    """A tabular result held as an immutable Arrow table."""
+
+    table: pa.Table
+    title: ClassVar[str] = ""
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def to_arrow(self) -> pa.Table:
+        return self.table
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.table.to_pandas()
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        """One dict per row."""
+        return self.table.to_pylist()
+
+    def _repr_html_(self) -> str:
+        return _html_table(self.title, self.table)
+
+
+def _arrow(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist([dict(zip(schema.names, r)) for r in rows], schema=schema)
+
+
+_COUNTS = pa.schema([("activity", pa.string()), ("count", pa.int64())])
+
+
+@dataclass(frozen=True, eq=False)
+class DFG:
+    """Directly-follows graph by frequency, with start/end activities and activity counts."""
+
+    edges: pa.Table  # source, target, count
+    start_activities: pa.Table  # activity, count
+    end_activities: pa.Table
+    activities: pa.Table  # events per activity
+    cases: int
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The edges: ``source, target, count``."""
+        return self.edges.to_pandas()
+
+    def to_pm4py(self) -> tuple[dict[tuple[str, str], int], dict[str, int], dict[str, int]]:
+        """``(dfg, start_activities, end_activities)`` as ``pm4py.discover_dfg`` returns them."""
+        e = self.edges.to_pydict()
+        return (dict(zip(zip(e["source"], e["target"]), e["count"])), _as_dict(self.start_activities),
+                _as_dict(self.end_activities))
+
+    def _repr_html_(self) -> str:
+        return (_html_table(f"DFG of {self.cases:,} cases: edges", self.edges)
+                + _html_table("start activities", self.start_activities)
+                + _html_table("end activities", self.end_activities))
+
+
+def _as_dict(t: pa.Table) -> dict[str, int]:
+    d = t.to_pydict()
+    return dict(zip(d["activity"], d["count"]))
+
+
+_AGGREGATIONS = ("mean", "median", "max", "min", "sum", "stdev")
+
+
+@dataclass(frozen=True, eq=False)
+class PerformanceDFG:
+    """Directly-follows graph with the seconds between the two events' (completion) timestamps."""
+
+    edges: pa.Table  # source, target, count, mean, median, min, max, total, stdev (seconds)
+    start_activities: pa.Table
+    end_activities: pa.Table
+    cases: int
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.edges.to_pandas()
+
+    def to_pm4py(self, aggregation: str = "all") -> tuple[dict[tuple[str, str], Any], dict[str, int], dict[str, int]]:
+        """As ``pm4py.discover_performance_dfg(perf_aggregation_key=aggregation)`` (``all``: a dict per edge)."""
+        if aggregation != "all" and aggregation not in _AGGREGATIONS:
+            raise InvalidArgumentError(f"aggregation must be 'all' or one of {', '.join(_AGGREGATIONS)}",
+                                       parameter="aggregation")
+        out: dict[tuple[str, str], Any] = {}
+        for r in self.edges.to_pylist():
+            vals = {"mean": r["mean"], "median": r["median"], "max": r["max"], "min": r["min"],
+                    "sum": r["total"], "stdev": r["stdev"] if r["stdev"] is not None else math.nan}
+            out[(r["source"], r["target"])] = vals if aggregation == "all" else vals[aggregation]
+        return out, _as_dict(self.start_activities), _as_dict(self.end_activities)
+
+    def _repr_html_(self) -> str:
+        return _html_table(f"performance DFG of {self.cases:,} cases (seconds)", self.edges)
+
+
+@dataclass(frozen=True, eq=False)
+class Variants(_Table):
+    """Variants by count (desc), ties by sequence (desc): ``activities, count, share, mean_duration_s``."""
+
+    cases: int = 0
+    title: ClassVar[str] = "variants"
+
+    def to_pandas(self) -> pd.DataFrame:
+        df = self.table.to_pandas()
+        df["activities"] = df["activities"].map(tuple)
+        return df
+
+    def to_pm4py(self) -> dict[tuple[str, ...], int]:
+        """``{activity tuple: cases}`` as ``pm4py.get_variants`` returns it."""
+        d = self.table.select(["activities", "count"]).to_pydict()
+        return {tuple(a): n for a, n in zip(d["activities"], d["count"])}
+
+
+@dataclass(frozen=True, eq=False)
+class CaseDurations(_Table):
+    """One row per case: ``case_id, start, end, duration_s`` (last minus first timestamp)."""
+
+    title: ClassVar[str] = "case durations"
+
+    def to_pm4py(self) -> list[float]:
+        """The sorted durations, as ``pm4py.get_all_case_durations`` returns them."""
+        return sorted(self.table.column("duration_s").to_pylist())
+
+    @property
+    def mean(self) -> float | None:
+        import pyarrow.compute as pc
+
+        return pc.mean(self.table.column("duration_s")).as_py()
+
+    @property
+    def median(self) -> float | None:
+        import pyarrow.compute as pc
+
+        return pc.approximate_median(self.table.column("duration_s")).as_py() if len(self) else None
+
+
+@dataclass(frozen=True, eq=False)
+class ActivityStats(_Table):
+    """Per activity: ``events, cases, instances, mean_service_s, median_service_s`` (service: None if unknown)."""
+
+    title: ClassVar[str] = "activities"
+
+
+@dataclass(frozen=True, eq=False)
+class ResourceStats(_Table):
+    """Per resource: ``events, cases, activities`` (distinct) and ``share`` of the events with a resource."""
+
+    title: ClassVar[str] = "resources"
+
+
+@dataclass(frozen=True, eq=False)
+class Handover(_Table):
+    """Work passed from one resource to another by consecutive events: ``source, target, count, cases``."""
+
+    title: ClassVar[str] = "handover of work"
+
+
+@dataclass(frozen=True, eq=False)
+class Rework(_Table):
+    """Per repeated activity: ``cases`` repeating it, ``extra`` occurrences beyond the first,
+    ``cases_with_activity``."""
+
+    title: ClassVar[str] = "rework"
+
+
+@dataclass(frozen=True, eq=False)
+class ActivityTimes(_Table):
+    """Per activity: ``instances`` and service and waiting seconds (mean, median).
+
+    ``basis`` says where start times came from: ``start_ts``, ``lifecycle`` (start/complete
+    pairs) or ``none`` (no start information: the times are None).
+    """
+
+    basis: str = "none"
+    title: ClassVar[str] = "service and waiting times"
+
+
+@dataclass(frozen=True, eq=False)
+class ArrivalRate(_Table):
+    """Cases started per ``every`` bucket (``bucket``: local time in ``timezone``), empty buckets included."""
+
+    every: str = "day"
+    timezone: str = "UTC"
+    title: ClassVar[str] = "cases started"
+
+
+# -- frequency and performance DFG ---------------------------------------------------------
+def _endpoint_rows(plan: FilterPlan) -> list[tuple[Any, ...]]:
+    """(kind, a, b, count) rows: 0 edges, 1 start, 2 end, 3 activity counts; from the variants."""
+    v = plan.add(f"SELECT activities, cases FROM {plan.variants_rel(durations=False)}", materialized=True)
+    return plan.run(
+        f"""SELECT 0, s, t, sum(cases)::BIGINT FROM (SELECT unnest(activities[:-2]) AS s,
+                   unnest(activities[2:]) AS t, cases FROM {v}) GROUP BY s, t
+        UNION ALL SELECT 1, activities[1], NULL, sum(cases)::BIGINT FROM {v} GROUP BY activities[1]
+        UNION ALL SELECT 2, activities[-1], NULL, sum(cases)::BIGINT FROM {v} GROUP BY activities[-1]
+        UNION ALL SELECT 3, a, NULL, sum(cases)::BIGINT FROM (SELECT unnest(activities) AS a, cases FROM {v})
+                  GROUP BY a"""
+    ).fetchall()
+
+
+def _counts(rows: list[tuple[Any, ...]], kind: int) -> pa.Table:
+    picked = sorted(((r[1], int(r[3])) for r in rows if r[0] == kind), key=lambda x: (-x[1], x[0]))
+    return _arrow(picked, _COUNTS)
+
+
+def dfg(workspace: Workspace, log: str, filter: Filter | None = None) -> DFG:
+    """The directly-follows graph by frequency, with start and end activities.
+
+    Equals ``pm4py.discover_dfg`` on the same events (see the module docstring for order).
+
+    >>> dfg(ws, "loans").to_pm4py()
+    """
+    with _planned(workspace, log, filter) as plan:
+        rows = _endpoint_rows(plan)
+    edges = sorted(((r[1], r[2], int(r[3])) for r in rows if r[0] == 0), key=lambda x: (-x[2], x[0], x[1]))
+    schema = pa.schema([("source", pa.string()), ("target", pa.string()), ("count", pa.int64())])
+    start = _counts(rows, 1)
+    return DFG(_arrow(edges, schema), start, _counts(rows, 2), _counts(rows, 3),
+               int(sum(start.column("count").to_pylist())))
+
+
+_PERF_SCHEMA = pa.schema([("source", pa.string()), ("target", pa.string()), ("count", pa.int64()),
+                          ("mean", pa.float64()), ("median", pa.float64()), ("min", pa.float64()),
+                          ("max", pa.float64()), ("total", pa.float64()), ("stdev", pa.float64())])
+
+
+def performance_dfg(workspace: Workspace, log: str, filter: Filter | None = None) -> PerformanceDFG:
+    """Per directly-follows edge: count and mean, median, min, max, total and stdev of the seconds between
+    the two events' timestamps. Equals ``pm4py.discover_performance_dfg`` on logs without start timestamps.
+    """
+    with _planned(workspace, log, filter) as plan:
+        seq = plan.seq_rel()
+        key = "codes" if plan.fast else "activities"
+        pairs = (f"SELECT s, t, {_SECONDS.format('t2 - t1')} AS d FROM (SELECT unnest({key}[:-2]) AS s, "
+                 f"unnest({key}[2:]) AS t, unnest(ts_us[:-2]) AS t1, unnest(ts_us[2:]) AS t2 FROM {seq})")
+        agg = (f"SELECT s, t, count(*) AS n, avg(d) AS mean, median(d) AS median, min(d) AS mn, max(d) AS mx, "
+               f"sum(d) AS total, stddev_samp(d) AS sd FROM ({pairs}) GROUP BY s, t")
+        if plan.fast:
+            body = (f"SELECT a1.activity, a2.activity, g.n, g.mean, g.median, g.mn, g.mx, g.total, g.sd "
+                    f"FROM ({agg}) g JOIN {plan.ac} a1 ON a1.code = g.s JOIN {plan.ac} a2 ON a2.code = g.t")
+        else:
+            body = f"SELECT * FROM ({agg})"
+        edges = plan.run(body).fetchall()
+        rows = [r for r in _endpoint_rows(plan) if r[0] in (1, 2)]
+    edges.sort(key=lambda r: (-r[2], r[0], r[1]))
+    start = _counts(rows, 1)
+    return PerformanceDFG(_arrow(edges, _PERF_SCHEMA), start, _counts(rows, 2),
+                          int(sum(start.column("count").to_pylist())))
+
+
+# -- variants and cases ---------------------------------------------------------------
+def variants(workspace: Workspace, log: str, filter: Filter | None = None, *, limit: int | None = None
+             ) -> Variants:
+    """Variants with their case count, share of cases and mean case duration (seconds).
+
+    Sorted by count, descending; ties by the activity sequence, descending (pm4py's top-k
+    order). ``limit`` keeps the first rows (shares stay relative to all kept cases).
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidArgumentError(f"limit must be a whole number of at least 1, not {limit!r}", parameter="limit")
+    with _planned(workspace, log, filter) as plan:
+        v = plan.variants_rel(durations=True)
+        table = plan.arrow(
+            f"""SELECT activities, cases::BIGINT AS count, cases / sum(cases) OVER () AS share,
+                   {_SECONDS.format('duration_us')} / cases AS mean_duration_s, sum(cases) OVER () AS __total
+            FROM {v} ORDER BY cases DESC, activities DESC{f' LIMIT {int(limit)}' if limit else ''}"""
+        )
+    total = int(table.column("__total")[0].as_py()) if table.num_rows else 0
+    return Variants(table.drop_columns(["__total"]), cases=total)
+
+
+def case_durations(workspace: Workspace, log: str, filter: Filter | None = None) -> CaseDurations:
+    """Per case: first and last timestamp and the seconds between them, by start time."""
+    with _planned(workspace, log, filter) as plan:
+        table = plan.arrow(
+            f"""SELECT case_id, first_ts AS start, last_ts AS "end",
+                   {_SECONDS.format('epoch_us(last_ts) - epoch_us(first_ts)')} AS duration_s
+            FROM {plan.facts_rel()} ORDER BY first_ts, case_id"""
+        )
+    return CaseDurations(table)
+
+
+def arrival_rate(workspace: Workspace, log: str, filter: Filter | None = None, *,
+                 every: Literal["hour", "day", "week", "month"] = "day", timezone: str = "UTC") -> ArrivalRate:
+    """Cases started per hour, day, week (from Monday) or month, counted in local ``timezone``."""
+    steps = {"hour": "INTERVAL 1 HOUR", "day": "INTERVAL 1 DAY", "week": "INTERVAL 7 DAY",
+             "month": "INTERVAL 1 MONTH"}
+    if every not in steps:
+        raise InvalidArgumentError(f"every must be one of {', '.join(steps)}, not {every!r}", parameter="every")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise InvalidArgumentError(f"unknown timezone {timezone!r}; use an IANA name such as Europe/Amsterdam",
+                                   parameter="timezone") from None
+    with _planned(workspace, log, filter) as plan:
+        tz = plan.param(timezone)
+        g = plan.add(f"SELECT date_trunc('{every}', timezone({tz}, first_ts)) AS bucket, count(*) AS cases "
+                     f"FROM {plan.facts_rel()} GROUP BY 1")
+        table = plan.arrow(
+            f"""SELECT s.bucket, coalesce(g.cases, 0)::BIGINT AS cases
+            FROM (SELECT unnest(generate_series(min(bucket), max(bucket), {steps[every]})) AS bucket FROM {g}) s
+            LEFT JOIN {g} g USING (bucket) ORDER BY s.bucket"""
+        )
+    return ArrivalRate(table, every=every, timezone=timezone)
+
+
+# -- activities, resources, times --------------------------------------------------------
+def _instances(plan: FilterPlan) -> tuple[str, str]:
+    """A CTE of activity instances of the selection, and the basis of their start times.
+
+    Columns: ``case_id, activity, resource, event_id, i_start, i_end, service_s, waiting_s``.
+    Same rules as ``export.activity_instances``: ``start_ts`` where the log has it (one
+    instance per non-start event); else the n-th lifecycle ``start`` paired with the n-th
+    ``complete`` of the same case and activity; else each event, with no start time.
+    Waiting: from the latest end among the case's earlier instances to this start (>= 0).
+    """
+    has_start_ts, has_start_lc = plan.con.execute(
+        f"SELECT count(start_ts) > 0, count(*) FILTER (WHERE lower(lifecycle) = 'start') > 0 FROM {plan.ev}"
+    ).fetchone()
+    e = plan.events_rel()
+    if has_start_ts:
+        basis = "start_ts"
+        inst = (f"SELECT case_id, activity, resource, event_id, coalesce(start_ts, ts) AS i_start, ts AS i_end "
+                f"FROM {e} WHERE lifecycle IS NULL OR lower(lifecycle) = 'complete'")
+    elif has_start_lc:
+        basis = "lifecycle"
+        k = plan.add(
+            f"""SELECT *, lower(coalesce(lifecycle, 'complete')) AS lc,
+                   row_number() OVER (PARTITION BY case_id, activity, lower(coalesce(lifecycle, 'complete'))
+                                      ORDER BY ts, event_id) AS n
+            FROM {e} WHERE lower(coalesce(lifecycle, 'complete')) IN ('start', 'complete')""")
+        inst = f"""SELECT coalesce(c.case_id, s.case_id) AS case_id, coalesce(c.activity, s.activity) AS activity,
+                   coalesce(c.resource, s.resource) AS resource, coalesce(c.event_id, s.event_id) AS event_id,
+                   coalesce(s.ts, c.ts) AS i_start, coalesce(c.ts, s.ts) AS i_end
+            FROM (SELECT * FROM {k} WHERE lc = 'complete') c
+            FULL JOIN (SELECT * FROM {k} WHERE lc = 'start') s
+              ON s.case_id = c.case_id AND s.activity = c.activity AND s.n = c.n"""
+    else:
+        basis = "none"
+        inst = (f"SELECT case_id, activity, resource, event_id, CAST(NULL AS TIMESTAMPTZ) AS i_start, ts AS i_end "
+                f"FROM {e}")
+    name = plan.add(
+        f"""SELECT *, {_SECONDS.format('epoch_us(i_end) - epoch_us(i_start)')} AS service_s,
+               greatest({_SECONDS.format('epoch_us(i_start) - epoch_us(max(i_end) OVER (PARTITION BY case_id '
+                                         'ORDER BY i_start, i_end, event_id ROWS BETWEEN UNBOUNDED PRECEDING '
+                                         'AND 1 PRECEDING))')}, 0) AS waiting_s
+        FROM ({inst})""", materialized=True)
+    return name, basis
+
+
+def activity_stats(workspace: Workspace, log: str, filter: Filter | None = None) -> ActivityStats:
+    """Per activity: events, cases, instances and service time (mean, median; None without start info)."""
+    with _planned(workspace, log, filter) as plan:
+        inst, _ = _instances(plan)
+        table = plan.arrow(
+            f"""SELECT c.activity, c.events, c.cases, coalesce(i.instances, 0)::BIGINT AS instances,
+                   i.mean_service_s, i.median_service_s
+            FROM (SELECT activity, count(*)::BIGINT AS events, count(DISTINCT case_id)::BIGINT AS cases
+                  FROM {plan.events_rel()} GROUP BY activity) c
+            LEFT JOIN (SELECT activity, count(*) AS instances, avg(service_s) AS mean_service_s,
+                              median(service_s) AS median_service_s FROM {inst} GROUP BY activity) i
+            USING (activity) ORDER BY c.events DESC, c.activity"""
+        )
+    return ActivityStats(table)
+
+
+def activity_times(workspace: Workspace, log: str, filter: Filter | None = None) -> ActivityTimes:
+    """Per activity: instances, service time and waiting time in seconds (mean and median).
+
+    Needs start information: a ``start_ts`` column or lifecycle ``start``/``complete``
+    events; without it the times are None and ``basis`` is ``"none"``.
+    """
+    with _planned(workspace, log, filter) as plan:
+        inst, basis = _instances(plan)
+        table = plan.arrow(
+            f"""SELECT activity, count(*)::BIGINT AS instances, avg(service_s) AS mean_service_s,
+                   median(service_s) AS median_service_s, avg(waiting_s) AS mean_waiting_s,
+                   median(waiting_s) AS median_waiting_s
+            FROM {inst} GROUP BY activity ORDER BY instances DESC, activity"""
+        )
+    return ActivityTimes(table, basis=basis)
+
+
+def resource_stats(workspace: Workspace, log: str, filter: Filter | None = None) -> ResourceStats:
+    """Per resource (events without one are left out): events, cases, distinct activities, share of events."""
+    with _planned(workspace, log, filter) as plan:
+        table = plan.arrow(
+            f"""SELECT resource, count(*)::BIGINT AS events, count(DISTINCT case_id)::BIGINT AS cases,
+                   count(DISTINCT activity)::BIGINT AS activities, count(*) / sum(count(*)) OVER () AS share
+            FROM {plan.events_rel()} WHERE resource IS NOT NULL GROUP BY resource
+            ORDER BY events DESC, resource"""
+        )
+    return ResourceStats(table)
+
+
+def handover(workspace: Workspace, log: str, filter: Filter | None = None) -> Handover:
+    """Handover of work: how often the resource of an event differs from that of the next event of its case.
+
+    Pairs where either resource is missing, or both are the same person, are not handovers.
+    """
+    with _planned(workspace, log, filter) as plan:
+        table = plan.arrow(
+            f"""SELECT source, target, count(*)::BIGINT AS count, count(DISTINCT case_id)::BIGINT AS cases
+            FROM (SELECT case_id, resource AS source,
+                         lead(resource) OVER (PARTITION BY case_id ORDER BY ts, event_id) AS target
+                  FROM {plan.events_rel()})
+            WHERE source IS NOT NULL AND target IS NOT NULL AND source <> target
+            GROUP BY source, target ORDER BY count DESC, source, target"""
+        )
+    return Handover(table)
+
+
+def rework(workspace: Workspace, log: str, filter: Filter | None = None) -> Rework:
+    """Activities done more than once within a case (counting activity instances, so a
+    start/complete pair counts once): the cases and the extra occurrences."""
+    with _planned(workspace, log, filter) as plan:
+        inst, _ = _instances(plan)
+        table = plan.arrow(
+            f"""SELECT activity, count(*) FILTER (WHERE n > 1)::BIGINT AS cases, sum(n - 1)::BIGINT AS extra,
+                   count(*)::BIGINT AS cases_with_activity
+            FROM (SELECT case_id, activity, count(*) AS n FROM {inst} GROUP BY case_id, activity)
+            GROUP BY activity HAVING count(*) FILTER (WHERE n > 1) > 0 ORDER BY cases DESC, activity"""
+        )
+    return Rework(table)
