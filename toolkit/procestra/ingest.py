@@ -2,11 +2,11 @@
 
 A load runs in two phases so that the store's writer lock is held only briefly:
 
-1. *Staging* (no lock): the source is read into a private DuckDB file under the
-   workspace's ``tmp/``, columns are mapped to roles, timestamps parsed and
+1. *Staging* (no lock): the source is read into a private in-memory DuckDB (bounded,
+   spilling to the workspace's ``tmp/``), columns are mapped to roles, timestamps parsed and
    converted to UTC, bad rows found and the quality report made. Any error here
    leaves the store untouched by construction.
-2. *Commit* (writer lock): one transaction attaches the staging file and creates,
+2. *Commit* (writer lock): one transaction streams the staged tables across (Arrow) and creates,
    replaces or appends the log's tables and catalogue rows. A failure rolls back.
 
 Idempotency: a load is identified by the source's content hash and the options
@@ -46,7 +46,7 @@ __all__ = ["LoadResult", "ingest", "validate_log_name"]
 Mode = Literal["create", "replace", "append"]
 
 _LOG_NAME_RE = re.compile(r"^[\w][\w .:@+/\-]{0,127}$", re.UNICODE)
-_ISO_TZ_RE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|z|[+-]\d\d(:?\d\d)?|\s?[A-Za-z]+/[A-Za-z_]+(/[A-Za-z_]+)?|\s?UTC|\s?GMT)$"
+_ISO_TZ_RE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|z|[+-]\d\d(:?\d\d)?|\s?[A-Za-z]+/[A-Za-z_]+(/[A-Za-z_]+)?|\s?UTC|\s?GMT)\s*$"
 _CANDIDATE_FORMATS = (
     "%d-%m-%Y %H:%M:%S", "%d-%m-%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M",
     "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p",
@@ -182,39 +182,36 @@ def _ingest(
     store = workspace.store
 
     # Cheap idempotency check before any work, for files.
+    known_hash: str | None = None
     if kind not in ("frame", "sqlite", "postgres") or (kind == "sqlite" and Path(str(source)).is_file()):
         path = Path(str(source))
         if path.is_file() and path.stat().st_size > 0:
             report("hashing", 0, None)
-            if _already_loaded(workspace, log, mode, file_hash(path), opt_hash):
+            known_hash = file_hash(path)
+            if _already_loaded(workspace, log, mode, known_hash, opt_hash):
                 return _unchanged(workspace, log, shown, started)
 
-    staging = workspace.tmp_dir / f"staging-{uuid.uuid4().hex}.duckdb"
+    # Stage in memory (bounded, spilling to tmp/), outside the store's lock.
+    con = duckdb.connect(":memory:")
     try:
-        con = duckdb.connect(str(staging))
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            con.execute(f"SET temp_directory = {_lit(str(workspace.tmp_dir))}")
-            # Bounded memory: large loads spill to the staging file instead of growing RSS.
-            con.execute("SET memory_limit = ?", [os.environ.get("PROCESTRA_STAGING_MEMORY", "1GB")])
-            info = read_source(
-                con, source, kind=kind, sql=sql, delimiter=delimiter, encoding=encoding,
-                string_columns=lambda names: _text_roles(names, schema), progress=report,
-                tmp_dir=workspace.tmp_dir,
-            )
-            report("mapping and checking", 0, None)
-            quality, mapping = _stage(con, info, schema, timestamp_format, timezone, on_bad_rows)
-        finally:
-            con.close()
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"SET temp_directory = {_lit(str(workspace.tmp_dir / ('spill-' + uuid.uuid4().hex)))}")
+        con.execute("SET memory_limit = ?", [os.environ.get("PROCESTRA_STAGING_MEMORY", "1GB")])
+        info = read_source(
+            con, source, kind=kind, sql=sql, delimiter=delimiter, encoding=encoding,
+            string_columns=lambda names: _text_roles(names, schema), progress=report,
+            tmp_dir=workspace.tmp_dir, content_hash=known_hash,
+        )
+        report("mapping and checking", 0, None)
+        quality, mapping = _stage(con, info, schema, timestamp_format, timezone, on_bad_rows)
         if kind in ("frame", "sqlite", "postgres") and _already_loaded(
             workspace, log, mode, info.content_hash, opt_hash
         ):
             return _unchanged(workspace, log, info.name, started)
         report("writing to the store", 0, None)
-        status, added = _commit(workspace, staging, log, mode, info, mapping, options, opt_hash, quality)
+        status, added = _commit(workspace, con, log, mode, info, mapping, options, opt_hash, quality)
     finally:
-        for p in (staging, Path(str(staging) + ".wal")):
-            p.unlink(missing_ok=True)
+        con.close()
     if status == "unchanged":
         return _unchanged(workspace, log, info.name, started)
     with store.read() as rcon:
@@ -286,6 +283,7 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]
 
 def _ts_expr(
     con: duckdb.DuckDBPyConnection, column: str, typ: str, fmt: str | None, role: str, source: str,
+    tz: str,
 ) -> tuple[str, str | None]:
     """SQL that parses ``column`` to TIMESTAMPTZ (using ``$tz``), and the parser chosen."""
     q = quote_ident(column)
@@ -319,10 +317,14 @@ def _ts_expr(
             ) from None
         parsed = f"try_strptime(trim({q}), {_fmt_param(fmt)})"
         return (parsed if aware else f"timezone($tz, {parsed})"), fmt
-    iso = (
-        f"CASE WHEN regexp_matches(trim({q}), '{_ISO_TZ_RE}') THEN TRY_CAST(trim({q}) AS TIMESTAMPTZ) "
-        f"ELSE timezone($tz, TRY_CAST(trim({q}) AS TIMESTAMP)) END"
-    )
+    if tz == "UTC":
+        # A TIMESTAMPTZ cast reads offsets and takes naive values as UTC: one cast does both.
+        iso = f"TRY_CAST({q} AS TIMESTAMPTZ)"  # the cast itself skips surrounding spaces
+    else:
+        iso = (
+            f"CASE WHEN regexp_matches({q}, '{_ISO_TZ_RE}') THEN TRY_CAST({q} AS TIMESTAMPTZ) "
+            f"ELSE timezone($tz, TRY_CAST({q} AS TIMESTAMP)) END"
+        )
     # Choose the parser that reads most of a sample: ISO 8601 or one known format.
     sample = f"(SELECT {q} AS v FROM raw WHERE nullif(trim({q}), '') IS NOT NULL LIMIT 20000)"
     n_iso, n = con.execute(
@@ -378,34 +380,50 @@ def _stage(
             raise DataError(f"has type {types[col]}; the {role} must be a plain value",
                             source=src, column=col)
 
-    ts_sql, ts_parser = _ts_expr(con, schema.timestamp, types[schema.timestamp], fmt, "timestamp", src)
+    ts_sql, ts_parser = _ts_expr(con, schema.timestamp, types[schema.timestamp], fmt, "timestamp", src, tz)
     if schema.start_timestamp:
         st_sql, _ = _ts_expr(con, schema.start_timestamp, types[schema.start_timestamp], fmt,
-                             "start_timestamp", src)
-        st_raw = f"nullif(trim(CAST({quote_ident(schema.start_timestamp)} AS VARCHAR)), '')"
+                             "start_timestamp", src, tz)
     else:
-        st_sql, st_raw = "CAST(NULL AS TIMESTAMPTZ)", "CAST(NULL AS VARCHAR)"
+        st_sql = "CAST(NULL AS TIMESTAMPTZ)"
 
     def text(col: str | None) -> str:
-        return f"nullif(trim(CAST({quote_ident(col)} AS VARCHAR)), '')" if col else "CAST(NULL AS VARCHAR)"
+        if not col:
+            return "CAST(NULL AS VARCHAR)"
+        q = quote_ident(col)
+        return f"nullif({q}, '')" if types[col] == "VARCHAR" else f"nullif(CAST({q} AS VARCHAR), '')"
 
     params: dict[str, Any] = {"tz": tz} if "$tz" in ts_sql + st_sql else {}
     params.update({name: f for f, name in _FORMAT_PARAMS.items() if f"${name}" in ts_sql + st_sql})
+
+    # Attributes: everything that is not a role, typed as read, carried along under prefixed names.
+    role_cols = set(schema.roles().values())
+    case_cols = list(dict.fromkeys(schema.case_attributes))
+    event_cols = [c for c in names if c not in role_cols and c not in case_cols]
+    carried = "".join(f", {quote_ident(c)} AS {quote_ident('ea:' + c)}" for c in event_cols)
+    carried += "".join(f", {quote_ident(c)} AS {quote_ident('ca:' + c)}" for c in case_cols)
+    pass_on = "".join(f", {quote_ident('ea:' + c)}" for c in event_cols)
+    pass_on += "".join(f", {quote_ident('ca:' + c)}" for c in case_cols)
+    # The raw timestamp text is kept only for rows whose timestamp did not parse ('' = missing).
     con.execute(
-        f"""CREATE TABLE stg0 AS SELECT rowid AS event_id, rowid + 1 AS __row, hash(raw) AS __dup,
-            {text(schema.case)} AS case_id, {text(schema.activity)} AS activity,
-            {ts_sql} AS ts, {st_sql} AS start_ts,
-            {text(schema.lifecycle)} AS lifecycle, {text(schema.resource)} AS resource,
-            {text(schema.timestamp)} AS __ts_raw, {st_raw} AS __st_raw
-        FROM raw""",
+        f"""CREATE TABLE stg0 AS SELECT __rid AS event_id, __rid + 1 AS __row, __dup, case_id, activity,
+            ts, start_ts, lifecycle, resource,
+            CASE WHEN ts IS NULL THEN coalesce(__tsx, '') END AS __ts_bad,
+            CASE WHEN start_ts IS NULL THEN __stx END AS __st_bad{pass_on}
+        FROM (SELECT rowid AS __rid, hash(raw) AS __dup, {text(schema.case)} AS case_id,
+                     {text(schema.activity)} AS activity, {ts_sql} AS ts, {st_sql} AS start_ts,
+                     {text(schema.lifecycle)} AS lifecycle, {text(schema.resource)} AS resource,
+                     {text(schema.timestamp)} AS __tsx, {text(schema.start_timestamp)} AS __stx{carried}
+              FROM raw)""",
         params,
     )
+    con.execute("DROP TABLE raw")
     issues: list[QualityIssue] = []
     bad_ts = con.execute(
-        "SELECT __row, __ts_raw FROM stg0 WHERE ts IS NULL AND __ts_raw IS NOT NULL ORDER BY __row LIMIT 10"
+        "SELECT __row, __ts_bad FROM stg0 WHERE __ts_bad <> '' ORDER BY __row LIMIT 10"
     ).fetchall()
     bad_st = con.execute(
-        "SELECT __row, __st_raw FROM stg0 WHERE start_ts IS NULL AND __st_raw IS NOT NULL ORDER BY __row LIMIT 10"
+        "SELECT __row, __st_bad FROM stg0 WHERE __st_bad IS NOT NULL ORDER BY __row LIMIT 10"
     ).fetchall()
     if (bad_ts or bad_st) and on_bad_rows == "fail":
         column = schema.timestamp if bad_ts else schema.start_timestamp
@@ -416,55 +434,48 @@ def _stage(
         ("missing_case", "rows without a case id", "case_id IS NULL"),
         ("missing_activity", "rows without an activity", "case_id IS NOT NULL AND activity IS NULL"),
         ("missing_timestamp", "rows without a timestamp",
-         "case_id IS NOT NULL AND activity IS NOT NULL AND __ts_raw IS NULL"),
+         "case_id IS NOT NULL AND activity IS NOT NULL AND __ts_bad = ''"),
         ("unparseable_timestamp", "rows with an unparseable timestamp",
-         "case_id IS NOT NULL AND activity IS NOT NULL AND __ts_raw IS NOT NULL "
-         "AND (ts IS NULL OR (start_ts IS NULL AND __st_raw IS NOT NULL))"),
+         "case_id IS NOT NULL AND activity IS NOT NULL AND (__ts_bad <> '' OR __st_bad IS NOT NULL)"),
     )
-    for kind, message, where in checks:
-        n = con.execute(f"SELECT count(*) FROM stg0 WHERE {where}").fetchone()[0]
+    counts = con.execute(
+        "SELECT " + ", ".join(f"count(*) FILTER (WHERE {where})" for _, _, where in checks) + " FROM stg0"
+    ).fetchone()
+    for (kind, message, where), n in zip(checks, counts):
         if n:
             sample = con.execute(
-                f"SELECT __row, coalesce(__ts_raw, '') FROM stg0 WHERE {where} ORDER BY __row LIMIT 10"
+                f"SELECT __row, coalesce(nullif(__ts_bad, ''), __st_bad, '') FROM stg0 WHERE {where} "
+                "ORDER BY __row LIMIT 10"
             ).fetchall()
             examples = tuple(v for _, v in sample) if kind == "unparseable_timestamp" else ()
             issues.append(QualityIssue(kind, int(n), message, tuple(int(r) for r, _ in sample), examples,
                                        "dropped"))
+    keep = "case_id IS NOT NULL AND activity IS NOT NULL AND ts IS NOT NULL AND __st_bad IS NULL"
+    if any(counts):
+        con.execute(f"DELETE FROM stg0 WHERE NOT ({keep})")
+    con.execute("CREATE TABLE stg AS SELECT event_id, __row, case_id, activity, ts, start_ts, lifecycle, "
+                "resource, __dup FROM stg0")
+    ev_names = _unique(event_cols, reserved={"event_id"})
+    select = "".join(f", {quote_ident('ea:' + c)} AS {quote_ident(n)}" for c, n in zip(event_cols, ev_names))
+    con.execute(f"CREATE TABLE ea AS SELECT event_id{select} FROM stg0")
+    ca_names = _unique([c[5:] if c.startswith("case:") else c for c in case_cols], reserved=_RESERVED_CASE_COLUMNS)
+    agg = "".join(
+        f", arg_min({quote_ident('ca:' + c)}, event_id) FILTER (WHERE {quote_ident('ca:' + c)} IS NOT NULL) "
+        f"AS {quote_ident(n)}"
+        for c, n in zip(case_cols, ca_names)
+    )
     con.execute(
-        "CREATE TABLE stg AS SELECT event_id, __row, case_id, activity, ts, start_ts, lifecycle, resource, __dup "
-        "FROM stg0 WHERE case_id IS NOT NULL AND activity IS NOT NULL AND ts IS NOT NULL "
-        "AND NOT (start_ts IS NULL AND __st_raw IS NOT NULL) ORDER BY event_id"
+        f"CREATE TABLE ca AS SELECT case_id, count(*) AS n_events, min(ts) AS first_ts, "
+        f"max(ts) AS last_ts{agg} FROM stg0 GROUP BY case_id ORDER BY min(event_id)"
     )
     con.execute("DROP TABLE stg0")
     events, cases, activities = con.execute(
-        "SELECT count(*), count(DISTINCT case_id), count(DISTINCT activity) FROM stg"
+        "SELECT count(*), (SELECT count(*) FROM ca), count(DISTINCT activity) FROM stg"
     ).fetchone()
     if events == 0:
         reasons = "; ".join(f"{i.count:,} {i.message}" for i in issues)
         raise DataError(f"no events left to load: {reasons}", source=src)
     issues.extend(check_quality(con))
-
-    # Attributes: everything that is not a role, typed as read.
-    role_cols = set(schema.roles().values())
-    case_cols = list(dict.fromkeys(schema.case_attributes))
-    event_cols = [c for c in names if c not in role_cols and c not in case_cols]
-    ev_names = _unique([c for c in event_cols], reserved={"event_id"})
-    select = ", ".join(f"r.{quote_ident(c)} AS {quote_ident(n)}" for c, n in zip(event_cols, ev_names))
-    con.execute(
-        f"CREATE TABLE ea AS SELECT s.event_id{', ' + select if select else ''} "
-        "FROM stg s JOIN raw r ON r.rowid = s.event_id ORDER BY s.event_id"
-    )
-    ca_names = _unique([c[5:] if c.startswith("case:") else c for c in case_cols], reserved=_RESERVED_CASE_COLUMNS)
-    agg = "".join(
-        f", arg_min(r.{quote_ident(c)}, s.event_id) FILTER (WHERE r.{quote_ident(c)} IS NOT NULL) AS {quote_ident(n)}"
-        for c, n in zip(case_cols, ca_names)
-    )
-    join = " JOIN raw r ON r.rowid = s.event_id" if case_cols else ""
-    con.execute(
-        f"CREATE TABLE ca AS SELECT s.case_id, count(*) AS n_events, min(s.ts) AS first_ts, "
-        f"max(s.ts) AS last_ts{agg} FROM stg s{join} GROUP BY s.case_id ORDER BY min(s.event_id)"
-    )
-    con.execute("DROP TABLE raw")
     report = QualityReport(rows_read=info.rows, events=int(events), cases=int(cases),
                            activities=int(activities), issues=issues)
     if ts_parser and ts_parser not in ("ISO 8601",) and not fmt:
@@ -518,23 +529,24 @@ def _unique(names: list[str], *, reserved: set[str]) -> list[str]:
 
 # -- commit ------------------------------------------------------------------------
 def _commit(
-    workspace: Workspace, staging: Path, log: str, mode: Mode, info: SourceInfo, schema: LogSchema,
+    workspace: Workspace, staged: duckdb.DuckDBPyConnection, log: str, mode: Mode, info: SourceInfo,
+    schema: LogSchema,
     options: dict[str, Any], opt_hash: str, quality: QualityReport,
 ) -> tuple[str, int]:
     store = workspace.store
     with store.write() as con:
-        con.execute(f"ATTACH {_lit(str(staging))} AS s (READ_ONLY)")
         try:
             con.execute("BEGIN TRANSACTION")
-            row = con.execute(
+            rows = con.execute(
                 "SELECT log_id, version, content_hash FROM logs WHERE name = ?", [log]
-            ).fetchone()
+            ).fetchall()
+            row = rows[0] if rows else None
             if row is not None:
                 n_same = con.execute(
                     "SELECT count(*) FROM loads WHERE log_id = ? AND content_hash = ? AND options_hash = ?",
                     [row[0], info.content_hash, opt_hash],
-                ).fetchone()[0]
-                n_loads = con.execute("SELECT count(*) FROM loads WHERE log_id = ?", [row[0]]).fetchone()[0]
+                ).fetchall()[0][0]
+                n_loads = con.execute("SELECT count(*) FROM loads WHERE log_id = ?", [row[0]]).fetchall()[0][0]
                 if (mode == "append" and n_same) or (mode != "append" and n_same and n_loads == 1):
                     con.execute("ROLLBACK")
                     return "unchanged", 0
@@ -545,14 +557,22 @@ def _commit(
                     )
             if row is None or mode == "replace":
                 log_id, version, status = _create_tables(con, row, log)
-                con.execute(f"CREATE TABLE {table_names(log_id)[0]} AS SELECT event_id, case_id, activity, ts, "
-                            "start_ts, lifecycle, resource FROM s.stg ORDER BY event_id")
-                con.execute(f"CREATE TABLE {table_names(log_id)[1]} AS SELECT * FROM s.ea ORDER BY event_id")
-                con.execute(f"CREATE TABLE {table_names(log_id)[2]} AS SELECT * FROM s.ca")
-                added = con.execute("SELECT count(*) FROM s.stg").fetchone()[0]
+                # Stream the staged tables across as Arrow batches: one pass, bounded memory.
+                for target, query in zip(table_names(log_id), (
+                    "SELECT event_id, case_id, activity, ts, start_ts, lifecycle, resource FROM stg",
+                    "SELECT * FROM ea", "SELECT * FROM ca",
+                )):
+                    con.register("_staged", staged.cursor().sql(query).to_arrow_reader(1 << 17))
+                    con.execute(f"CREATE TABLE {target} AS SELECT * FROM _staged")
+                    con.unregister("_staged")
+                added = quality.events
                 content_hash = info.content_hash
             else:
                 log_id, version = int(row[0]), int(row[1]) + 1
+                for name in ("stg", "ea", "ca"):
+                    con.register("_staged", staged.cursor().sql(f"SELECT * FROM {name}").to_arrow_reader(1 << 17))
+                    con.execute(f"CREATE TEMP TABLE s_{name} AS SELECT * FROM _staged")
+                    con.unregister("_staged")
                 added = _append(con, log_id)
                 status = "appended"
                 content_hash = hashlib.sha256((str(row[2]) + info.content_hash).encode()).hexdigest()
@@ -567,13 +587,11 @@ def _commit(
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
             raise
-        finally:
-            con.execute("DETACH s")
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection, row: Any, log: str) -> tuple[int, int, str]:
     if row is None:
-        log_id = con.execute("SELECT coalesce(max(log_id), 0) + 1 FROM logs").fetchone()[0]
+        log_id = con.execute("SELECT coalesce(max(log_id), 0) + 1 FROM logs").fetchall()[0][0]
         return int(log_id), 1, "loaded"
     log_id = int(row[0])
     for t in table_names(log_id):
@@ -588,7 +606,7 @@ def _append(con: duckdb.DuckDBPyConnection, log_id: int) -> int:
         f"""CREATE TEMP TABLE _new AS
         SELECT s.*, (SELECT coalesce(max(event_id), -1) + 1 FROM {ev}) + row_number() OVER (ORDER BY s.event_id) - 1
                AS new_id
-        FROM s.stg s
+        FROM s_stg s
         WHERE NOT EXISTS (
             SELECT 1 FROM {ev} e WHERE e.case_id = s.case_id AND e.activity = s.activity AND e.ts = s.ts
               AND e.lifecycle IS NOT DISTINCT FROM s.lifecycle AND e.resource IS NOT DISTINCT FROM s.resource)"""
@@ -596,14 +614,14 @@ def _append(con: duckdb.DuckDBPyConnection, log_id: int) -> int:
     added = con.execute("SELECT count(*) FROM _new").fetchone()[0]
     con.execute(f"INSERT INTO {ev} SELECT new_id, case_id, activity, ts, start_ts, lifecycle, resource "
                 "FROM _new ORDER BY new_id")
-    _widen(con, ea, "s.ea")
+    _widen(con, ea, "s_ea")
     con.execute(f"INSERT INTO {ea} BY NAME SELECT a.* EXCLUDE (event_id), n.new_id AS event_id "
-                "FROM s.ea a JOIN _new n USING (event_id)")
-    _widen(con, ca, "s.ca")
+                "FROM s_ea a JOIN _new n USING (event_id)")
+    _widen(con, ca, "s_ca")
     con.execute(
         f"""CREATE TEMP TABLE _cases AS
         SELECT * FROM {ca}
-        UNION ALL BY NAME SELECT * FROM s.ca WHERE case_id NOT IN (SELECT case_id FROM {ca})"""
+        UNION ALL BY NAME SELECT * FROM s_ca WHERE case_id NOT IN (SELECT case_id FROM {ca})"""
     )
     con.execute(f"DELETE FROM {ca}")
     con.execute(

@@ -124,12 +124,13 @@ def read_source(
     string_columns: Callable[[list[str]], Iterable[str]] = lambda names: (),
     progress: Progress | None = None,
     tmp_dir: Path | None = None,
+    content_hash: str | None = None,
 ) -> SourceInfo:
     """Fill table ``raw`` in ``con`` from ``source`` and describe what was read.
 
     ``string_columns(header)`` names the columns to read as text whatever their look
     (the timestamp and id roles), so that ``ingest`` parses them itself and can name
-    the bad row.
+    the bad row. ``content_hash`` saves hashing a file the caller has hashed already.
     """
     kind = kind or detect_kind(source)
     progress = progress or (lambda stage, done, total: None)
@@ -147,14 +148,16 @@ def read_source(
         )
     path = Path(source)
     _check_file(path)
+    progress("hashing", 0, None)
+    content_hash = content_hash or file_hash(path)
     if kind == "csv":
-        return _read_csv(con, path, delimiter, encoding, string_columns, progress, tmp_dir)
+        return _read_csv(con, path, content_hash, delimiter, encoding, string_columns, progress, tmp_dir)
     if kind == "parquet":
-        return _read_parquet(con, path)
+        return _read_parquet(con, path, content_hash)
     if kind == "json":
-        return _read_json(con, path)
+        return _read_json(con, path, content_hash)
     if kind == "xes":
-        return _read_xes(con, path, progress)
+        return _read_xes(con, path, content_hash, progress)
     raise InvalidArgumentError(f"unknown source kind {kind!r}", parameter="kind")
 
 
@@ -243,14 +246,13 @@ _LINE_RE = re.compile(r"Line: (\d+)")
 def _read_csv(
     con: duckdb.DuckDBPyConnection,
     path: Path,
+    content_hash: str,
     delimiter: str | None,
     encoding: str | None,
     string_columns: Callable[[list[str]], Iterable[str]],
     progress: Progress,
     tmp_dir: Path | None,
 ) -> SourceInfo:
-    progress("hashing", 0, None)
-    content_hash = file_hash(path)
     enc = encoding or _detect_encoding(path)
     try:
         "x".encode(enc)
@@ -305,8 +307,10 @@ def _read_csv(
                 source=str(path), row=int(line.group(1)) - 1 if line else None,
             ) from None
         rows = int(con.execute("SELECT count(*) FROM raw").fetchone()[0])
-        if not path.name.lower().endswith(".gz") and rows != _count_records(target):
-            # DuckDB's sniffer can give up on a small file and return no rows; never lose rows silently.
+        # DuckDB's sniffer can give up on a small file and return no rows (it fails loudly on
+        # large ones): count the records of small files, and never accept zero rows unchecked.
+        small = target.stat().st_size < (16 << 20)
+        if not path.name.lower().endswith(".gz") and (rows == 0 or small) and rows != _count_records(target):
             precise = _diagnose_csv(path, enc, delim, len(names))
             if precise is not None:
                 raise precise
@@ -343,8 +347,7 @@ def _count_records(path: Path, *, exact: bool = False, delimiter: str = ",") -> 
 
 
 # -- Parquet and JSON ----------------------------------------------------------------
-def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> SourceInfo:
-    content_hash = file_hash(path)
+def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path, content_hash: str) -> SourceInfo:
     try:
         con.read_parquet(str(path)).create("raw")
     except duckdb.Error as exc:
@@ -355,8 +358,7 @@ def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> SourceInfo:
     return SourceInfo("parquet", str(path), content_hash, int(rows))
 
 
-def _read_json(con: duckdb.DuckDBPyConnection, path: Path) -> SourceInfo:
-    content_hash = file_hash(path)
+def _read_json(con: duckdb.DuckDBPyConnection, path: Path, content_hash: str) -> SourceInfo:
     try:
         con.read_json(str(path), format="auto").create("raw")
     except duckdb.Error as exc:
@@ -436,10 +438,9 @@ def append_batches(con: duckdb.DuckDBPyConnection, batches: Iterable[pa.Table]) 
     return rows
 
 
-def _read_xes(con: duckdb.DuckDBPyConnection, path: Path, progress: Progress) -> SourceInfo:
+def _read_xes(con: duckdb.DuckDBPyConnection, path: Path, content_hash: str, progress: Progress) -> SourceInfo:
     from .xes import iter_xes_batches
 
-    content_hash = file_hash(path)
 
     def batches() -> Iterator[pa.Table]:
         done = 0
