@@ -480,3 +480,12 @@ def test_interval_log_has_start_timestamps(ws: Workspace, shared_logs: Path) -> 
     ws.ingest(shared_logs / "interval_event_log.csv", log="iv")
     inst = ws.activity_instances("iv")
     assert len(inst) == 8109 and (inst["duration_seconds"] >= 0).all()
+
+
+def test_attribute_that_changes_type_after_the_sniff_sample(ws: Workspace, tmp_path: Path) -> None:
+    lines = ["case_id,activity,timestamp,ticket"]
+    lines += [f"c{i // 5},a{i % 5},2024-01-01 10:{i % 60:02d}:00,{i}" for i in range(40_000)]
+    lines.append("c9,a1,2024-01-01 11:00:00,T-42")  # beyond DuckDB's sniff sample
+    ws.ingest(write(tmp_path / "late.csv", "\n".join(lines) + "\n"), log="late")
+    assert ws.info("late").event_attributes == {"ticket": "VARCHAR"}
+    assert ws.info("late").events == 40_001

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 import zoneinfo
@@ -35,7 +36,7 @@ from .errors import DataError, InvalidArgumentError, TimestampError, UserError
 from .quality import QualityIssue, QualityReport, check_quality
 from .schema import LogSchema, detect_schema
 from .progress import Progress, progress_display
-from .sources import SourceInfo, detect_kind, file_hash, mask_url, read_source
+from .sources import CONVERT_ERROR_RE, SourceInfo, detect_kind, file_hash, mask_url, read_source
 from .store import quote_ident, table_names
 
 if TYPE_CHECKING:
@@ -192,10 +193,12 @@ def _ingest(
                 return _unchanged(workspace, log, shown, started)
 
     # Stage in memory (bounded, spilling to tmp/), outside the store's lock.
+    info: SourceInfo | None = None
+    spill = workspace.tmp_dir / f"spill-{uuid.uuid4().hex}"
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"SET temp_directory = {_lit(str(workspace.tmp_dir / ('spill-' + uuid.uuid4().hex)))}")
+        con.execute(f"SET temp_directory = {_lit(str(spill))}")
         con.execute("SET memory_limit = ?", [os.environ.get("PROCESTRA_STAGING_MEMORY", "1GB")])
         info = read_source(
             con, source, kind=kind, sql=sql, delimiter=delimiter, encoding=encoding,
@@ -212,6 +215,9 @@ def _ingest(
         status, added = _commit(workspace, con, log, mode, info, mapping, options, opt_hash, quality)
     finally:
         con.close()
+        if info is not None and info.cleanup is not None:
+            info.cleanup()
+        shutil.rmtree(spill, ignore_errors=True)
     if status == "unchanged":
         return _unchanged(workspace, log, info.name, started)
     with store.read() as rcon:
@@ -361,7 +367,7 @@ def _stage(
 ) -> tuple[QualityReport, LogSchema]:
     """Build ``stg`` (events), ``ea`` (attributes) and ``ca`` (cases) from ``raw``."""
     src = info.name
-    tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     if "raw" not in tables or info.rows == 0:
         what = "the query returned no rows" if info.kind in ("sqlite", "postgres") else (
             "no events: the source has a header but no data rows" if "raw" in tables else "no events in the source")
@@ -405,25 +411,43 @@ def _stage(
     pass_on = "".join(f", {quote_ident('ea:' + c)}" for c in event_cols)
     pass_on += "".join(f", {quote_ident('ca:' + c)}" for c in case_cols)
     # The raw timestamp text is kept only for rows whose timestamp did not parse ('' = missing).
-    con.execute(
-        f"""CREATE TABLE stg0 AS SELECT __rid AS event_id, __rid + 1 AS __row, __dup, case_id, activity,
+    # One pass over the source: parse, map and carry attributes into stg0. Its rowid is the
+    # source position (insertion order is kept), which becomes event_id.
+    stage_sql = f"""CREATE OR REPLACE TABLE stg0 AS SELECT __dup, case_id, activity,
             ts, start_ts, lifecycle, resource,
             CASE WHEN ts IS NULL THEN coalesce(__tsx, '') END AS __ts_bad,
             CASE WHEN start_ts IS NULL THEN __stx END AS __st_bad{pass_on}
-        FROM (SELECT rowid AS __rid, hash(raw) AS __dup, {text(schema.case)} AS case_id,
+        FROM (SELECT hash(raw) AS __dup, {text(schema.case)} AS case_id,
                      {text(schema.activity)} AS activity, {ts_sql} AS ts, {st_sql} AS start_ts,
                      {text(schema.lifecycle)} AS lifecycle, {text(schema.resource)} AS resource,
                      {text(schema.timestamp)} AS __tsx, {text(schema.start_timestamp)} AS __stx{carried}
-              FROM raw)""",
-        params,
-    )
-    con.execute("DROP TABLE raw")
+              FROM raw)"""
+    for _ in range(len(names) + 1):
+        try:
+            con.execute(stage_sql, params)
+            break
+        except duckdb.ConversionException as exc:
+            m = CONVERT_ERROR_RE.search(str(exc))
+            if m and info.retype is not None and info.retype(m.group("col").replace('""', '"')):
+                continue
+            raise (info.explain(exc) if info.explain else exc) from None
+        except duckdb.Error as exc:
+            if info.explain is None:
+                raise
+            raise info.explain(exc) from None
+    rows = int(con.execute("SELECT count(*) FROM stg0").fetchall()[0][0])
+    if info.check_rows is not None:
+        info.check_rows(rows)
+    if rows == 0:
+        raise DataError("no events: the source has a header but no data rows", source=src)
+    info = replace(info, rows=rows)
+    con.execute("DROP VIEW IF EXISTS raw" if "raw" not in _base_tables(con) else "DROP TABLE raw")
     issues: list[QualityIssue] = []
     bad_ts = con.execute(
-        "SELECT __row, __ts_bad FROM stg0 WHERE __ts_bad <> '' ORDER BY __row LIMIT 10"
+        "SELECT rowid + 1, __ts_bad FROM stg0 WHERE __ts_bad <> '' ORDER BY rowid LIMIT 10"
     ).fetchall()
     bad_st = con.execute(
-        "SELECT __row, __st_bad FROM stg0 WHERE __st_bad IS NOT NULL ORDER BY __row LIMIT 10"
+        "SELECT rowid + 1, __st_bad FROM stg0 WHERE __st_bad IS NOT NULL ORDER BY rowid LIMIT 10"
     ).fetchall()
     if (bad_ts or bad_st) and on_bad_rows == "fail":
         column = schema.timestamp if bad_ts else schema.start_timestamp
@@ -444,8 +468,8 @@ def _stage(
     for (kind, message, where), n in zip(checks, counts):
         if n:
             sample = con.execute(
-                f"SELECT __row, coalesce(nullif(__ts_bad, ''), __st_bad, '') FROM stg0 WHERE {where} "
-                "ORDER BY __row LIMIT 10"
+                f"SELECT rowid + 1, coalesce(nullif(__ts_bad, ''), __st_bad, '') FROM stg0 WHERE {where} "
+                "ORDER BY rowid LIMIT 10"
             ).fetchall()
             examples = tuple(v for _, v in sample) if kind == "unparseable_timestamp" else ()
             issues.append(QualityIssue(kind, int(n), message, tuple(int(r) for r, _ in sample), examples,
@@ -453,22 +477,21 @@ def _stage(
     keep = "case_id IS NOT NULL AND activity IS NOT NULL AND ts IS NOT NULL AND __st_bad IS NULL"
     if any(counts):
         con.execute(f"DELETE FROM stg0 WHERE NOT ({keep})")
-    con.execute("CREATE TABLE stg AS SELECT event_id, __row, case_id, activity, ts, start_ts, lifecycle, "
-                "resource, __dup FROM stg0")
+    con.execute("CREATE VIEW stg AS SELECT rowid AS event_id, rowid + 1 AS __row, case_id, activity, ts, "
+                "start_ts, lifecycle, resource, __dup FROM stg0")
     ev_names = _unique(event_cols, reserved={"event_id"})
     select = "".join(f", {quote_ident('ea:' + c)} AS {quote_ident(n)}" for c, n in zip(event_cols, ev_names))
-    con.execute(f"CREATE TABLE ea AS SELECT event_id{select} FROM stg0")
+    con.execute(f"CREATE TABLE ea AS SELECT rowid AS event_id{select} FROM stg0")
     ca_names = _unique([c[5:] if c.startswith("case:") else c for c in case_cols], reserved=_RESERVED_CASE_COLUMNS)
     agg = "".join(
-        f", arg_min({quote_ident('ca:' + c)}, event_id) FILTER (WHERE {quote_ident('ca:' + c)} IS NOT NULL) "
+        f", arg_min({quote_ident('ca:' + c)}, rowid) FILTER (WHERE {quote_ident('ca:' + c)} IS NOT NULL) "
         f"AS {quote_ident(n)}"
         for c, n in zip(case_cols, ca_names)
     )
     con.execute(
         f"CREATE TABLE ca AS SELECT case_id, count(*) AS n_events, min(ts) AS first_ts, "
-        f"max(ts) AS last_ts{agg} FROM stg0 GROUP BY case_id ORDER BY min(event_id)"
+        f"max(ts) AS last_ts{agg} FROM stg0 GROUP BY case_id ORDER BY min(rowid)"
     )
-    con.execute("DROP TABLE stg0")
     events, cases, activities = con.execute(
         "SELECT count(*), (SELECT count(*) FROM ca), count(DISTINCT activity) FROM stg"
     ).fetchone()
@@ -483,6 +506,11 @@ def _stage(
         if ts_parser.startswith(("%d/%m", "%m/%d", "%d-%m", "%d.%m")):
             report.notes.append("day/month order was guessed; pass --timestamp-format to be sure")
     return report, schema
+
+
+def _base_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'").fetchall()}
 
 
 def _explain_bad_timestamp(con: duckdb.DuckDBPyConnection, value: str, parser: str | None,
@@ -579,7 +607,7 @@ def _commit(
             _write_catalogue(con, log_id, log, version, info, schema, options, content_hash, quality)
             con.execute(
                 "INSERT INTO loads VALUES (?, ?, ?, ?, ?, ?, now(), ?, ?)",
-                [log_id, version, status, info.name, info.content_hash, opt_hash, info.rows, added],
+                [log_id, version, status, info.name, info.content_hash, opt_hash, quality.rows_read, added],
             )
             con.execute("COMMIT")
             return status, int(added)

@@ -42,12 +42,22 @@ _URL_KINDS = {"sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgre
 
 @dataclass(frozen=True)
 class SourceInfo:
-    """What was read: the kind, a display name (passwords masked) and the content hash."""
+    """What was read: the kind, a display name (passwords masked) and the content hash.
+
+    File readers leave ``raw`` as a lazy view, so that staging reads the file once;
+    their hooks then retype a column (``retype``), explain a read error precisely
+    (``explain``) and check the row count (``check_rows``) when staging runs. ``rows``
+    is -1 until counted.
+    """
 
     kind: str
     name: str
     content_hash: str
     rows: int
+    retype: Callable[[str], bool] | None = None
+    explain: Callable[[Exception], Exception] | None = None
+    check_rows: Callable[[int], None] | None = None
+    cleanup: Callable[[], None] | None = None
 
 
 def detect_kind(source: Any) -> str:
@@ -239,7 +249,7 @@ def _diagnose_csv(path: Path, encoding: str, delimiter: str, ncols: int) -> Sour
     return None
 
 
-_CONVERT_RE = re.compile(r'converting column "(?P<col>(?:[^"]|"")+)"')
+CONVERT_ERROR_RE = re.compile(r'converting column "(?P<col>(?:[^"]|"")+)"')
 _LINE_RE = re.compile(r"Line: (\d+)")
 
 
@@ -279,51 +289,59 @@ def _read_csv(
     as_text = set(string_columns(names))
     types = {c: "VARCHAR" for c in names if c in as_text}
     progress("reading CSV", 0, None)
-    try:
-        try:
-            for _ in range(len(names) + 1):
-                try:
-                    rel = con.read_csv(
-                        str(target), header=True, sep=delim, names=names, dtype=types or None,
-                        encoding=duck_enc, quotechar='"', escapechar='"',
-                    )
-                    con.execute("DROP TABLE IF EXISTS raw")
-                    rel.create("raw")
-                    break
-                except duckdb.ConversionException as exc:
-                    m = _CONVERT_RE.search(str(exc))
-                    if not m or m.group("col").replace('""', '"') in types:
-                        raise
-                    # A later value does not fit the sniffed type: keep that column as text.
-                    types[m.group("col").replace('""', '"')] = "VARCHAR"
-        except duckdb.Error as exc:
-            precise = _diagnose_csv(path, enc, delim, len(names))
-            if precise is not None:
-                raise precise from None
-            msg = str(exc).split("\n")
-            line = _LINE_RE.search(str(exc))
-            raise SourceFormatError(
-                f"cannot read as CSV: {msg[0]}" + (f" {msg[2]}" if len(msg) > 2 and line else ""),
-                source=str(path), row=int(line.group(1)) - 1 if line else None,
-            ) from None
-        rows = int(con.execute("SELECT count(*) FROM raw").fetchone()[0])
+
+    def make_view() -> None:
+        rel = con.read_csv(
+            str(target), header=True, sep=delim, names=names, dtype=types or None,
+            encoding=duck_enc, quotechar='"', escapechar='"',
+        )
+        rel.create_view("raw", replace=True)
+
+    def retype(column: str) -> bool:
+        """A later value does not fit the sniffed type: read that column as text."""
+        if types.get(column) == "VARCHAR" or column not in names:
+            return False
+        types[column] = "VARCHAR"
+        make_view()
+        return True
+
+    def explain(exc: Exception) -> Exception:
+        precise = _diagnose_csv(path, enc, delim, len(names))
+        if precise is not None:
+            return precise
+        msg = str(exc).split("\n")
+        line = _LINE_RE.search(str(exc))
+        return SourceFormatError(
+            f"cannot read as CSV: {msg[0]}" + (f" {msg[2]}" if len(msg) > 2 and line else ""),
+            source=str(path), row=int(line.group(1)) - 1 if line else None,
+        )
+
+    def check_rows(rows: int) -> None:
         # DuckDB's sniffer can give up on a small file and return no rows (it fails loudly on
         # large ones): count the records of small files, and never accept zero rows unchecked.
         small = target.stat().st_size < (16 << 20)
-        if not path.name.lower().endswith(".gz") and (rows == 0 or small) and rows != _count_records(target):
-            precise = _diagnose_csv(path, enc, delim, len(names))
-            if precise is not None:
-                raise precise
-            expected = _count_records(target, exact=True, delimiter=delim)
-            if rows != expected:
-                raise SourceFormatError(
-                    f"could read only {rows:,} of {expected:,} rows as CSV; check the quoting and "
-                    "delimiter (or pass --delimiter)", source=str(path),
-                )
-    finally:
+        if path.name.lower().endswith(".gz") or not (rows == 0 or small) or rows == _count_records(target):
+            return
+        precise = _diagnose_csv(path, enc, delim, len(names))
+        if precise is not None:
+            raise precise
+        expected = _count_records(target, exact=True, delimiter=delim)
+        if rows != expected:
+            raise SourceFormatError(
+                f"could read only {rows:,} of {expected:,} rows as CSV; check the quoting and "
+                "delimiter (or pass --delimiter)", source=str(path),
+            )
+
+    def cleanup() -> None:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-    return SourceInfo("csv", str(path), content_hash, rows)
+
+    try:
+        make_view()
+    except duckdb.Error as exc:
+        cleanup()
+        raise explain(exc) from None
+    return SourceInfo("csv", str(path), content_hash, -1, retype, explain, check_rows, cleanup)
 
 
 def _count_records(path: Path, *, exact: bool = False, delimiter: str = ",") -> int:
@@ -348,14 +366,14 @@ def _count_records(path: Path, *, exact: bool = False, delimiter: str = ",") -> 
 
 # -- Parquet and JSON ----------------------------------------------------------------
 def _read_parquet(con: duckdb.DuckDBPyConnection, path: Path, content_hash: str) -> SourceInfo:
+    def explain(exc: Exception) -> Exception:
+        return SourceFormatError(f"not a readable Parquet file: {str(exc).splitlines()[0]}", source=str(path))
+
     try:
-        con.read_parquet(str(path)).create("raw")
+        con.read_parquet(str(path)).create_view("raw", replace=True)
     except duckdb.Error as exc:
-        raise SourceFormatError(
-            f"not a readable Parquet file: {str(exc).splitlines()[0]}", source=str(path)
-        ) from None
-    rows = con.execute("SELECT count(*) FROM raw").fetchone()[0]
-    return SourceInfo("parquet", str(path), content_hash, int(rows))
+        raise explain(exc) from None
+    return SourceInfo("parquet", str(path), content_hash, -1, explain=explain)
 
 
 def _read_json(con: duckdb.DuckDBPyConnection, path: Path, content_hash: str) -> SourceInfo:
