@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .errors import (
     DataError,
+    EmptyResultError,
     InvalidArgumentError,
     LogNotFoundError,
     MappingError,
@@ -24,10 +25,12 @@ from .errors import (
     UserError,
     WorkspaceError,
 )
+from . import stats
 from .bpmn import bpmn_to_petri, read_bpmn, write_bpmn
+from .filters import Filter, save_filtered
 from .ingest import LoadResult, ingest
 from .quality import QualityIssue, QualityReport
-from .render import DFG, render, save, show
+from .render import DFG, save, show
 from .schema import LogSchema
 from .workspace import LogInfo, Workspace
 
@@ -36,6 +39,8 @@ __version__ = "0.1.0"
 __all__ = [
     "DFG",
     "DataError",
+    "EmptyResultError",
+    "Filter",
     "InvalidArgumentError",
     "LoadResult",
     "LogInfo",
@@ -59,8 +64,9 @@ __all__ = [
     "bpmn_to_petri",
     "ingest",
     "read_bpmn",
-    "render",
     "save",
+    "save_filtered",
     "show",
+    "stats",
     "write_bpmn",
 ]

@@ -15,6 +15,7 @@ and exits with code 2. Everything else is a failure of ours or of the machine
     │   ├── InvalidArgumentError       an option or argument out of range
     │   ├── EmptyResultError           a filter left no events where some are needed
     │   ├── ModelError                 a process model file is not BPMN, or is broken
+    │   ├── ModelNotFoundError         an unknown model name or version in the model repository
     │   ├── SourceError                a source cannot be read
     │   │   ├── SourceFormatError      malformed file (not XES, ragged CSV, ...)
     │   │   └── SourceConnectionError  a database refused or failed the query
@@ -34,6 +35,7 @@ __all__ = [
     "LogNotFoundError",
     "MappingError",
     "ModelError",
+    "ModelNotFoundError",
     "ProcestraError",
     "SourceConnectionError",
     "SourceError",
@@ -94,6 +96,28 @@ class ModelError(UserError):
         self.path = path
         self.element = element
         self.reason = message
+
+
+class ModelNotFoundError(UserError):
+    """A model name, or a version of it, that is not in the workspace's ``process_models/``.
+
+    ``known`` lists the saved model names; for an unknown version, ``version`` is the one
+    asked for and ``versions`` the ones that exist.
+    """
+
+    def __init__(self, name: str, known: list[str] | None = None, *, version: int | None = None,
+                 versions: list[int] | None = None) -> None:
+        if version is None:
+            hint = f" (known models: {', '.join(known)})" if known else " (no models are saved yet)"
+            message = f"no model named {name!r} in this workspace{hint}"
+        else:
+            listed = ", ".join(str(v) for v in versions or []) or "none"
+            message = f"model {name!r} has no version {version} (versions: {listed})"
+        super().__init__(message)
+        self.name = name
+        self.known = known or []
+        self.version = version
+        self.versions = versions or []
 
 
 class EmptyResultError(UserError):

@@ -20,10 +20,11 @@ events, in the same order as everywhere: timestamp, then ``event_id``.
 
 **Speed.** :func:`procestra.stats.derive` stores, per log, the variant of each case
 and its ordered timestamps (``va_<id>``, ``cv_<id>``, ``ac_<id>``). Case-level
-filters never change a case's variant, so while only case-level parts have run,
-the plan reads those tables (a semi-join on ``case_id``); after an event-level part,
-or for a log without derived data, it aggregates the events with ``list(... ORDER BY
-ts, event_id)`` instead. Both give identical results (tested).
+filters never change a case's variant, so while only case-level parts have run, they
+become predicates on one scan of ``cv_<id>`` (case attributes and event attributes
+through a semi-join on ``case_id``); after an event-level part, or for a log without
+derived data, the plan aggregates the events with ``list(... ORDER BY ts, event_id)``
+instead. Both give identical results (tested).
 
 **Boundaries** follow pm4py's filters: time frames are inclusive, except
 ``intersecting``, which pm4py defines strictly (first < end and last > start);
@@ -35,21 +36,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 import pyarrow as pa
 
-from .errors import EmptyResultError, InvalidArgumentError, UserError
+from .errors import EmptyResultError, InvalidArgumentError
 from .store import EVENT_COLUMNS, quote_ident, table_names
 
 if TYPE_CHECKING:
     from .workspace import LogInfo, Workspace
 
 __all__ = ["Filter", "FilterPlan", "derived_tables", "filtered_events_sql", "is_derived", "plan_filter",
-           "save_filtered"]
+           "save_filtered", "seconds_sql"]
 
 #: Columns of ``ca_<id>`` that are not case attributes.
 CASE_FACTS = ("case_id", "n_events", "first_ts", "last_ts")
@@ -85,6 +87,13 @@ def is_derived(con: duckdb.DuckDBPyConnection, log_id: int) -> bool:
     if len(found) < 4 or not found[ev]:
         return False
     return found[ev] == derived_marker(con.execute(f"SELECT count(*) FROM {ev}").fetchone()[0])
+
+
+def seconds_sql(micros: str) -> str:
+    """SQL turning a count of microseconds into seconds the way pm4py does
+    (``86400 * days + seconds + 1e-6 * microseconds``), so durations equal pm4py's bit for bit."""
+    x = f"({micros})"
+    return f"(CAST(86400 * ({x} // 86400000000) + ({x} // 1000000) % 86400 AS DOUBLE) + 1e-6 * ({x} % 1000000))"
 
 
 # -- argument checks ----------------------------------------------------------------------
@@ -124,22 +133,20 @@ def _utc(value: Any, parameter: str) -> datetime:
     if not isinstance(value, datetime):
         raise InvalidArgumentError(f"{parameter} must be a datetime, date or ISO string, not {value!r}",
                                    parameter=parameter)
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _micros(value: Any, parameter: str) -> int | None:
+def _seconds(value: Any, parameter: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, timedelta):
-        us = value // timedelta(microseconds=1)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
-        us = round(value * 1_000_000)
-    else:
+        value = value.total_seconds()
+    elif not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
         raise InvalidArgumentError(f"{parameter} must be seconds or a timedelta, not {value!r}",
                                    parameter=parameter)
-    if us < 0:
+    if value < 0:
         raise InvalidArgumentError(f"{parameter} must not be negative, got {value!r}", parameter=parameter)
-    return int(us)
+    return float(value)
 
 
 def _range(lo: Any, hi: Any, what: str) -> None:
@@ -262,14 +269,15 @@ class _EventAttribute(_Part):
 
     def apply(self, plan: FilterPlan) -> None:
         col, typ, in_ea = plan.event_attribute(self.name)
-        ref = f"a.{quote_ident(col)}" if in_ea else f"e.{col}"
-        join = f" JOIN {plan.ea} a USING (event_id)" if in_ea else ""
+        if in_ea:  # a semi-join on the matching attribute rows, not a join of every event
+            match = plan.member(f"a.{quote_ident(col)}", typ, self.values, False, self.name)
+            hit = f"e.event_id IN (SELECT a.event_id FROM {plan.ea} a WHERE {match})"
+        else:
+            hit = plan.member(f"e.{col}", typ, self.values, False, self.name)
         if self.level == "event":
-            plan.keep_events(plan.member(ref, typ, self.values, self.exclude, self.name), join=join)
+            plan.keep_events(f"NOT ({hit})" if self.exclude else hit)
             return
-        source = plan.events if plan.events is not None else plan.ev
-        hits = (f"SELECT e.case_id FROM {source} e{join} "
-                f"WHERE {plan.member(ref, typ, self.values, False, self.name)}")
+        hits = f"SELECT e.case_id FROM {plan.events if plan.events is not None else plan.ev} e WHERE {hit}"
         if self.exclude:
             plan.keep_cases(f"SELECT case_id FROM {plan.facts_rel()} WHERE case_id NOT IN ({hits})")
         else:
@@ -309,24 +317,23 @@ class _Endpoint(_Part):
 
 @dataclass(frozen=True)
 class _Duration(_Part):
-    min_us: int | None
-    max_us: int | None
+    min: float | None
+    max: float | None
 
     def apply(self, plan: FilterPlan) -> None:
-        d = "(epoch_us(last_ts) - epoch_us(first_ts))"
-        conds = ([f"{d} >= {plan.param(self.min_us)}"] if self.min_us is not None else []) + \
-                ([f"{d} <= {plan.param(self.max_us)}"] if self.max_us is not None else [])
+        # Compared in pm4py's float seconds, so bounds taken from pm4py's durations behave alike.
+        d = seconds_sql("epoch_us(last_ts) - epoch_us(first_ts)")
+        conds = ([f"{d} >= {plan.param(self.min)}"] if self.min is not None else []) + \
+                ([f"{d} <= {plan.param(self.max)}"] if self.max is not None else [])
         plan.keep_facts(" AND ".join(conds))
 
     def describe(self) -> str:
-        lo = "" if self.min_us is None else f"at least {timedelta(microseconds=self.min_us)}"
-        hi = "" if self.max_us is None else f"at most {timedelta(microseconds=self.max_us)}"
+        lo = "" if self.min is None else f"at least {timedelta(seconds=self.min)}"
+        hi = "" if self.max is None else f"at most {timedelta(seconds=self.max)}"
         return f"cases lasting {' and '.join(x for x in (lo, hi) if x)}"
 
     def __repr__(self) -> str:
-        def s(us: int | None) -> str:
-            return "None" if us is None else f"{us / 1e6:g}"
-        return f"Filter.duration(min={s(self.min_us)}, max={s(self.max_us)})"
+        return f"Filter.duration(min={self.min!r}, max={self.max!r})"
 
 
 @dataclass(frozen=True)
@@ -342,8 +349,8 @@ class _Size(_Part):
     def describe(self) -> str:
         if self.min is not None and self.max is not None:
             return f"cases with {self.min} to {self.max} events"
-        return f"cases with at {'least' if self.min is not None else 'most'} " \
-               f"{self.min if self.min is not None else self.max} events"
+        return f"cases with at least {self.min} events" if self.max is None else \
+            f"cases with at most {self.max} events"
 
     def __repr__(self) -> str:
         return f"Filter.case_size(min={self.min}, max={self.max})"
@@ -477,7 +484,7 @@ class Filter:
     @classmethod
     def duration(cls, min: float | timedelta | None = None, max: float | timedelta | None = None) -> Filter:
         """Cases lasting (last minus first timestamp) between ``min`` and ``max`` seconds, inclusive."""
-        lo, hi = _micros(min, "min"), _micros(max, "max")
+        lo, hi = _seconds(min, "min"), _seconds(max, "max")
         _range(lo, hi, "duration")
         return cls((_Duration(lo, hi),))
 
@@ -664,10 +671,10 @@ class FilterPlan:
         else:
             self.keep_cases(f"SELECT case_id FROM {self.seq_rel()} WHERE {predicate}")
 
-    def keep_events(self, predicate: str, *, join: str = "") -> None:
-        """Keep the events (alias ``e``, attributes ``a`` when joined) satisfying ``predicate``."""
+    def keep_events(self, predicate: str) -> None:
+        """Keep the events (alias ``e``) satisfying ``predicate``."""
         cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
-        self.events = self.add(f"SELECT {cols} FROM {self.events_rel()} e{join} WHERE {predicate}")
+        self.events = self.add(f"SELECT {cols} FROM {self.events_rel()} e WHERE {predicate}")
         self.cases, self.preds = None, []
 
     # attributes ---------------------------------------------------------------------------
@@ -759,7 +766,8 @@ def save_filtered(workspace: Workspace, log: str, flt: Filter, new_log: str) -> 
         con.execute("BEGIN TRANSACTION")
         src_id = store.log_id(con, log)
         if con.execute("SELECT count(*) FROM logs WHERE name = ?", [new_log]).fetchone()[0]:
-            raise UserError(f"log {new_log!r} already exists; drop it first or choose another name")
+            raise InvalidArgumentError(f"log {new_log!r} already exists; drop it first or choose another name",
+                                       parameter="new_log")
         sql, params = filtered_events_sql(con, src_id, flt)
         con.execute(f"CREATE OR REPLACE TEMP TABLE __kept AS {sql}", params)
         events = con.execute("SELECT count(*) FROM __kept").fetchone()[0]
@@ -768,7 +776,7 @@ def save_filtered(workspace: Workspace, log: str, flt: Filter, new_log: str) -> 
                                    filter=repr(flt))
         new_id = int(con.execute("SELECT coalesce(max(log_id), 0) + 1 FROM logs").fetchone()[0])
         ev, ea, ca = table_names(new_id)
-        sev, sea, sca = table_names(src_id)
+        _, sea, sca = table_names(src_id)
         for t in (*table_names(new_id), *derived_tables(new_id)):
             con.execute(f"DROP TABLE IF EXISTS {t}")  # leftovers of a dropped log with this id
         con.execute(f"CREATE TABLE {ev} AS SELECT * FROM __kept ORDER BY event_id")
@@ -788,11 +796,9 @@ def save_filtered(workspace: Workspace, log: str, flt: Filter, new_log: str) -> 
         fields = {k: v for k, v in mapping.items() if k in LogSchema.__dataclass_fields__}
         schema = LogSchema(**{**fields, "case_attributes": tuple(mapping.get("case_attributes") or ())})
         content_hash = hashlib.sha256(f"{src['content_hash']}|{flt!r}".encode()).hexdigest()
-        cases, activities = con.execute(f"SELECT count(DISTINCT case_id), count(DISTINCT activity) FROM {ev}"
-                                        ).fetchone()
+        cases, acts = con.execute(f"SELECT count(DISTINCT case_id), count(DISTINCT activity) FROM {ev}").fetchone()
         info = SourceInfo("filter", f"log {log!r} filtered: {flt.describe()}", content_hash, int(events))
-        quality = QualityReport(rows_read=int(events), events=int(events), cases=int(cases),
-                                activities=int(activities),
+        quality = QualityReport(rows_read=int(events), events=int(events), cases=int(cases), activities=int(acts),
                                 notes=[f"filtered from log {log!r} with {flt!r}"])
         options = {"filtered_from": log, "filter": repr(flt)}
         _write_catalogue(con, new_id, new_log, 1, info, schema, options, content_hash, quality)

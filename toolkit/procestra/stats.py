@@ -34,6 +34,8 @@ source). That is pm4py's order, found by reading its source (2.7.x):
 - ``filter_variants_top_k`` breaks count ties by the variant tuple, descending;
   :func:`variants` lists variants in that order, so ``Filter.variants(top=k)``
   keeps exactly its first k rows.
+- Seconds are computed as pm4py computes them (``86400 * days + seconds + 1e-6 *
+  microseconds``), so case durations are equal to the last bit, not just close.
 
 **Derived data.** :func:`derive` precomputes, per log, what no case-level filter
 can change: ``ac_<id>`` (activity codes), ``va_<id>`` (one row per variant:
@@ -61,7 +63,15 @@ import duckdb
 import pyarrow as pa
 
 from .errors import InvalidArgumentError
-from .filters import Filter, FilterPlan, derived_marker, derived_tables, plan_filter
+from .filters import (
+    Filter,
+    FilterPlan,
+    derived_marker,
+    derived_tables,
+    is_derived,
+    plan_filter,
+    seconds_sql,
+)
 from .store import table_names
 
 if TYPE_CHECKING:
@@ -76,7 +86,6 @@ __all__ = [
     "resource_stats", "rework", "variants",
 ]
 
-_SECONDS = "CAST({} AS DOUBLE) / 1e6"  # microseconds -> seconds
 
 
 # -- derived data -----------------------------------------------------------------------
@@ -121,15 +130,37 @@ def drop_derived(con: duckdb.DuckDBPyConnection, log_id: int) -> None:
 
 
 def derive_log(workspace: Workspace, log: str) -> None:
-    """Build the derived tables of ``log`` in their own write transaction (for logs loaded earlier)."""
+    """Build the derived tables of ``log`` in their own write transaction, unless they are current."""
     with workspace.store.write() as con:
         con.execute("BEGIN TRANSACTION")
-        derive(con, workspace.store.log_id(con, log))
+        log_id = workspace.store.log_id(con, log)
+        if not is_derived(con, log_id):  # another process may have just done it
+            derive(con, log_id)
+        con.execute("COMMIT")
+
+
+#: Whether a statistic on a log without current derived data builds it first (taking the
+#: writer lock briefly). Off, statistics answer from the events with per-case sorts instead.
+AUTO_DERIVE: bool = True
+
+
+def underive(workspace: Workspace, log: str) -> None:
+    """Remove the derived data of ``log`` (statistics then sort events per case, or rebuild it)."""
+    with workspace.store.write() as con:
+        con.execute("BEGIN TRANSACTION")
+        drop_derived(con, workspace.store.log_id(con, log))
         con.execute("COMMIT")
 
 
 @contextlib.contextmanager
 def _planned(workspace: Workspace, log: str, flt: Filter | None) -> Iterator[FilterPlan]:
+    with workspace.store.read() as con:
+        log_id = workspace.store.log_id(con, log)
+        if not AUTO_DERIVE or is_derived(con, log_id):
+            yield plan_filter(con, log_id, flt)
+            return
+    # Loaded before derivation existed, or a load died between commit and derive: build it once.
+    derive_log(workspace, log)
     with workspace.store.read() as con:
         yield plan_filter(con, workspace.store.log_id(con, log), flt)
 
@@ -283,7 +314,7 @@ class CaseDurations(_Table):
     def median(self) -> float | None:
         import pyarrow.compute as pc
 
-        return pc.approximate_median(self.table.column("duration_s")).as_py() if len(self) else None
+        return pc.quantile(self.table.column("duration_s"), q=0.5)[0].as_py() if len(self) else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -337,17 +368,20 @@ class ArrivalRate(_Table):
 
 
 # -- frequency and performance DFG ---------------------------------------------------------
-def _endpoint_rows(plan: FilterPlan) -> list[tuple[Any, ...]]:
-    """(kind, a, b, count) rows: 0 edges, 1 start, 2 end, 3 activity counts; from the variants."""
+def _endpoints_sql(plan: FilterPlan, *, kinds: tuple[int, ...] = (0, 1, 2, 3), pad: int = 0) -> str:
+    """SQL of (kind, a, b, count[, NULL * pad]) rows from the kept variants: kind 0 edges,
+    1 start activities, 2 end activities, 3 events per activity."""
     v = plan.add(f"SELECT activities, cases FROM {plan.variants_rel(durations=False)}", materialized=True)
-    return plan.run(
-        f"""SELECT 0, s, t, sum(cases)::BIGINT FROM (SELECT unnest(activities[:-2]) AS s,
-                   unnest(activities[2:]) AS t, cases FROM {v}) GROUP BY s, t
-        UNION ALL SELECT 1, activities[1], NULL, sum(cases)::BIGINT FROM {v} GROUP BY activities[1]
-        UNION ALL SELECT 2, activities[-1], NULL, sum(cases)::BIGINT FROM {v} GROUP BY activities[-1]
-        UNION ALL SELECT 3, a, NULL, sum(cases)::BIGINT FROM (SELECT unnest(activities) AS a, cases FROM {v})
-                  GROUP BY a"""
-    ).fetchall()
+    nulls = ", NULL" * pad
+    parts = {
+        0: f"SELECT 0, s, t, sum(cases)::BIGINT{nulls} FROM (SELECT unnest(activities[:-2]) AS s, "
+           f"unnest(activities[2:]) AS t, cases FROM {v}) GROUP BY s, t",
+        1: f"SELECT 1, activities[1], NULL, sum(cases)::BIGINT{nulls} FROM {v} GROUP BY activities[1]",
+        2: f"SELECT 2, activities[-1], NULL, sum(cases)::BIGINT{nulls} FROM {v} GROUP BY activities[-1]",
+        3: f"SELECT 3, a, NULL, sum(cases)::BIGINT{nulls} FROM (SELECT unnest(activities) AS a, cases FROM {v}) "
+           "GROUP BY a",
+    }
+    return " UNION ALL ".join(parts[k] for k in kinds)
 
 
 def _counts(rows: list[tuple[Any, ...]], kind: int) -> pa.Table:
@@ -363,7 +397,7 @@ def dfg(workspace: Workspace, log: str, filter: Filter | None = None) -> DFG:
     >>> dfg(ws, "loans").to_pm4py()
     """
     with _planned(workspace, log, filter) as plan:
-        rows = _endpoint_rows(plan)
+        rows = plan.run(_endpoints_sql(plan)).fetchall()
     edges = sorted(((r[1], r[2], int(r[3])) for r in rows if r[0] == 0), key=lambda x: (-x[2], x[0], x[1]))
     schema = pa.schema([("source", pa.string()), ("target", pa.string()), ("count", pa.int64())])
     start = _counts(rows, 1)
@@ -383,17 +417,18 @@ def performance_dfg(workspace: Workspace, log: str, filter: Filter | None = None
     with _planned(workspace, log, filter) as plan:
         seq = plan.seq_rel()
         key = "codes" if plan.fast else "activities"
-        pairs = (f"SELECT s, t, {_SECONDS.format('t2 - t1')} AS d FROM (SELECT unnest({key}[:-2]) AS s, "
+        pairs = (f"SELECT s, t, {seconds_sql('t2 - t1')} AS d FROM (SELECT unnest({key}[:-2]) AS s, "
                  f"unnest({key}[2:]) AS t, unnest(ts_us[:-2]) AS t1, unnest(ts_us[2:]) AS t2 FROM {seq})")
         agg = (f"SELECT s, t, count(*) AS n, avg(d) AS mean, median(d) AS median, min(d) AS mn, max(d) AS mx, "
                f"sum(d) AS total, stddev_samp(d) AS sd FROM ({pairs}) GROUP BY s, t")
         if plan.fast:
-            body = (f"SELECT a1.activity, a2.activity, g.n, g.mean, g.median, g.mn, g.mx, g.total, g.sd "
+            body = (f"SELECT 0, a1.activity, a2.activity, g.n, g.mean, g.median, g.mn, g.mx, g.total, g.sd "
                     f"FROM ({agg}) g JOIN {plan.ac} a1 ON a1.code = g.s JOIN {plan.ac} a2 ON a2.code = g.t")
         else:
-            body = f"SELECT * FROM ({agg})"
-        edges = plan.run(body).fetchall()
-        rows = [r for r in _endpoint_rows(plan) if r[0] in (1, 2)]
+            body = f"SELECT 0, * FROM ({agg})"
+        # one statement, so that a materialised fallback sequence relation is computed once
+        rows = plan.run(f"{body} UNION ALL {_endpoints_sql(plan, kinds=(1, 2), pad=6)}").fetchall()
+    edges = [r[1:] for r in rows if r[0] == 0]
     edges.sort(key=lambda r: (-r[2], r[0], r[1]))
     start = _counts(rows, 1)
     return PerformanceDFG(_arrow(edges, _PERF_SCHEMA), start, _counts(rows, 2),
@@ -414,7 +449,7 @@ def variants(workspace: Workspace, log: str, filter: Filter | None = None, *, li
         v = plan.variants_rel(durations=True)
         table = plan.arrow(
             f"""SELECT activities, cases::BIGINT AS count, cases / sum(cases) OVER () AS share,
-                   {_SECONDS.format('duration_us')} / cases AS mean_duration_s, sum(cases) OVER () AS __total
+                   {seconds_sql('duration_us')} / cases AS mean_duration_s, sum(cases) OVER () AS __total
             FROM {v} ORDER BY cases DESC, activities DESC{f' LIMIT {int(limit)}' if limit else ''}"""
         )
     total = int(table.column("__total")[0].as_py()) if table.num_rows else 0
@@ -426,7 +461,7 @@ def case_durations(workspace: Workspace, log: str, filter: Filter | None = None)
     with _planned(workspace, log, filter) as plan:
         table = plan.arrow(
             f"""SELECT case_id, first_ts AS start, last_ts AS "end",
-                   {_SECONDS.format('epoch_us(last_ts) - epoch_us(first_ts)')} AS duration_s
+                   {seconds_sql('epoch_us(last_ts) - epoch_us(first_ts)')} AS duration_s
             FROM {plan.facts_rel()} ORDER BY first_ts, case_id"""
         )
     return CaseDurations(table)
@@ -491,12 +526,13 @@ def _instances(plan: FilterPlan) -> tuple[str, str]:
         basis = "none"
         inst = (f"SELECT case_id, activity, resource, event_id, CAST(NULL AS TIMESTAMPTZ) AS i_start, ts AS i_end "
                 f"FROM {e}")
+    wait = seconds_sql("epoch_us(i_start) - prev_end_us")
     name = plan.add(
-        f"""SELECT *, {_SECONDS.format('epoch_us(i_end) - epoch_us(i_start)')} AS service_s,
-               greatest({_SECONDS.format('epoch_us(i_start) - epoch_us(max(i_end) OVER (PARTITION BY case_id '
-                                         'ORDER BY i_start, i_end, event_id ROWS BETWEEN UNBOUNDED PRECEDING '
-                                         'AND 1 PRECEDING))')}, 0) AS waiting_s
-        FROM ({inst})""", materialized=True)
+        f"""SELECT * EXCLUDE (prev_end_us), {seconds_sql('epoch_us(i_end) - epoch_us(i_start)')} AS service_s,
+               CASE WHEN prev_end_us IS NULL OR i_start IS NULL THEN NULL ELSE greatest({wait}, 0) END AS waiting_s
+        FROM (SELECT *, epoch_us(max(i_end) OVER (PARTITION BY case_id ORDER BY i_start, i_end, event_id
+                                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) AS prev_end_us
+              FROM ({inst}))""", materialized=True)
     return name, basis
 
 

@@ -189,6 +189,9 @@ class Workspace:
             log_id = self.store.log_id(con, log)
             for t in table_names(log_id):
                 con.execute(f"DROP TABLE IF EXISTS {t}")
+            from .stats import drop_derived
+
+            drop_derived(con, log_id)
             con.execute("DELETE FROM loads WHERE log_id = ?", [log_id])
             con.execute("DELETE FROM logs WHERE log_id = ?", [log_id])
             con.execute("COMMIT")
