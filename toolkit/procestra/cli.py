@@ -260,6 +260,153 @@ def generate(events: int, out: str, seed: int, process: str, lifecycle: bool, no
         click.echo(f"wrote {table.num_rows:,} events to {path} in {seconds:.2f}s")
 
 
+# -- mining ---------------------------------------------------------------------------
+FILTER_HELP = (
+    "Filter (repeatable, combined with AND): top=K | coverage=0.8 | case:ATTR=v1,v2 | "
+    "event:ATTR=v1,v2 | start=A,B | end=A,B | contains=A | skips=A | follows=A>B | "
+    "size=MIN..MAX | duration=MIN..MAX (seconds) | timeframe=START..END[@contained|intersecting|started]"
+)
+
+
+def parse_filters(specs: tuple[str, ...]) -> Any:
+    """``--filter`` strings to one :class:`procestra.Filter` (None when there are none)."""
+    from .filters import Filter
+
+    result = None
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        key = key.strip()
+        if not sep or not value:
+            raise InvalidArgumentError(f"--filter {spec!r}: expected KEY=VALUE; {FILTER_HELP}", parameter="filter")
+
+        def values() -> list[str]:
+            return [v for v in value.split(",") if v != ""]
+
+        def span(cast: Callable[[str], Any]) -> tuple[Any, Any]:
+            lo, dots, hi = value.partition("..")
+            if not dots:
+                raise InvalidArgumentError(f"--filter {spec!r}: expected MIN..MAX", parameter="filter")
+            try:
+                return (cast(lo) if lo else None), (cast(hi) if hi else None)
+            except ValueError:
+                raise InvalidArgumentError(f"--filter {spec!r}: {lo!r}..{hi!r} are not numbers",
+                                           parameter="filter") from None
+
+        try:
+            if key == "top":
+                f = Filter.variants(top=int(value))
+            elif key == "coverage":
+                f = Filter.variants(coverage=float(value))
+            elif key.startswith("case:"):
+                f = Filter.case_attribute(key[5:], values())
+            elif key.startswith("event:"):
+                f = Filter.event_attribute(key[6:], values())
+            elif key == "start":
+                f = Filter.start_activities(values())
+            elif key == "end":
+                f = Filter.end_activities(values())
+            elif key == "contains":
+                f = Filter.contains(value)
+            elif key == "skips":
+                f = Filter.skips(value)
+            elif key == "follows":
+                a, arrow, b = value.partition(">")
+                if not arrow:
+                    raise InvalidArgumentError(f"--filter {spec!r}: expected follows=A>B", parameter="filter")
+                f = Filter.follows(a, b)
+            elif key == "size":
+                lo, hi = span(int)
+                f = Filter.case_size(min=lo, max=hi)
+            elif key == "duration":
+                lo, hi = span(float)
+                f = Filter.duration(min=lo, max=hi)
+            elif key == "timeframe":
+                body, _, mode = value.partition("@")
+                lo, dots, hi = body.partition("..")
+                if not dots:
+                    raise InvalidArgumentError(f"--filter {spec!r}: expected START..END", parameter="filter")
+                f = Filter.timeframe(lo, hi, mode=mode or "contained")  # type: ignore[arg-type]
+            else:
+                raise InvalidArgumentError(f"--filter {spec!r}: unknown filter {key!r}; {FILTER_HELP}",
+                                           parameter="filter")
+        except ValueError as exc:
+            raise InvalidArgumentError(f"--filter {spec!r}: {exc}", parameter="filter") from None
+        result = f if result is None else result & f
+    return result
+
+
+@main.command()
+@click.argument("log")
+@click.option("--filter", "filters", multiple=True, help=FILTER_HELP)
+@click.option("--out", "out", help="Also draw the map: .svg, .png, .pdf or .dot.")
+@click.option("--metric", type=click.Choice(["frequency", "performance"]), default="frequency", show_default=True)
+@click.option("--activities", "activity_threshold", type=float, default=1.0, show_default=True,
+              help="Share of activities drawn (0-1).")
+@click.option("--paths", "path_threshold", type=float, default=1.0, show_default=True,
+              help="Share of paths drawn (0-1).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def dfg(state: _State, log: str, filters: tuple[str, ...], out: str | None, metric: str,
+        activity_threshold: float, path_threshold: float, as_json: bool) -> None:
+    """The directly-follows graph of LOG: edge counts and mean times, start and end activities."""
+    from . import stats
+
+    ws = state.workspace()
+    flt = parse_filters(filters)
+    perf = stats.performance_dfg(ws, log, flt)
+    edges = [{"source": r["source"], "target": r["target"], "count": int(r["count"]),
+              "mean_seconds": float(r["mean"]) if r["mean"] is not None else 0.0}
+             for r in perf.edges.to_pylist()]
+    _, start, end = perf.to_pm4py("mean")
+    written = None
+    if out:
+        from .render import DFG as DrawnDFG
+        from .render import save
+
+        freq = stats.dfg(ws, log, flt)
+        d, s, e = freq.to_pm4py()
+        acts = {r["activity"]: int(r["count"]) for r in freq.activities.to_pylist()}
+        perf_map = {(x["source"], x["target"]): x["mean_seconds"] for x in edges}
+        written = save(DrawnDFG(d, s, e, acts, perf_map), out, metric=metric,
+                       activity_threshold=activity_threshold, path_threshold=path_threshold)
+    if as_json:
+        data: dict[str, Any] = {"edges": edges, "start": start, "end": end}
+        if written:
+            data["out"] = str(written)
+        _emit_json(data)
+        return
+    click.echo(f"{len(edges)} edges, {perf.cases:,} cases")
+    for x in edges[:40]:
+        click.echo(f"  {x['source']} -> {x['target']}: {x['count']:,} (mean {x['mean_seconds'] / 3600:.1f} h)")
+    if len(edges) > 40:
+        click.echo(f"  ... {len(edges) - 40} more (use --json)")
+    click.echo("start: " + ", ".join(f"{k} ({v:,})" for k, v in start.items()))
+    click.echo("end: " + ", ".join(f"{k} ({v:,})" for k, v in end.items()))
+    if written:
+        click.echo(f"wrote {written}")
+
+
+@main.command()
+@click.argument("log")
+@click.option("--top", type=int, help="Only the N most frequent variants.")
+@click.option("--filter", "filters", multiple=True, help=FILTER_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def variants(state: _State, log: str, top: int | None, filters: tuple[str, ...], as_json: bool) -> None:
+    """The variants of LOG, most frequent first."""
+    from . import stats
+
+    result = stats.variants(state.workspace(), log, parse_filters(filters), limit=top)
+    rows = result.to_pylist()
+    if as_json:
+        _emit_json([{"variant": list(r["activities"]), "count": int(r["count"])} for r in rows])
+        return
+    for r in rows:
+        click.echo(f"{int(r['count']):>8,}  {100 * r['share']:5.1f}%  {' > '.join(r['activities'])}")
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: click's usage errors become one ``error:`` line, exit 2."""
     try:
