@@ -27,6 +27,7 @@ from .errors import (
 )
 from . import stats
 from .bpmn import bpmn_to_petri, read_bpmn, write_bpmn
+from .discover import DiscoveryResult, Miner, get_miner, miners, register_miner
 from .filters import Filter, save_filtered
 from .ingest import LoadResult, ingest
 from .quality import QualityIssue, QualityReport
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DFG",
     "DataError",
+    "DiscoveryResult",
     "EmptyResultError",
     "Filter",
     "InvalidArgumentError",
@@ -47,6 +49,7 @@ __all__ = [
     "LogNotFoundError",
     "LogSchema",
     "MappingError",
+    "Miner",
     "ModelError",
     "ProcestraError",
     "QualityIssue",
@@ -62,8 +65,11 @@ __all__ = [
     "WorkspaceError",
     "__version__",
     "bpmn_to_petri",
+    "get_miner",
     "ingest",
+    "miners",
     "read_bpmn",
+    "register_miner",
     "save",
     "save_filtered",
     "show",
