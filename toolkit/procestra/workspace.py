@@ -208,6 +208,25 @@ class Workspace:
 
         return export(self, log, to)
 
+    # -- mining shortcuts: the same functions as procestra.stats / discover ---------------
+    def dfg(self, log: str, filter: Any = None) -> Any:
+        """The directly-follows graph of ``log`` (see :func:`procestra.stats.dfg`)."""
+        from .stats import dfg
+
+        return dfg(self, log, filter)
+
+    def variants(self, log: str, filter: Any = None, *, limit: int | None = None) -> Any:
+        """The variants of ``log``, most frequent first (see :func:`procestra.stats.variants`)."""
+        from .stats import variants
+
+        return variants(self, log, filter, limit=limit)
+
+    def discover(self, log: str, miner: str = "inductive", *, filter: Any = None, **params: Any) -> Any:
+        """Discover a model of ``log`` (see :func:`procestra.discover.discover`)."""
+        from .discover import discover
+
+        return discover(self, log, miner, filter=filter, **params)
+
     def activity_instances(self, log: str) -> pd.DataFrame:
         """One row per activity instance: case, activity, resource, start, end, duration."""
         from .export import activity_instances

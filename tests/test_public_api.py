@@ -1,0 +1,28 @@
+"""The public API is exactly what ``procestra.__all__`` lists, and every name resolves."""
+
+from __future__ import annotations
+
+import procestra
+
+
+def test_all_names_resolve_and_are_sorted() -> None:
+    names = procestra.__all__
+    assert names == sorted(names)
+    for name in names:
+        assert getattr(procestra, name) is not None, name
+
+
+def test_public_names_are_exactly_all() -> None:
+    modules = {"bpmn", "cli", "conformance", "discover", "errors", "export", "filters", "generate", "ingest",
+               "models", "progress", "quality", "render", "schema", "sources", "stats", "store", "workspace",
+               "xes"}
+    public = {n for n in vars(procestra) if not n.startswith("_") and n != "annotations"}
+    public -= modules - set(procestra.__all__)  # submodules are attributes once imported
+    assert public == set(procestra.__all__) - {"__version__"}
+
+
+def test_errors_share_one_root() -> None:
+    for name in procestra.__all__:
+        obj = getattr(procestra, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, procestra.ProcestraError), name
