@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from .errors import InvalidArgumentError, ProcestraError, UserError
+from .progress import progress_display
 from .schema import LogSchema
 from .workspace import Workspace, default_workspace_path
 
@@ -405,6 +406,60 @@ def variants(state: _State, log: str, top: int | None, filters: tuple[str, ...],
         return
     for r in rows:
         click.echo(f"{int(r['count']):>8,}  {100 * r['share']:5.1f}%  {' > '.join(r['activities'])}")
+
+
+@main.command()
+@click.argument("log")
+@click.option("--miner", default="inductive", show_default=True,
+              help="inductive | heuristics | alpha | dfg (or a registered miner).")
+@click.option("--noise", "noise", type=float, default=None, help="IMf noise threshold (0-1), inductive miner.")
+@click.option("--dependency", "dependency", type=float, default=None,
+              help="Dependency threshold (0-1), heuristics miner.")
+@click.option("--filter", "filters", multiple=True, help=FILTER_HELP)
+@click.option("--out", "out", required=True, help="Output: .svg .png .pdf .dot .bpmn .pnml .ptml.")
+@click.option("--save", "save_as", help="Also save the model in the workspace's repository under this name.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def discover(state: _State, log: str, miner: str, noise: float | None, dependency: float | None,
+             filters: tuple[str, ...], out: str, save_as: str | None, as_json: bool) -> None:
+    """Discover a process model of LOG and write it to --out."""
+    from .discover import discover as run_discovery
+    from .render import SAVE_FORMATS
+
+    suffix = Path(out).suffix.lower()
+    if suffix not in SAVE_FORMATS:
+        raise InvalidArgumentError(
+            f"cannot write {out!r}: use one of {', '.join(sorted(SAVE_FORMATS))}", parameter="out")
+    ws = state.workspace()
+    params: dict[str, Any] = {}
+    if noise is not None:
+        params["noise_threshold"] = noise
+    if dependency is not None:
+        params["dependency_threshold"] = dependency
+    flt = parse_filters(filters)
+    with progress_display(not as_json) as progress:
+        progress(f"discovering with the {miner} miner", 0, None)
+        result = run_discovery(ws, log, miner, filter=flt, **params)
+        progress("writing the model", 0, None)
+        written = result.save(out)
+    saved = None
+    if save_as:
+        from .models import save_model
+
+        saved = save_model(ws, save_as, result, source_log=log, filter=repr(flt) if flt else None,
+                           miner=result.miner, params=dict(result.params))
+    if as_json:
+        data: dict[str, Any] = {"log": log, "miner": result.miner, "params": dict(result.params),
+                                "out": str(written), "seconds": round(result.seconds, 3)}
+        if saved is not None:
+            data["saved"] = saved.to_dict()
+        _emit_json(data)
+        return
+    click.echo(f"discovered a model of {log!r} with the {result.miner} miner in {result.seconds:.2f}s")
+    click.echo(f"wrote {written}")
+    if saved is not None:
+        click.echo(f"saved as model {saved.name!r} version {saved.version}")
 
 
 def run(argv: list[str] | None = None) -> None:

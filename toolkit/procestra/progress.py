@@ -37,7 +37,13 @@ def progress_display(enabled: bool = True, delay: float = 1.0) -> Iterator[Calla
         console=Console(stderr=True), transient=True,
     )
     task = progress.add_task("starting", total=None)
-    timer = threading.Timer(delay, progress.start)
+    started = threading.Event()
+
+    def start() -> None:
+        started.set()
+        progress.start()
+
+    timer = threading.Timer(delay, start)
     timer.daemon = True
     timer.start()
 
@@ -48,4 +54,5 @@ def progress_display(enabled: bool = True, delay: float = 1.0) -> Iterator[Calla
         yield update
     finally:
         timer.cancel()
-        progress.stop()
+        if started.is_set():
+            progress.stop()
