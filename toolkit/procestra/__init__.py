@@ -15,6 +15,7 @@ from .errors import (
     LogNotFoundError,
     MappingError,
     ModelError,
+    ModelNotFoundError,
     ProcestraError,
     SourceConnectionError,
     SourceError,
@@ -27,9 +28,11 @@ from .errors import (
 )
 from . import stats
 from .bpmn import bpmn_to_petri, read_bpmn, write_bpmn
+from .conformance import ConformanceResult, conform, deviations
 from .discover import DiscoveryResult, Miner, get_miner, miners, register_miner
 from .filters import Filter, save_filtered
 from .ingest import LoadResult, ingest
+from .models import LoadedModel, ModelInfo, list_models, load_model, model_info, save_model
 from .quality import QualityIssue, QualityReport
 from .render import DFG, save, show
 from .schema import LogSchema
@@ -38,6 +41,7 @@ from .workspace import LogInfo, Workspace
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConformanceResult",
     "DFG",
     "DataError",
     "DiscoveryResult",
@@ -45,12 +49,15 @@ __all__ = [
     "Filter",
     "InvalidArgumentError",
     "LoadResult",
+    "LoadedModel",
     "LogInfo",
     "LogNotFoundError",
     "LogSchema",
     "MappingError",
     "Miner",
     "ModelError",
+    "ModelInfo",
+    "ModelNotFoundError",
     "ProcestraError",
     "QualityIssue",
     "QualityReport",
@@ -65,13 +72,19 @@ __all__ = [
     "WorkspaceError",
     "__version__",
     "bpmn_to_petri",
+    "conform",
+    "deviations",
     "get_miner",
     "ingest",
+    "list_models",
+    "load_model",
     "miners",
+    "model_info",
     "read_bpmn",
     "register_miner",
     "save",
     "save_filtered",
+    "save_model",
     "show",
     "stats",
     "write_bpmn",

@@ -220,12 +220,8 @@ def _ingest(
         shutil.rmtree(spill, ignore_errors=True)
     if status == "unchanged":
         return _unchanged(workspace, log, info.name, started)
-    # Precompute what mining needs (variants, per-case order) in a transaction of its own:
-    # if this process dies first, readers fall back to slower SQL and derive it on first use.
-    report("indexing for mining", 0, None)
-    from .stats import derive_log
-
-    derive_log(workspace, log)
+    # What mining precomputes (variants, per-case order: stats.derive) is built on first use,
+    # so that a load costs only the load; readers never use derived data of older contents.
     with store.read() as rcon:
         row = store.log_row(rcon, log)
     seconds = time.perf_counter() - started

@@ -189,9 +189,11 @@ class Workspace:
             log_id = self.store.log_id(con, log)
             for t in table_names(log_id):
                 con.execute(f"DROP TABLE IF EXISTS {t}")
+            from .conformance import drop_conformance
             from .stats import drop_derived
 
             drop_derived(con, log_id)
+            drop_conformance(con, log_id)
             con.execute("DELETE FROM loads WHERE log_id = ?", [log_id])
             con.execute("DELETE FROM logs WHERE log_id = ?", [log_id])
             con.execute("COMMIT")
@@ -226,6 +228,12 @@ class Workspace:
         from .discover import discover
 
         return discover(self, log, miner, filter=filter, **params)
+
+    def conform(self, log: str, model: Any, **options: Any) -> Any:
+        """Check ``log`` against ``model`` (see :func:`procestra.conformance.conform`)."""
+        from .conformance import conform
+
+        return conform(self, log, model, **options)
 
     def activity_instances(self, log: str) -> pd.DataFrame:
         """One row per activity instance: case, activity, resource, start, end, duration."""
