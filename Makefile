@@ -46,12 +46,25 @@ demo: $(STAMP) sysdeps
 	$(BIN)/procestra -w $(DEMO_WS) info loan
 	$(BIN)/procestra -w $(DEMO_WS) info loan --json
 	$(BIN)/procestra -w $(DEMO_WS) export loan --to $(DEMO_WS)/loan.xes.gz
+	@echo "--- mining: variants, process map, discovered model, conformance"
+	$(BIN)/procestra -w $(DEMO_WS) variants loan --top 5
+	$(BIN)/procestra -w $(DEMO_WS) dfg loan --paths 0.8 --out $(DEMO_WS)/loan-map.svg
+	$(BIN)/procestra -w $(DEMO_WS) dfg loan --metric performance --out $(DEMO_WS)/loan-map-performance.svg
+	$(BIN)/procestra -w $(DEMO_WS) discover loan --miner inductive --noise 0.2 \
+		--out $(DEMO_WS)/loan-asis.bpmn --save loan-asis
+	$(BIN)/procestra -w $(DEMO_WS) discover loan --miner inductive --noise 0.2 --out $(DEMO_WS)/loan-asis.svg
+	$(BIN)/procestra -w $(DEMO_WS) conform loan loan-asis
+	$(BIN)/procestra -w $(DEMO_WS) models list
+	@echo "--- wrote the process maps $(DEMO_WS)/loan-map.svg and $(DEMO_WS)/loan-map-performance.svg,"
+	@echo "    the BPMN model $(DEMO_WS)/loan-asis.bpmn (opens in bpmn.io / Camunda Modeler) and its drawing $(DEMO_WS)/loan-asis.svg"
 
 test: $(STAMP) sysdeps
 	PROCESTRA_NO_PROGRESS=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
 
 bench: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_mining.py
+	$(BIN)/python benchmarks/bench_discover.py
 	$(BIN)/python benchmarks/bench_generate.py
 
 clean:

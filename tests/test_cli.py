@@ -96,3 +96,62 @@ def test_generate_writes_a_loadable_log(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     loaded = json.loads(run_cli("ingest", str(out), "--log", "g", "--json", workspace=ws, check=True).stdout)
     assert loaded["events"] == report["events"]
+
+
+def test_mining_commands_keep_their_json_shapes(tmp_path: Path, loan_csv: Path) -> None:
+    ws = tmp_path / "ws"
+    run_cli("ingest", str(loan_csv), "--log", "loan", workspace=ws, check=True)
+
+    dfg = json.loads(run_cli("dfg", "loan", "--json", workspace=ws, check=True).stdout)
+    assert set(dfg) == {"edges", "start", "end"}
+    edge = dfg["edges"][0]
+    assert set(edge) == {"source", "target", "count", "mean_seconds"}
+    assert isinstance(edge["count"], int) and isinstance(edge["mean_seconds"], float)
+    assert dfg["start"] == {"Submit application": sum(dfg["start"].values())}
+
+    top = json.loads(run_cli("variants", "loan", "--top", "3", "--json", workspace=ws, check=True).stdout)
+    assert len(top) == 3 and [set(v) for v in top] == [{"variant", "count"}] * 3
+    assert [v["count"] for v in top] == sorted((v["count"] for v in top), reverse=True)
+    assert top[0]["variant"][0] == "Submit application"
+
+    svg = tmp_path / "map.svg"
+    out = json.loads(run_cli("dfg", "loan", "--filter", "top=5", "--paths", "0.5", "--out", str(svg), "--json",
+                             workspace=ws, check=True).stdout)
+    assert out["out"] == str(svg) and svg.read_text().lstrip().startswith("<?xml")
+
+    bpmn = tmp_path / "loan.bpmn"
+    found = json.loads(run_cli("discover", "loan", "--miner", "inductive", "--noise", "0.2", "--out", str(bpmn),
+                               "--save", "loan-asis", "--json", workspace=ws, check=True).stdout)
+    assert found["miner"] == "inductive" and found["saved"]["version"] == 1
+    assert "bpmndi:BPMNDiagram" in bpmn.read_text()
+
+    checked = json.loads(run_cli("conform", "loan", "loan-asis", "--json", workspace=ws, check=True).stdout)
+    assert 0.0 <= checked["fitness"] <= 1.0 and 0.0 <= checked["precision"] <= 1.0
+    listed = json.loads(run_cli("models", "list", "--json", workspace=ws, check=True).stdout)
+    assert [m["name"] for m in listed] == ["loan-asis"]
+    shown = json.loads(run_cli("models", "show", "loan-asis@1", "--json", workspace=ws, check=True).stdout)
+    assert shown["source_log"] == "loan" and shown["miner"] == "inductive"
+
+
+def test_mining_user_errors(tmp_path: Path, loan_csv: Path) -> None:
+    ws = tmp_path / "ws"
+    run_cli("ingest", str(loan_csv), "--log", "loan", workspace=ws, check=True)
+    cases = [
+        (["dfg", "nope", "--json"], "no log named 'nope'"),
+        (["dfg", "loan", "--filter", "top=x"], "top=x"),
+        (["dfg", "loan", "--filter", "case:nope=1"], "nope"),
+        (["dfg", "loan", "--paths", "1.5", "--out", str(tmp_path / "m.svg")], "path_threshold"),
+        (["discover", "loan", "--out", str(tmp_path / "m.docx")], ".docx"),
+        (["discover", "loan", "--noise", "2", "--out", str(tmp_path / "m.svg")], "noise"),
+        (["discover", "loan", "--miner", "nope", "--out", str(tmp_path / "m.svg")], "unknown miner"),
+        (["discover", "loan", "--filter", "contains=No such activity", "--out", str(tmp_path / "m.svg")],
+         "no cases"),
+        (["conform", "loan", "nope"], "no model named 'nope'"),
+        (["conform", "loan", str(tmp_path / "missing.bpmn")], "missing.bpmn"),
+        (["models", "show", "nope"], "nope"),
+    ]
+    for args, needle in cases:
+        proc = run_cli(*args, workspace=ws)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, (args, proc.returncode, proc.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (args, proc.stderr)

@@ -224,9 +224,12 @@ def test_filter_matches_pm4py_filtered_log(gen: Workspace) -> None:
 
 
 def test_variants_from_derived_tables_equal_those_from_events(gen: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ingest derives ``va_``/``cv_``; the variants read from them equal those aggregated
+    """The variants read from the derived ``va_``/``cv_`` tables equal those aggregated
     from the events (same sequences, counts and order), with and without a case filter."""
     filters = pytest.importorskip("procestra.filters")
+    from procestra.stats import derive_log
+
+    derive_log(gen, "loans")
     flt = filters.Filter.case_size(min=6) & filters.Filter.variants(top=20)
     with gen.store.read() as con:
         lid = gen.store.log_id(con, "loans")

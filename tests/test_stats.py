@@ -63,7 +63,9 @@ def assert_equals_pm4py(ws: Workspace, log: str, frame: pd.DataFrame, flt: Filte
 @pytest.mark.parametrize("derived", [False, True], ids=["windows", "derived"])
 def test_generated_log_equals_pm4py(ws: Workspace, loan_table, derived: bool, monkeypatch) -> None:
     ws.ingest(loan_table, log="loans", progress=False)
-    if not derived:
+    if derived:
+        stats.derive_log(ws, "loans")
+    else:
         stats.underive(ws, "loans")
         monkeypatch.setattr(stats, "AUTO_DERIVE", False)
     with ws.store.read() as con:

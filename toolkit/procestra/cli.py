@@ -462,6 +462,96 @@ def discover(state: _State, log: str, miner: str, noise: float | None, dependenc
         click.echo(f"saved as model {saved.name!r} version {saved.version}")
 
 
+@main.command()
+@click.argument("log")
+@click.argument("model")
+@click.option("--method", type=click.Choice(["tokens", "alignments"]), default="tokens", show_default=True)
+@click.option("--filter", "filters", multiple=True, help=FILTER_HELP)
+@click.option("--sample-variants", type=int, help="Replay only the N most frequent variants.")
+@click.option("--no-quality", is_flag=True, help="Fitness only: skip precision, generalization, simplicity.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def conform(state: _State, log: str, model: str, method: str, filters: tuple[str, ...],
+            sample_variants: int | None, no_quality: bool, as_json: bool) -> None:
+    """Check LOG against MODEL (a saved model NAME[@VERSION], or a .bpmn/.pnml/.ptml file)."""
+    import warnings
+
+    from .conformance import conform as run_conformance
+
+    if sample_variants is not None and sample_variants < 1:
+        raise InvalidArgumentError("--sample-variants must be at least 1", parameter="sample-variants")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mismatches are reported in the result's warnings
+        result = run_conformance(state.workspace(), log, model, method=method,  # type: ignore[arg-type]
+                                 filter=parse_filters(filters), sample_variants=sample_variants,
+                                 progress=not as_json, quality=not no_quality)
+    if as_json:
+        _emit_json({"log": log, "model": result.model, "method": result.method,
+                    "fitness": result.headline_fitness, "precision": result.precision,
+                    "generalization": result.generalization, "simplicity": result.simplicity,
+                    "fitness_details": result.fitness, "cases": result.n_cases, "variants": result.n_variants,
+                    "covered_cases": result.covered_cases, "sampled": result.sampled,
+                    "run_id": result.run_id, "warnings": result.warnings, "seconds": round(result.seconds, 3)})
+        return
+
+    def f(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4f}"
+
+    click.echo(f"{result.method} conformance of {log!r} against {result.model}: "
+               f"fitness {f(result.headline_fitness)}, precision {f(result.precision)}, "
+               f"generalization {f(result.generalization)}, simplicity {f(result.simplicity)}")
+    click.echo(f"  {result.covered_cases:,} of {result.n_cases:,} cases, {result.covered_variants:,} of "
+               f"{result.n_variants:,} variants, {result.seconds:.2f}s"
+               + (f"; per-case deviations saved as run {result.run_id}" if result.run_id is not None else ""))
+    for w in result.warnings:
+        click.echo(f"  warning: {w}")
+
+
+@main.group()
+def models() -> None:
+    """The model repository in the workspace's process_models/."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def models_list(state: _State, as_json: bool) -> None:
+    """List saved models (latest version of each)."""
+    from .models import list_models
+
+    infos = list_models(state.workspace())
+    if as_json:
+        _emit_json([i.to_dict() for i in infos])
+        return
+    if not infos:
+        click.echo("no models yet; save one with `procestra discover LOG --out FILE --save NAME`")
+    for i in infos:
+        fit = i.quality.get("fitness")
+        score = f", fitness {fit:.3f}" if isinstance(fit, float) else ""
+        click.echo(f"{i.name}  v{i.version} ({i.versions} versions), {i.kind}, from {i.source_log or '-'} "
+                   f"by {i.miner or '-'}{score}, {i.created:%Y-%m-%d %H:%M}")
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def models_show(state: _State, name: str, as_json: bool) -> None:
+    """Show one model's metadata: NAME or NAME@VERSION."""
+    from .models import model_info
+
+    info = model_info(state.workspace(), name)
+    d = info.to_dict()
+    if as_json:
+        _emit_json(d)
+        return
+    for k, v in d.items():
+        click.echo(f"{k}: {v}")
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: click's usage errors become one ``error:`` line, exit 2."""
     try:

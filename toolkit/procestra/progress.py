@@ -31,10 +31,14 @@ def progress_display(enabled: bool = True, delay: float = 1.0) -> Iterator[Calla
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
+    if not (console.is_terminal or console.is_jupyter):
+        yield _silent  # no bars in logs and pipes: they would only leave blank lines behind
+        return
     progress = Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
         TextColumn("{task.completed:,.0f}"), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=True,
+        console=console, transient=True,
     )
     task = progress.add_task("starting", total=None)
     started = threading.Event()
