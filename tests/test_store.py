@@ -72,17 +72,31 @@ def test_two_ingests_and_a_reader_in_separate_processes(tmp_path: Path, big_logs
 
 
 def test_killed_ingest_loses_nothing_and_leaves_no_lock(tmp_path: Path, big_logs: tuple[Path, Path]) -> None:
+    """SIGKILL at random moments of a load: the store holds all of it or none of it."""
     ws = Workspace.init(tmp_path / "ws")
     a, b = big_logs
     ws.ingest(b, log="b")
     before = ws.store.checksums()
+    started = time.monotonic()
+    probe = _ingest_proc(ws.path, a, "probe")  # how long a whole load takes here, now
+    assert probe.wait(timeout=300) == 0
+    full = time.monotonic() - started
+    ws.drop("probe")
     rng = random.Random(7)
-    for _ in range(4):
+    killed_running = 0
+    for _ in range(6):
         proc = _ingest_proc(ws.path, a, "a")
-        time.sleep(rng.uniform(0.3, 2.5))
+        time.sleep(rng.uniform(0.05, 0.95) * full)
+        if proc.poll() is None:
+            killed_running += 1
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        assert ws.store.checksums() == before
+        now = ws.store.checksums()
+        if now != before:  # it got as far as its commit: then the whole log is there
+            assert {i.name for i in ws.logs()} == {"a", "b"} and ws.info("a").events > 290_000
+            ws.drop("a")
+            assert ws.store.checksums() == before
+    assert killed_running >= 3, "the kills should land while loads run"
     result = ws.ingest(a, log="a")
     assert result.status == "loaded" and ws.store.checksums()["logs"][0] == 2
 
