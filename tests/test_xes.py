@@ -6,7 +6,6 @@ import gzip
 import json
 import subprocess
 import sys
-import time
 import warnings
 from collections import Counter
 from datetime import UTC, datetime
@@ -487,22 +486,6 @@ def test_real_log_write_round_trip(tmp_path: Path, name: str) -> None:
     assert list(written["case:concept:name"]) == list(original["case:concept:name"])
     assert list(written["concept:name"]) == list(original["concept:name"])
     assert (written["time:timestamp"] == original["time:timestamp"]).all()
-
-
-@pytest.mark.shared
-@pytest.mark.slow
-def test_bpic2012_at_least_5x_faster_than_pm4py() -> None:
-    path = _logs_dir() / "bpic2012.xes.gz"
-    start = time.perf_counter()
-    df = _pm4py_frame(path)
-    pm4py_seconds = time.perf_counter() - start
-    ours = []
-    for _ in range(2):
-        start = time.perf_counter()
-        tables = list(iter_xes_batches(path))
-        ours.append(time.perf_counter() - start)
-    assert sum(t.num_rows for t in tables) == len(df) == 262_200
-    assert pm4py_seconds / min(ours) >= 5, f"pm4py {pm4py_seconds:.2f}s, ours {min(ours):.2f}s"
 
 
 _RSS_SCRIPT = """
