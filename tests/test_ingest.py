@@ -489,3 +489,17 @@ def test_attribute_that_changes_type_after_the_sniff_sample(ws: Workspace, tmp_p
     ws.ingest(write(tmp_path / "late.csv", "\n".join(lines) + "\n"), log="late")
     assert ws.info("late").event_attributes == {"ticket": "VARCHAR"}
     assert ws.info("late").events == 40_001
+
+
+def test_repeated_column_names_are_made_unique_the_same_way_for_files_and_queries(
+        ws: Workspace, tmp_path: Path) -> None:
+    src = write(tmp_path / "dup.csv", "case_id,activity,timestamp,Note,note,note_2\n"
+                                      "x,a,2024-01-01 10:00,1,2,3\n")
+    ws.ingest(src, log="dup")
+    assert list(ws.info("dup").event_attributes) == ["Note", "note_2", "note_2_2"]
+    db = tmp_path / "q.sqlite"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE t (case_id TEXT, activity TEXT, ts TEXT, Note TEXT)")
+        c.execute("INSERT INTO t VALUES ('x', 'a', '2024-01-01 10:00', 'n')")
+    ws.ingest(f"sqlite:///{db}", log="q", sql="SELECT case_id, activity, ts AS timestamp, Note, Note AS note FROM t")
+    assert list(ws.info("q").event_attributes) == ["Note", "note_2"]

@@ -34,7 +34,7 @@ import duckdb
 
 from .errors import DataError, InvalidArgumentError, TimestampError, UserError
 from .quality import QualityIssue, QualityReport, check_quality
-from .schema import LogSchema, detect_schema
+from .schema import LogSchema, detect_schema, unique_names
 from .progress import Progress, progress_display
 from .sources import CONVERT_ERROR_RE, SourceInfo, detect_kind, file_hash, mask_url, read_source
 from .store import quote_ident, table_names
@@ -481,10 +481,10 @@ def _stage(
         con.execute(f"DELETE FROM stg0 WHERE NOT ({keep})")
     con.execute("CREATE VIEW stg AS SELECT rowid AS event_id, rowid + 1 AS __row, case_id, activity, ts, "
                 "start_ts, lifecycle, resource, __dup FROM stg0")
-    ev_names = _unique(event_cols, reserved={"event_id"})
+    ev_names = unique_names(event_cols, reserved={"event_id"})
     select = "".join(f", {quote_ident('ea:' + c)} AS {quote_ident(n)}" for c, n in zip(event_cols, ev_names))
     con.execute(f"CREATE TABLE ea AS SELECT rowid AS event_id{select} FROM stg0")
-    ca_names = _unique([c[5:] if c.startswith("case:") else c for c in case_cols], reserved=_RESERVED_CASE_COLUMNS)
+    ca_names = unique_names([c[5:] if c.startswith("case:") else c for c in case_cols], reserved=_RESERVED_CASE_COLUMNS)
     agg = "".join(
         f", arg_min({quote_ident('ca:' + c)}, rowid) FILTER (WHERE {quote_ident('ca:' + c)} IS NOT NULL) "
         f"AS {quote_ident(n)}"
@@ -541,20 +541,6 @@ def _explain_bad_timestamp(con: duckdb.DuckDBPyConnection, value: str, parser: s
                 "consistent, or pass --on-bad-rows drop to skip such rows")
     return (f"cannot parse timestamp {value!r} with {used}; pass --timestamp-format "
             "(strftime codes, e.g. '%d-%m-%Y %H:%M') or --on-bad-rows drop")
-
-
-def _unique(names: list[str], *, reserved: set[str]) -> list[str]:
-    """Names made unique case-insensitively (DuckDB's rule), avoiding ``reserved``."""
-    seen = {r.lower() for r in reserved}
-    out = []
-    for n in names:
-        cand, k = n, 1
-        while cand.lower() in seen:
-            k += 1
-            cand = f"{n}_{k}"
-        seen.add(cand.lower())
-        out.append(cand)
-    return out
 
 
 # -- commit ------------------------------------------------------------------------

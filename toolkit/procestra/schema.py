@@ -31,7 +31,7 @@ from typing import Any
 
 from .errors import MappingError
 
-__all__ = ["LogSchema", "PM4PY_NAMES", "detect_schema"]
+__all__ = ["LogSchema", "PM4PY_NAMES", "detect_schema", "unique_names"]
 
 #: pm4py / XES column name of each role.
 PM4PY_NAMES: dict[str, str] = {
@@ -147,3 +147,20 @@ def detect_schema(columns: list[str], given: LogSchema | None = None, *, source:
             source=source,
         )
     return schema
+
+
+def unique_names(names: list[str], *, reserved: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """``names`` made unique case-insensitively (DuckDB's rule for columns), avoiding ``reserved``.
+
+    A repeat gets a suffix: ``Activity``, ``activity`` -> ``Activity``, ``activity_2``.
+    """
+    seen = {r.lower() for r in reserved}
+    out = []
+    for n in names:
+        cand, k = n, 1
+        while cand.lower() in seen:
+            k += 1
+            cand = f"{n}_{k}"
+        seen.add(cand.lower())
+        out.append(cand)
+    return out

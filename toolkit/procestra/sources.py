@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from .errors import InvalidArgumentError, SourceConnectionError, SourceFormatError
 from .progress import Progress
+from .schema import unique_names
 from .store import quote_ident
 
 __all__ = ["SourceInfo", "detect_kind", "read_source"]
@@ -212,15 +213,7 @@ def _csv_dialect(path: Path, encoding: str, delimiter: str | None) -> tuple[str,
     header = next(csv.reader(io.StringIO(sample), delimiter=delimiter))
     if not any(h.strip() for h in header):
         raise SourceFormatError("the first line is not a header of column names", source=str(path), row=1)
-    names = [h.strip() or f"column{i}" for i, h in enumerate(header)]
-    seen: dict[str, int] = {}
-    for i, n in enumerate(names):
-        key = n.lower()
-        if key in seen:
-            seen[key] += 1
-            names[i] = f"{n}_{seen[key]}"
-        else:
-            seen[key] = 0
+    names = unique_names([h.strip() or f"column{i}" for i, h in enumerate(header)])
     return delimiter, names
 
 
@@ -520,17 +513,6 @@ def _rows_to_table(columns: list[str], rows: list[tuple[Any, ...]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=columns)
 
 
-def _unique_names(names: list[str]) -> list[str]:
-    out: list[str] = []
-    for n in names:
-        base, k = n, 1
-        while n in out:
-            k += 1
-            n = f"{base}_{k}"
-        out.append(n)
-    return out
-
-
 def _sqlite_batches(url: str, query: str, size: int = 50_000) -> Iterator[pa.Table]:
     if "://" in url:
         parts = urlsplit(url)
@@ -553,7 +535,7 @@ def _sqlite_batches(url: str, query: str, size: int = 50_000) -> Iterator[pa.Tab
             raise SourceConnectionError(f"the query failed: {exc}", source=path) from None
         if cur.description is None:
             raise SourceConnectionError("the query returns no rows (is it a SELECT?)", source=path)
-        names = _unique_names([d[0] for d in cur.description])
+        names = unique_names([d[0] for d in cur.description])
         while True:
             try:
                 chunk = cur.fetchmany(size)
@@ -588,7 +570,7 @@ def _postgres_batches(url: str, query: str, size: int = 50_000) -> Iterator[pa.T
                 ) from None
             if cur.description is None:
                 raise SourceConnectionError("the query returns no rows (is it a SELECT?)", source=shown)
-            names = _unique_names([d.name for d in cur.description])
+            names = unique_names([d.name for d in cur.description])
             while chunk:
                 yield _rows_to_table(names, chunk)
                 try:
