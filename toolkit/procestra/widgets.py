@@ -163,6 +163,15 @@ class Explorer:
         export = W.VBox([W.HBox([self.svg_path, self.svg_button]), W.HBox([self.log_name, self.log_button]),
                          self.status])
         self.root = W.VBox([self.summary, W.HBox([mapbox, filters]), side, export])
+        # stable CSS hooks for people styling the explorer and for the browser test
+        for w, name in ((self.root, "explorer"), (self.map_html, "map"), (self.summary, "summary"),
+                        (self.metric, "metric"), (self.activity_slider, "activity-slider"),
+                        (self.path_slider, "path-slider"), (self.noise_slider, "noise-slider"),
+                        (self.time_slider, "time-slider"), (self.coverage_slider, "coverage-slider"),
+                        (self.attribute_select, "attribute-select"), (self.start_select, "start-select"),
+                        (self.end_select, "end-select"), (self.svg_path, "svg-path"),
+                        (self.svg_button, "export-svg"), (self.log_button, "save-log"), (self.status, "status")):
+            w.add_class(f"procestra-{name}")
         #: Every widget the explorer owns, the root last.
         self.widgets: list[Any] = _descendants(self.root)
 
