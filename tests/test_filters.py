@@ -201,6 +201,25 @@ def test_contains_and_skips(logs, log, frame) -> None:
     assert events(logs, log, Filter.contains("no such activity")).empty
 
 
+def test_variant_sequences_equal_pm4py(logs, log, frame) -> None:
+    import pm4py
+
+    top = list(pm4py.get_variants(frame).items())
+    top.sort(key=lambda kv: -kv[1])
+    one, two = list(top[0][0]), list(top[1][0])
+    seq = frame.sort_values([TS], kind="stable").groupby(CASE, sort=False)[ACT].agg(tuple)
+    for chosen in ([one], [one, two]):
+        keep = seq[seq.isin([tuple(c) for c in chosen])].index
+        same(logs, log, Filter.variant(chosen if len(chosen) > 1 else chosen[0]), frame[frame[CASE].isin(keep)])
+    same(logs, log, Filter.variant(one, exclude=True), frame[~frame[CASE].isin(seq[seq == tuple(one)].index)])
+    assert events(logs, log, Filter.variant(["no", "such", "variant"])).empty
+    with pytest.raises(InvalidArgumentError, match="list of activity names"):
+        Filter.variant([])
+    with pytest.raises(InvalidArgumentError, match="non-empty list of activity names"):
+        Filter.variant([["a"], [1, 2]])
+    assert repr(Filter.variant(["a", "b"])) == "Filter.variant(['a', 'b'])"
+
+
 # -- composition ------------------------------------------------------------------------------
 def test_case_level_chain_equals_pm4py_chain(logs, log, frame) -> None:
     flt = Filter.case_size(min=8) & Filter.start_activities(["Submit application"]) & Filter.variants(top=5)

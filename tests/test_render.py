@@ -338,3 +338,30 @@ def test_empty_dfg_renders():
 def test_saved_dot_is_the_source(models, tmp_path: Path):
     path = save(models["dfg"], tmp_path / "g.dot", path_threshold=0.2)
     assert path.read_text() == render(models["dfg"], format="dot", path_threshold=0.2)
+
+
+def test_dfg_diff_compares_shares_of_cases() -> None:
+    from procestra.render import DFGDiff
+
+    left = DFG(edges={("a", "b"): 50, ("b", "c"): 50}, start={"a": 50}, end={"c": 50})
+    right = DFG(edges={("a", "b"): 100, ("b", "d"): 60, ("b", "c"): 40}, start={"a": 100}, end={"c": 40, "d": 60})
+    diff = DFGDiff(left, right, 50, 100, ("as-is", "to-be"))
+    rows = {(r["source"], r["target"]): r for r in diff.changes()}
+    assert rows[("a", "b")]["change"] == 0  # 100% of cases on both sides, though counts doubled
+    assert rows[("b", "c")]["change"] == pytest.approx(-0.6)
+    assert rows[("b", "d")]["left"] == 0 and rows[("b", "d")]["change"] == pytest.approx(0.6)
+    dot = render(diff, format="dot")
+    assert "only to-be: 60" in dot and "dashed" in dot  # found on one side only
+    assert "#c62828" in dot and "-60%" in dot  # b -> c fell
+    svg = render(diff, format="svg")
+    assert svg.lstrip().startswith("<?xml") and "as&#45;is:" in svg
+    with pytest.raises(InvalidArgumentError, match="unknown option"):
+        render(diff, metric="frequency")
+
+
+def test_plots_are_svg() -> None:
+    from procestra.render import histogram_svg
+
+    svg = histogram_svg([60.0, 3600.0, 7200.0, 86400.0])
+    assert svg.startswith("<svg") and "1h" in svg
+    assert "no cases match" in histogram_svg([])

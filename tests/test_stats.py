@@ -337,3 +337,27 @@ def test_derive_in_callers_transaction_rolls_back(ws: Workspace, loan_table) -> 
     assert ws.store.checksums() == before
     with ws.store.read() as con:
         assert not is_derived(con, ws.store.log_id(con, "loans"))
+
+
+def test_dotted_chart_samples_cases_evenly(ws: Workspace, loan_table) -> None:
+    ws.ingest(loan_table, log="loan")
+    durations = stats.case_durations(ws, "loan").to_pandas()
+    chart = stats.dotted_chart(ws, "loan", max_cases=40)
+    t = chart.to_pandas()
+    assert chart.cases == len(durations) and chart.shown == t["row"].nunique() <= 40
+    # rows follow start time; each row holds one whole case in time order
+    firsts = t.groupby("row")["ts"].min()
+    assert firsts.is_monotonic_increasing
+    assert (t.groupby("row")["case_id"].nunique() == 1).all()
+    case = t[t["row"] == 0]["case_id"].iloc[0]
+    assert case == durations.iloc[0]["case_id"]
+    assert len(t[t["row"] == 0]) == len(ws.to_pandas("loan").query("`case:concept:name` == @case"))
+    all_cases = stats.dotted_chart(ws, "loan", max_cases=10**9)
+    assert all_cases.shown == all_cases.cases
+    from procestra.filters import Filter
+
+    empty = stats.dotted_chart(ws, "loan", Filter.case_size(min=10**6))
+    assert empty.cases == 0 and len(empty) == 0
+    assert "<svg" in empty._repr_mimebundle_()["image/svg+xml"]
+    with pytest.raises(InvalidArgumentError, match="max_cases"):
+        stats.dotted_chart(ws, "loan", max_cases=0)

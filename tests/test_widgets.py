@@ -8,7 +8,7 @@ import pytest
 
 from procestra import Filter, Workspace, stats
 from procestra.errors import LogNotFoundError
-from procestra.widgets import Explorer
+from procestra.widgets import Comparison, Explorer, VariantBrowser
 
 
 def _explorer_class() -> type[Explorer]:
@@ -43,7 +43,9 @@ def test_construct_shows_map_summary_and_panels(explorer: Explorer) -> None:
     assert explorer.summary.value.replace("<b>", "").replace("</b>", "").startswith(
         f"{info.cases:,} of {info.cases:,} cases, {info.events:,} of {info.events:,} events")
     assert "Submit application" in explorer.variants_html.value
-    assert explorer.durations_html.value.count("<tr>") == 12
+    assert explorer.durations_html.value == ""  # side panels are drawn when shown
+    explorer.tabs.selected_index = 1
+    assert "<svg" in explorer.durations_html.value and "median" in explorer.durations_html.value
     # case attribute values come from the data
     assert ("channel", "online") in [v for _, v in explorer.attribute_select.options]
     assert explorer.query == 'stats.dfg(ws, "loan")'
@@ -93,6 +95,10 @@ def test_filter_keeping_nothing_shows_no_cases_match(explorer: Explorer) -> None
     explorer.metric.value = "bpmn"
     assert "no cases match" in explorer.map_html.value
     assert explorer.export_svg() is None and "error" in explorer.status.value
+    assert explorer.export_csv() is None and "keeps no events" in explorer.status.value
+    for i in range(4):  # every side panel says so too
+        explorer.tabs.selected_index = i
+    assert "no cases match" in explorer.dotted_html.value + explorer.activity_html.value
 
 
 def test_performance_and_bpmn_maps(explorer: Explorer) -> None:
@@ -143,3 +149,111 @@ def test_close_closes_every_widget(explorer: Explorer) -> None:
     assert explorer.closed
     assert all(w.comm is None for w in owned)
     explorer.close()  # idempotent
+
+
+def test_side_panels_dotted_chart_and_activity(explorer: Explorer) -> None:
+    explorer.tabs.selected_index = 2
+    assert "<svg" in explorer.dotted_html.value
+    explorer.tabs.selected_index = 3
+    explorer.activity_dropdown.value = "Credit check"
+    text = explorer.activity_html.value
+    assert "events" in text and "most often after" in text
+    n = next(r for r in stats.activity_stats(explorer.workspace, "loan").to_pylist()
+             if r["activity"] == "Credit check")["events"]
+    assert f"{n:,}" in text
+    computed = explorer.computations
+    explorer.tabs.selected_index = 2  # cached per filter state: no new state computed
+    assert explorer.computations == computed
+
+
+def test_duration_and_event_attribute_filters(explorer: Explorer) -> None:
+    lo, hi = explorer.duration_slider.index
+    explorer.duration_slider.index = (lo, hi // 2)
+    assert "Filter.duration(" in explorer.query
+    scope = {"ws": explorer.workspace, "stats": stats, "Filter": Filter}
+    exec(f"result = {explorer.query}", scope)  # noqa: S102
+    assert f"<b>{scope['result'].cases:,}</b> of" in explorer.summary.value
+    if explorer.event_select.options:
+        explorer.event_select.value = (explorer.event_select.options[0][1],)
+        assert "Filter.event_attribute(" in explorer.query
+    explorer.reset()
+    assert explorer.query == 'stats.dfg(ws, "loan")'
+
+
+def test_export_png_bpmn_and_csv(explorer: Explorer, tmp_path: Path) -> None:
+    explorer.map_format.value = "png"
+    assert explorer.svg_path.value.endswith(".png")
+    path = explorer.export_map(tmp_path / "map.png")
+    assert path and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(path) in explorer.status.value
+    explorer.map_format.value = "bpmn"
+    assert explorer.metric.value == "bpmn"  # a BPMN export is of the IMf model
+    path = explorer.export_map(tmp_path / "map.bpmn")
+    assert path is not None
+    from procestra.bpmn import read_bpmn
+
+    assert read_bpmn(path) is not None  # our own reader accepts it
+    explorer.coverage_slider.value = 0.5
+    csv = explorer.export_csv(tmp_path / "kept.csv")
+    assert csv and str(csv) in explorer.status.value
+    import pandas as pd
+
+    df = pd.read_csv(csv)
+    assert df["case:concept:name"].nunique() == stats.dfg(explorer.workspace, "loan",
+                                                          Filter.variants(coverage=0.5)).cases
+
+
+def test_background_mode_keeps_controls_live(ws: Workspace, table) -> None:
+    ws.ingest(table, log="loan")
+    ex = Explorer(ws, "loan", background=True).wait(60)
+    try:
+        assert "<svg" in ex.map_html.value
+        ex.coverage_slider.value = 0.3
+        ex.coverage_slider.value = 0.6  # supersedes the first change
+        ex.wait(60)
+        n = stats.dfg(ws, "loan", Filter.variants(coverage=0.6)).cases
+        assert ex.summary.value.startswith(f"<b>{n:,}</b> of") and ex.busy.value == ""
+        ex.metric.value = "bpmn"
+        ex.wait(120)
+        assert "<svg" in ex.map_html.value
+    finally:
+        ex.close()
+
+
+def test_ws_explore(ws: Workspace, table) -> None:
+    ws.ingest(table, log="loan")
+    ex = ws.explore("loan")
+    assert isinstance(ex, Explorer) and "<svg" in ex.map_html.value
+    ex.close()
+
+
+def test_variant_browser(ws: Workspace, table) -> None:
+    ws.ingest(table, log="loan")
+    vb = VariantBrowser(ws, "loan")
+    first = stats.variants(ws, "loan", limit=2).to_pylist()
+    assert vb.sequence == first[0]["activities"] and "<svg" in vb.diagram.value
+    assert f"<b>{first[0]['count']:,}</b> cases" in vb.detail.value
+    vb.select.value = 1
+    assert vb.sequence == first[1]["activities"]
+    assert stats.dfg(ws, "loan", vb.filter).cases == first[1]["count"]
+    assert "Filter.variant([" in vb.query
+    vb.close()
+
+
+def test_comparison_highlights_the_dfg_difference(ws: Workspace, table) -> None:
+    ws.ingest(table, log="loan")
+    info = ws.info("loan")
+    mid = info.start + (info.end - info.start) / 2
+    cmp = Comparison.periods(ws, "loan", (info.start, mid), (mid, info.end), labels=("first half", "second half"))
+    svg = cmp.map_html.value
+    assert "<svg" in svg and "first half:" in svg and "second half:" in svg  # tooltips name both sides
+    assert "Largest changes" in cmp.changes_html.value
+    small, large = Filter.case_size(max=9), Filter.case_size(min=10)
+    cmp2 = Comparison(ws, ("loan", small), ("loan", large), labels=("short", "long"))
+    top = cmp2.diff.changes()[0]
+    assert abs(top["change"]) > 0.1
+    assert "#2e7d32" in cmp2.map_html.value and "#c62828" in cmp2.map_html.value  # rose and fell
+    assert "DFGDiff.from_stats(" in cmp2.query
+    with pytest.raises(Exception, match="right must be a log name"):
+        Comparison(ws, "loan", ("loan", "nope"))
+    cmp.close()
+    cmp2.close()

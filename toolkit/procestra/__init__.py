@@ -34,18 +34,21 @@ from .filters import Filter, save_filtered
 from .ingest import LoadResult, ingest
 from .models import LoadedModel, ModelInfo, list_models, load_model, model_info, save_model
 from .quality import QualityIssue, QualityReport
-from .render import DFG, save, show
+from .render import DFG, DFGDiff, save, show
 from .schema import LogSchema
 from .workspace import LogInfo, Workspace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
     "ConformanceResult",
     "DFG",
+    "DFGDiff",
     "DataError",
     "DiscoveryResult",
     "EmptyResultError",
+    "Explorer",
     "Filter",
     "InvalidArgumentError",
     "LoadResult",
@@ -68,6 +71,7 @@ __all__ = [
     "StoreError",
     "TimestampError",
     "UserError",
+    "VariantBrowser",
     "Workspace",
     "WorkspaceError",
     "__version__",
@@ -89,3 +93,17 @@ __all__ = [
     "stats",
     "write_bpmn",
 ]
+
+
+#: Names imported on first use: the widgets pull in ipywidgets, which the CLI never needs.
+_LAZY = {"Explorer": "widgets", "VariantBrowser": "widgets", "Comparison": "widgets"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'procestra' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from .errors import InvalidArgumentError
+from .errors import EmptyResultError, InvalidArgumentError
 from .schema import PM4PY_NAMES
 from .store import quote_ident, table_names
 
@@ -21,13 +21,17 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
+    from .filters import Filter
     from .workspace import Workspace
 
 __all__ = ["activity_instances", "export", "pm4py_select", "to_arrow", "to_pandas"]
 
 
-def pm4py_select(con: duckdb.DuckDBPyConnection, log_id: int) -> str:
-    """The SELECT that yields a log's events in pm4py's format and order."""
+def pm4py_select(con: duckdb.DuckDBPyConnection, log_id: int, kept: str | None = None) -> str:
+    """The SELECT that yields a log's events in pm4py's format and order.
+
+    ``kept`` names a relation of ``event_id``s to restrict to (a filter's result).
+    """
     ev, ea, ca = table_names(log_id)
     present = con.execute(
         f"SELECT count(start_ts) > 0, count(lifecycle) > 0, count(resource) > 0 FROM {ev}"
@@ -54,6 +58,7 @@ def pm4py_select(con: duckdb.DuckDBPyConnection, log_id: int) -> str:
         cols.append(f"c.{quote_ident(name)} AS {quote_ident(out)}")
     return (
         f"SELECT {', '.join(cols)} FROM {ev} e JOIN {ea} a USING (event_id) JOIN {ca} c USING (case_id) "
+        + (f"SEMI JOIN {kept} k ON k.event_id = e.event_id " if kept else "") +
         f"JOIN (SELECT case_id, min(event_id) AS __first FROM {ev} GROUP BY case_id) o USING (case_id) "
         "ORDER BY o.__first, e.ts, e.event_id"
     )
@@ -73,8 +78,8 @@ def to_pandas(workspace: Workspace, log: str) -> pd.DataFrame:
         return con.execute(pm4py_select(con, log_id)).df()
 
 
-def export(workspace: Workspace, log: str, to: str | os.PathLike[str]) -> Path:
-    """Write ``log`` to ``to``: ``.xes``/``.xes.gz``, ``.csv`` or ``.parquet``, by extension.
+def export(workspace: Workspace, log: str, to: str | os.PathLike[str], filter: Filter | None = None) -> Path:
+    """Write ``log`` (or what ``filter`` keeps of it) to ``to``: ``.xes``/``.xes.gz``, ``.csv`` or ``.parquet``.
 
     The file is written next to its target and renamed into place, so a failed
     export never leaves a half-written file.
@@ -95,7 +100,16 @@ def export(workspace: Workspace, log: str, to: str | os.PathLike[str]) -> Path:
     try:
         with workspace.store.read() as con:
             log_id = workspace.store.log_id(con, log)
-            query = pm4py_select(con, log_id)
+            kept = None
+            if filter:
+                from .filters import filtered_events_sql
+
+                sql, params = filtered_events_sql(con, log_id, filter)
+                con.execute(f"CREATE OR REPLACE TEMP TABLE __kept AS SELECT event_id FROM ({sql})", params)
+                if not con.execute("SELECT count(*) FROM __kept").fetchone()[0]:
+                    raise EmptyResultError(f"the filter keeps no events of log {log!r}; nothing to export")
+                kept = "__kept"
+            query = pm4py_select(con, log_id, kept)
             if kind == "xes":
                 from .xes import write_xes
 

@@ -391,6 +391,27 @@ class _Contains(_Part):
         return f"Filter.{'skips' if self.exclude else 'contains'}({self.activity!r})"
 
 
+@dataclass(frozen=True)
+class _VariantIs(_Part):
+    sequences: tuple[tuple[str, ...], ...]
+    exclude: bool
+
+    def apply(self, plan: FilterPlan) -> None:
+        alts = ", ".join(f"CAST({plan.param(list(seq))} AS VARCHAR[])" for seq in self.sequences)
+        cond = f"activities IN ({alts})"
+        plan.keep_variants(f"NOT ({cond})" if self.exclude else cond)
+
+    def describe(self) -> str:
+        shown = "; ".join(" → ".join(seq) for seq in self.sequences[:3])
+        more = f" and {len(self.sequences) - 3} more" if len(self.sequences) > 3 else ""
+        return f"cases {'not ' if self.exclude else ''}following the variant(s) {shown}{more}"
+
+    def __repr__(self) -> str:
+        seqs = [list(s) for s in self.sequences]
+        arg = seqs[0] if len(seqs) == 1 else seqs
+        return f"Filter.variant({arg!r}{', exclude=True' if self.exclude else ''})"
+
+
 # -- the public filter value -------------------------------------------------------------
 @dataclass(frozen=True)
 class Filter:
@@ -455,6 +476,25 @@ class Filter:
                 f"coverage must be a fraction in (0, 1] (0.8 means 80% of cases), not {coverage!r}",
                 parameter="coverage")
         return cls((_Variants(top, None if coverage is None else float(coverage)),))
+
+    @classmethod
+    def variant(cls, sequences: Any, *, exclude: bool = False) -> Filter:
+        """Cases whose activity sequence is ``sequences`` (one list of activities, or a list of such lists).
+
+        >>> Filter.variant(["Submit", "Check", "Approve"])
+        """
+        if isinstance(sequences, (list, tuple)) and sequences and all(isinstance(a, str) for a in sequences):
+            sequences = [sequences]
+        if not isinstance(sequences, (list, tuple)) or not sequences:
+            raise InvalidArgumentError("sequences must be a list of activity names, or a non-empty list of such "
+                                       f"lists, not {sequences!r}", parameter="sequences")
+        out: list[tuple[str, ...]] = []
+        for seq in sequences:
+            if not isinstance(seq, (list, tuple)) or not seq or not all(isinstance(a, str) and a for a in seq):
+                raise InvalidArgumentError(f"a variant is a non-empty list of activity names, not {seq!r}",
+                                           parameter="sequences")
+            out.append(tuple(seq))
+        return cls((_VariantIs(tuple(out), bool(exclude)),))
 
     @classmethod
     def case_attribute(cls, name: str, values: Any, *, exclude: bool = False) -> Filter:

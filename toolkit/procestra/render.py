@@ -34,8 +34,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from .errors import InvalidArgumentError, ProcestraError
 
 __all__ = [
-    "DFG", "FORMATS", "AcceptingPetriNet", "Diagram", "Renderer", "as_svg", "filter_dfg",
-    "human_duration", "register", "render", "run_dot", "save", "show", "supported_kinds",
+    "DFG", "FORMATS", "AcceptingPetriNet", "DFGDiff", "Diagram", "Renderer", "as_svg", "dotted_chart_svg",
+    "filter_dfg", "histogram_svg", "human_duration", "register", "render", "run_dot", "save", "show",
+    "supported_kinds",
 ]  # fmt: skip
 
 Format = Literal["svg", "png", "pdf", "dot"]
@@ -327,6 +328,164 @@ def _dfg_to_dot(dfg: DFG, *, metric: str = "frequency", activity_threshold: floa
     return str(g.source)
 
 
+# -- two DFGs compared --------------------------------------------------------------------
+@dataclass(frozen=True)
+class DFGDiff:
+    """Two directly-follows graphs side by side (as-is against to-be, this month against last).
+
+    Counts are compared as shares of each side's cases, so sides of different sizes
+    compare fairly. :func:`render` draws the union: edges and activities found on one
+    side only are dashed, and the others are coloured by how their share changed from
+    ``left`` to ``right`` (green up, red down).
+    """
+
+    left: DFG
+    right: DFG
+    left_cases: int
+    right_cases: int
+    labels: tuple[str, str] = ("left", "right")
+
+    @classmethod
+    def from_stats(cls, left: Any, right: Any, labels: tuple[str, str] = ("left", "right")) -> DFGDiff:
+        """From two :class:`procestra.stats.DFG` results (they carry their case counts)."""
+        def conv(d: Any) -> DFG:
+            acts = d.activities.to_pydict()
+            return DFG.from_pm4py(*d.to_pm4py(), activities=dict(zip(acts["activity"], acts["count"])))
+        return cls(conv(left), conv(right), int(left.cases), int(right.cases), tuple(labels))  # type: ignore[arg-type]
+
+    def _share(self, side: int, n: int) -> float:
+        cases = self.left_cases if side == 0 else self.right_cases
+        return n / cases if cases else 0.0
+
+    def changes(self) -> list[dict[str, Any]]:
+        """One row per edge of either side: counts, shares of cases and the change, largest change first."""
+        rows = []
+        for e in set(self.left.edges) | set(self.right.edges):
+            a, b = self.left.edges.get(e, 0), self.right.edges.get(e, 0)
+            sa, sb = self._share(0, a), self._share(1, b)
+            rows.append({"source": e[0], "target": e[1], "left": a, "right": b, "left_share": sa,
+                         "right_share": sb, "change": sb - sa})
+        return sorted(rows, key=lambda r: (-abs(r["change"]), r["source"], r["target"]))
+
+
+_UP, _DOWN, _SAME = "#2e7d32", "#c62828", "#7a7a7a"
+
+
+def _diff_to_dot(diff: DFGDiff, *, rankdir: str = "TB", min_change: float = 0.02) -> str:
+    import graphviz
+
+    _check_rankdir(rankdir)
+    L, R = diff.left, diff.right
+    la, ra = diff.labels
+    g = graphviz.Digraph("dfgdiff", graph_attr={"rankdir": rankdir, "bgcolor": "white", "nodesep": "0.35",
+                                                "ranksep": "0.45", "fontname": "Helvetica"},
+                         node_attr={"fontname": "Helvetica", "fontsize": "11"},
+                         edge_attr={"fontname": "Helvetica", "fontsize": "10", "arrowsize": "0.7"})  # fmt: skip
+    acts = sorted(set(L.activities) | set(R.activities),
+                  key=lambda a: (-(L.activities.get(a, 0) + R.activities.get(a, 0)), a))
+    ids = {a: f"a{i}" for i, a in enumerate(acts)}
+
+    def colour(sa: float, sb: float, only: bool) -> tuple[str, str]:
+        if only:
+            return (_DOWN if sb == 0 else _UP), "dashed"
+        d = sb - sa
+        return (_UP if d >= min_change else _DOWN if d <= -min_change else _SAME), "solid"
+
+    for act in acts:
+        a, b = L.activities.get(act, 0), R.activities.get(act, 0)
+        col, style = colour(diff._share(0, a), diff._share(1, b), not (a and b))
+        g.node(ids[act], label=f"{_esc(act)}\n{a:,} → {b:,}", shape="box", style=f"rounded,filled,{style}",
+               fillcolor="#f7f7f7", color=col, penwidth="2", tooltip=f"{_esc(act)}: {la} {a:,}, {ra} {b:,}")
+    g.node("start", label="", shape="circle", style="filled", fillcolor="#4caf50", color="#2e7d32",
+           width="0.3", fixedsize="true")  # fmt: skip
+    g.node("end", label="", shape="doublecircle", style="filled", fillcolor="#e57373", color="#b71c1c",
+           width="0.25", fixedsize="true")  # fmt: skip
+    pairs: dict[tuple[str, str], tuple[int, int]] = {}
+    for e in set(L.edges) | set(R.edges):
+        pairs[(ids[e[0]], ids[e[1]])] = (L.edges.get(e, 0), R.edges.get(e, 0))
+    for act in set(L.start) | set(R.start):
+        pairs[("start", ids[act])] = (L.start.get(act, 0), R.start.get(act, 0))
+    for act in set(L.end) | set(R.end):
+        pairs[(ids[act], "end")] = (L.end.get(act, 0), R.end.get(act, 0))
+    top = max((max(diff._share(0, a), diff._share(1, b)) for a, b in pairs.values()), default=0.0)
+    for (u, v), (a, b) in sorted(pairs.items()):
+        sa, sb = diff._share(0, a), diff._share(1, b)
+        col, style = colour(sa, sb, not (a and b))
+        change = sb - sa
+        label = f"{a:,} → {b:,}\n{change:+.0%}" if a and b else (f"only {la}: {a:,}" if a else f"only {ra}: {b:,}")
+        g.edge(u, v, label=label, color=col, fontcolor=col, style=style,
+               penwidth=f"{1 + 4 * _scale(max(sa, sb), top):.2f}",
+               tooltip=f"{la}: {a:,} ({sa:.1%} of cases), {ra}: {b:,} ({sb:.1%} of cases)")  # fmt: skip
+    return str(g.source)
+
+
+# -- plots ------------------------------------------------------------------------------
+def _plot_svg(fig: Any) -> str:
+    import io
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.find("<svg"):]
+
+
+def _figure(width: float, height: float) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height), dpi=96)
+
+
+def dotted_chart_svg(chart: Any, *, width: float = 7.5, height: float = 4.0, legend: int = 12) -> str:
+    """A dotted chart of :func:`procestra.stats.dotted_chart`: time across, one row per case, colour by activity."""
+    t = chart.table.to_pydict()
+    fig, ax = _figure(width, height)
+    if not t["row"]:
+        ax.text(0.5, 0.5, "no cases match", ha="center", va="center", color="#888888", transform=ax.transAxes)
+        ax.set_axis_off()
+        return _plot_svg(fig)
+    counts: dict[str, int] = {}
+    for a in t["activity"]:
+        counts[a] = counts.get(a, 0) + 1
+    order = sorted(counts, key=lambda a: (-counts[a], a))
+    cmap = __import__("matplotlib").colormaps["tab20"]
+    colours = {a: cmap(i % 20) for i, a in enumerate(order)}
+    for a in order:
+        xs = [ts for ts, act in zip(t["ts"], t["activity"]) if act == a]
+        ys = [r for r, act in zip(t["row"], t["activity"]) if act == a]
+        ax.scatter(xs, ys, s=6, color=colours[a], label=a if order.index(a) < legend else None, linewidths=0)
+    ax.invert_yaxis()
+    ax.set_ylabel(f"cases ({chart.shown:,} of {chart.cases:,}, by start)")
+    ax.tick_params(labelsize=8)
+    fig.autofmt_xdate()
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, markerscale=2)
+    return _plot_svg(fig)
+
+
+def histogram_svg(seconds: list[float], *, bins: int = 20, width: float = 4.5, height: float = 2.6,
+                  xlabel: str = "case duration") -> str:
+    """A histogram of durations in seconds, with human-readable tick labels."""
+    fig, ax = _figure(width, height)
+    if not seconds:
+        ax.text(0.5, 0.5, "no cases match", ha="center", va="center", color="#888888", transform=ax.transAxes)
+        ax.set_axis_off()
+        return _plot_svg(fig)
+    ax.hist(seconds, bins=bins, color="#2b5797")
+    ticks = ax.get_xticks()
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([human_duration(max(0.0, x)) for x in ticks], fontsize=8)
+    ax.set_xlim(min(seconds), max(seconds) or 1)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel("cases", fontsize=8)
+    ax.tick_params(labelsize=8)
+    return _plot_svg(fig)
+
+
 # -- the registry -------------------------------------------------------------------
 @runtime_checkable
 class Renderer(Protocol):
@@ -456,6 +615,7 @@ def _heuristics(model: Any, rankdir: str | None = None) -> str:
 
 register(DFG, _FunctionRenderer("directly-follows graph (DFG)", _dfg_to_dot,
                                 ("metric", "activity_threshold", "path_threshold", "rankdir")))  # fmt: skip
+register(DFGDiff, _FunctionRenderer("DFG comparison", _diff_to_dot, ("rankdir", "min_change")))
 register(AcceptingPetriNet, _FunctionRenderer("Petri net", _petri, ("rankdir",)))
 register("pm4py.objects.petri_net.obj.PetriNet", _FunctionRenderer("Petri net", _petri, ("rankdir",)))
 register("pm4py.objects.process_tree.obj.ProcessTree", _FunctionRenderer("process tree", _tree, ("rankdir",)))

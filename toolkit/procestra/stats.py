@@ -82,7 +82,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DFG", "ActivityStats", "ActivityTimes", "ArrivalRate", "CaseDurations", "Handover", "PerformanceDFG",
     "ResourceStats", "Rework", "Variants", "activity_stats", "activity_times", "arrival_rate",
-    "case_durations", "derive", "derive_log", "dfg", "drop_derived", "handover", "performance_dfg",
+    "DottedChart", "case_durations", "derive", "derive_log", "dfg", "dotted_chart", "drop_derived", "handover",
+    "performance_dfg",
     "resource_stats", "rework", "variants",
 ]
 
@@ -318,6 +319,23 @@ class CaseDurations(_Table):
 
 
 @dataclass(frozen=True, eq=False)
+class DottedChart(_Table):
+    """Events of a sample of cases: ``row`` (case, by start time), ``case_id, ts, activity``.
+
+    ``cases`` is how many cases the filter kept; ``shown`` how many of them are drawn.
+    """
+
+    title: ClassVar[str] = "dotted chart"
+    cases: int = 0
+    shown: int = 0
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .render import dotted_chart_svg
+
+        return {"image/svg+xml": dotted_chart_svg(self), "text/plain": repr(self)}
+
+
+@dataclass(frozen=True, eq=False)
 class ActivityStats(_Table):
     """Per activity: ``events, cases, instances, mean_service_s, median_service_s`` (service: None if unknown)."""
 
@@ -465,6 +483,29 @@ def case_durations(workspace: Workspace, log: str, filter: Filter | None = None)
             FROM {plan.facts_rel()} ORDER BY first_ts, case_id"""
         )
     return CaseDurations(table)
+
+
+def dotted_chart(workspace: Workspace, log: str, filter: Filter | None = None, *, max_cases: int = 300
+                 ) -> DottedChart:
+    """The events of at most ``max_cases`` kept cases, evenly sampled by start time, for a dotted chart.
+
+    Sampling keeps the picture readable and the query fast on logs of millions of events.
+    """
+    if isinstance(max_cases, bool) or not isinstance(max_cases, int) or max_cases < 1:
+        raise InvalidArgumentError(f"max_cases must be a whole number of at least 1, not {max_cases!r}",
+                                   parameter="max_cases")
+    with _planned(workspace, log, filter) as plan:
+        total = plan.run(f"SELECT count(*) FROM {plan.facts_rel()}").fetchone()[0]
+        step = max(1, math.ceil(total / max_cases))
+        picked = plan.add(
+            f"""SELECT case_id, (rn - 1) // {step} AS row FROM (
+                    SELECT case_id, row_number() OVER (ORDER BY first_ts, case_id) AS rn FROM {plan.facts_rel()})
+                WHERE (rn - 1) % {step} = 0""")
+        table = plan.arrow(
+            f"""SELECT p.row::INTEGER AS row, e.case_id, e.ts, e.activity
+            FROM {plan.events_rel()} e JOIN {picked} p USING (case_id) ORDER BY p.row, e.ts, e.event_id""")
+    shown = len(set(table.column("row").to_pylist())) if table.num_rows else 0
+    return DottedChart(table, cases=int(total), shown=shown)
 
 
 def arrival_rate(workspace: Workspace, log: str, filter: Filter | None = None, *,

@@ -204,11 +204,17 @@ class Workspace:
 
         return to_pandas(self, log)
 
-    def export(self, log: str, to: str | os.PathLike[str]) -> Path:
-        """Write ``log`` to a .xes/.xes.gz, .csv or .parquet file, by extension."""
+    def export(self, log: str, to: str | os.PathLike[str], filter: Any = None) -> Path:
+        """Write ``log`` (or what ``filter`` keeps) to a .xes/.xes.gz, .csv or .parquet file, by extension."""
         from .export import export
 
-        return export(self, log, to)
+        return export(self, log, to, filter)
+
+    def explore(self, log: str) -> Any:
+        """An interactive :class:`procestra.widgets.Explorer` of ``log`` (displays itself in Jupyter)."""
+        from .widgets import Explorer
+
+        return Explorer(self, log)
 
     # -- mining shortcuts: the same functions as procestra.stats / discover ---------------
     def dfg(self, log: str, filter: Any = None) -> Any:
