@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_WS ?= demo-workspace
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test bench sysdeps venv clean lint
+.PHONY: demo test bench explore sysdeps venv clean lint
 
 venv: $(STAMP)
 
@@ -66,6 +66,11 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/bench_mining.py
 	$(BIN)/python benchmarks/bench_discover.py
 	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_explorer.py
+
+# The explorer notebook as a web page (Voila), on the demo workspace.
+explore: $(STAMP)
+	cd notebooks && ../$(BIN)/voila 01_explore.ipynb --Voila.ip=127.0.0.1
 
 clean:
 	rm -rf $(VENV) $(DEMO_WS) .pytest_cache build *.egg-info toolkit/*.egg-info

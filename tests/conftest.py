@@ -123,3 +123,23 @@ def postgres_url() -> Iterator[str]:
         subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
                        capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def ensure_python3_kernel() -> None:
+    """Register this interpreter's ``python3`` kernel in its prefix (idempotent): voila needs it there."""
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    spec = Path(sys.prefix) / "share" / "jupyter" / "kernels" / "python3" / "kernel.json"
+    with FileLock(str(Path(sys.prefix) / ".procestra-kernelspec.lock")):
+        if not spec.is_file():
+            subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix"],
+                           capture_output=True, check=True)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def python3_kernel() -> None:
+    """The ``python3`` kernel registered in the virtualenv (papermill and voila start it by name)."""
+    ensure_python3_kernel()

@@ -561,7 +561,8 @@ class Explorer:
             if self._closed or repr(f) != repr(self.filter):
                 return
             self._svg = svg
-            self.map_html.value = f"<div style='overflow:auto;max-height:640px'>{svg}</div>"
+            self.map_html.value = (f"<div class='procestra-map-box' style='overflow:auto;max-height:720px'>"
+                                   f"<style>.procestra-map-box svg{{max-width:100%;height:auto}}</style>{svg}</div>")
             self.map_drawn_at = time.perf_counter()
         except ProcestraError as exc:
             self._svg, self.map_html.value = "", _error_html(exc)
