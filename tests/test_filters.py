@@ -402,3 +402,14 @@ def test_empty_selection_gives_empty_statistics(logs, log) -> None:
     v = variants(logs, log, nothing)
     assert len(v) == 0 and v.cases == 0 and v.to_pm4py() == {}
     assert dfg(logs, log, Filter.event_attribute("activity", ["x"], level="event")).cases == 0
+
+
+def test_case_ids(logs, log, frame) -> None:
+    some = sorted(frame[CASE].astype(str).unique())[:7]
+    same(logs, log, Filter.cases(some), frame[frame[CASE].astype(str).isin(some)])
+    same(logs, log, Filter.cases(some, exclude=True), frame[~frame[CASE].astype(str).isin(some)])
+    same(logs, log, Filter.event_attribute("activity", ["Credit check"], level="event") & Filter.cases(some),
+         frame[frame[CASE].astype(str).isin(some) & (frame[ACT] == "Credit check")])
+    assert events(logs, log, Filter.cases([])).empty
+    with pytest.raises(InvalidArgumentError, match="list of case ids"):
+        Filter.cases("c1")

@@ -412,6 +412,27 @@ class _VariantIs(_Part):
         return f"Filter.variant({arg!r}{', exclude=True' if self.exclude else ''})"
 
 
+@dataclass(frozen=True)
+class _CaseIds(_Part):
+    ids: tuple[str, ...]
+    exclude: bool
+
+    def apply(self, plan: FilterPlan) -> None:
+        listed = f"SELECT unnest(CAST({plan.param(list(self.ids))} AS VARCHAR[])) AS case_id"
+        if self.exclude:
+            kept = plan.kept_cases() or f"SELECT case_id FROM {plan.ca}"
+            plan.keep_cases(f"SELECT case_id FROM ({kept}) k WHERE case_id NOT IN ({listed})")
+        else:
+            plan.keep_cases(listed)
+
+    def describe(self) -> str:
+        return f"{'all but ' if self.exclude else ''}{len(self.ids)} chosen case(s)"
+
+    def __repr__(self) -> str:
+        shown = list(self.ids[:5]) + (["..."] if len(self.ids) > 5 else [])
+        return f"Filter.cases({shown!r}{', exclude=True' if self.exclude else ''})"
+
+
 # -- the public filter value -------------------------------------------------------------
 @dataclass(frozen=True)
 class Filter:
@@ -476,6 +497,13 @@ class Filter:
                 f"coverage must be a fraction in (0, 1] (0.8 means 80% of cases), not {coverage!r}",
                 parameter="coverage")
         return cls((_Variants(top, None if coverage is None else float(coverage)),))
+
+    @classmethod
+    def cases(cls, ids: Any, *, exclude: bool = False) -> Filter:
+        """The cases whose id is one of ``ids`` (or, with ``exclude``, all others)."""
+        if isinstance(ids, str) or not hasattr(ids, "__iter__"):
+            raise InvalidArgumentError(f"ids must be a list of case ids, not {ids!r}", parameter="ids")
+        return cls((_CaseIds(tuple(str(i) for i in ids), bool(exclude)),))
 
     @classmethod
     def variant(cls, sequences: Any, *, exclude: bool = False) -> Filter:
