@@ -24,6 +24,7 @@ SHIPPED = sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
 #: Parameters beyond ``workspace`` (a fresh, empty workspace) per notebook file name.
 EXTRA_PARAMETERS: dict[str, dict[str, Any]] = {
     "01_explore.ipynb": {"log_name": "loan"},
+    "03_refine_to_be.ipynb": {"cases": 12, "seed": 3},
 }
 
 
@@ -37,9 +38,19 @@ def _check_explore(nb: nbformat.NotebookNode) -> None:
     assert "error:" not in joined
 
 
+def _check_refine(nb: nbformat.NotebookNode) -> None:
+    """03 saved a valid model, ran every case to the end and replayed the runs as fitting."""
+    joined = "\n".join(texts(nb))
+    assert "'no problems'" in joined and "saved loan-to-be version 1" in joined
+    assert "{'completed': 12}" in joined
+    assert "name='runs:loan-to-be'" in joined and "cases=12" in joined
+    assert "fitness 1.0000" in joined, joined[-2000:]
+
+
 #: Checks of an executed notebook's outputs, beyond "it ran without an error".
 CHECKS: dict[str, Callable[[nbformat.NotebookNode], None]] = {
     "01_explore.ipynb": _check_explore,
+    "03_refine_to_be.ipynb": _check_refine,
 }
 
 

@@ -13,8 +13,9 @@ def test_all_names_resolve_and_are_sorted() -> None:
 
 
 def test_public_names_are_exactly_all() -> None:
-    modules = {"bpmn", "cli", "conformance", "discover", "errors", "export", "filters", "generate", "ingest",
-               "models", "progress", "quality", "render", "schema", "sources", "stats", "store", "widgets",
+    modules = {"bpmn", "cli", "conformance", "connectors", "discover", "engine", "errors", "examples", "export",
+               "filters", "generate", "ingest", "models", "notify", "ops", "progress", "quality", "refine",
+               "render", "runner", "sandbox", "schedule", "schema", "sources", "stats", "store", "widgets",
                "workspace", "xes"}
     public = {n for n in vars(procestra) if not n.startswith("_") and n != "annotations"}
     public -= modules - set(procestra.__all__)  # submodules are attributes once imported

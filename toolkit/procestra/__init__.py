@@ -29,12 +29,15 @@ from .errors import (
 from . import stats
 from .bpmn import bpmn_to_petri, read_bpmn, write_bpmn
 from .conformance import ConformanceResult, conform, deviations
+from .connectors import Handler, SecretError, TaskContext, TaskError, TaskTimeoutError
 from .discover import DiscoveryResult, Miner, get_miner, miners, register_miner
 from .filters import Filter, save_filtered
 from .ingest import LoadResult, ingest
 from .models import LoadedModel, ModelInfo, list_models, load_model, model_info, save_model
 from .quality import QualityIssue, QualityReport
+from .refine import FormError, FormField, HumanTask, Problem, Retry, ToBeModel, ValidationError, validate_model
 from .render import DFG, DFGDiff, save, show
+from .sandbox import ConditionError, UnsafeExpressionError
 from .schema import LogSchema
 from .workspace import LogInfo, Workspace
 
@@ -42,6 +45,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Comparison",
+    "ConditionError",
     "ConformanceResult",
     "DFG",
     "DFGDiff",
@@ -50,6 +54,10 @@ __all__ = [
     "EmptyResultError",
     "Explorer",
     "Filter",
+    "FormError",
+    "FormField",
+    "Handler",
+    "HumanTask",
     "InvalidArgumentError",
     "LoadResult",
     "LoadedModel",
@@ -61,16 +69,25 @@ __all__ = [
     "ModelError",
     "ModelInfo",
     "ModelNotFoundError",
+    "Problem",
     "ProcestraError",
     "QualityIssue",
     "QualityReport",
+    "Retry",
+    "SecretError",
     "SourceConnectionError",
     "SourceError",
     "SourceFormatError",
     "StoreBusyError",
     "StoreError",
+    "TaskContext",
+    "TaskError",
+    "TaskTimeoutError",
     "TimestampError",
+    "ToBeModel",
+    "UnsafeExpressionError",
     "UserError",
+    "ValidationError",
     "VariantBrowser",
     "Workspace",
     "WorkspaceError",
@@ -91,6 +108,7 @@ __all__ = [
     "save_model",
     "show",
     "stats",
+    "validate_model",
     "write_bpmn",
 ]
 

@@ -551,6 +551,535 @@ def models_show(state: _State, name: str, as_json: bool) -> None:
         click.echo(f"{k}: {v}")
 
 
+# -- to-be models that run (engine) ---------------------------------------------------------------
+@main.group("model")
+def model_group() -> None:
+    """To-be models: check one before running it."""
+
+
+@model_group.command("validate")
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def model_validate(state: _State, model: str, as_json: bool) -> None:
+    """Check MODEL (a .bpmn file, or a saved NAME[@VERSION]) and list its problems by element.
+
+    Exit code 2 when it has errors; warnings alone pass.
+    """
+    from .refine import validate_model
+
+    ws = state.workspace() if not Path(model).suffix.lower() == ".bpmn" else None
+    problems = validate_model(model, ws=ws)
+    errors = [p for p in problems if p.severity == "error"]
+    if as_json:
+        _emit_json([p.to_dict() for p in problems])
+    else:
+        for p in problems:
+            click.echo(str(p))
+        if not problems:
+            click.echo(f"{model}: no problems")
+    if errors:
+        _fail(f"{model} has {len(errors)} error(s); fix them before running it", 2)
+
+
+def _json_option(value: str | None, parameter: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"{parameter} is not valid JSON: {exc.msg} at column {exc.colno}",
+                                   parameter=parameter) from None
+
+
+@main.command()
+@click.argument("model")
+@click.option("--data", help="The case data as a JSON object.")
+@click.option("--key", help="A business key, unique per model.")
+@click.option("--version", type=int, help="Model version (default: the latest).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def start(state: _State, model: str, data: str | None, key: str | None, version: int | None, as_json: bool) -> None:
+    """Start a case of MODEL; prints its id. A worker runs it."""
+    from .engine import get_case, start_case
+
+    ws = state.workspace()
+    case = start_case(ws, model, _json_option(data, "--data"), key=key, version=version)
+    if as_json:
+        _emit_json(get_case(ws, case).to_dict())
+    else:
+        click.echo(case)
+
+
+@main.command()
+@click.option("--until-idle", is_flag=True, help="Stop when no case can run now or within a second.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Cases held at once (their steps share commits).")
+@click.option("--name", help="Worker name (resource of its steps).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def worker(state: _State, until_idle: bool, concurrency: int, name: str | None, as_json: bool) -> None:
+    """Run cases: automated steps, timers that come due, completed human tasks. SIGTERM stops it cleanly."""
+    import signal
+
+    from .engine import Worker
+
+    w = Worker(state.workspace(), concurrency=concurrency, name=name)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: w.stop())
+    report = w.run(until_idle=until_idle)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        click.echo(f"{report.worker}: {report.steps:,} steps, {report.cases_completed:,} cases completed, "
+                   f"{report.cases_failed:,} failed, in {report.seconds:.1f}s")
+
+
+@main.command()
+@click.option("--model", help="Only cases of this model.")
+@click.option("--status", type=click.Choice(["running", "waiting", "completed", "failed", "cancelled"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def cases(state: _State, model: str | None, status: str | None, as_json: bool) -> None:
+    """List cases."""
+    from .engine import list_cases
+
+    found = list_cases(state.workspace(), model=model, status=status)
+    if as_json:
+        _emit_json([{"case": c.case, "model": c.model, "version": c.version, "status": c.status} for c in found])
+        return
+    if not found:
+        click.echo("no cases; start one with `procestra start MODEL --data '{...}'`")
+    for c in found:
+        extra = f"  ({c.error})" if c.error else ""
+        click.echo(f"{c.case}  {c.model} v{c.version}  {c.status:9}  {c.steps} steps  "
+                   f"{c.updated:%Y-%m-%d %H:%M:%S}{extra}")
+
+
+@main.command()
+@click.option("--group", help="Only tasks of this candidate group.")
+@click.option("--user", help="Only tasks this user may take (unclaimed or theirs).")
+@click.option("--case", help="Only tasks of this case.")
+@click.option("--all", "show_all", is_flag=True, help="Completed and cancelled tasks too.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def tasks(state: _State, group: str | None, user: str | None, case: str | None, show_all: bool,
+          as_json: bool) -> None:
+    """List human tasks (open ones by default); overdue ones are marked."""
+    from .engine import list_tasks
+
+    found = list_tasks(state.workspace(), status=None if show_all else "open", case=case, group=group, user=user)
+    if as_json:
+        _emit_json([t.to_dict() for t in found])
+        return
+    if not found:
+        click.echo("no open human tasks")
+    for t in found:
+        due = f"due {t.due:%Y-%m-%d %H:%M}" if t.due else "no due time"
+        flag = "  OVERDUE" if t.overdue else ""
+        fields = ", ".join(f["name"] + ("*" if f.get("required") else "") for f in t.form)
+        click.echo(f"{t.task}  {t.name!r}  case {t.case}  {t.status}  {t.candidate_group or '-'}  {due}{flag}"
+                   f"  fields: {fields or '-'}")
+
+
+@main.command()
+@click.argument("task")
+@click.option("--data", help="The form's values as a JSON object.")
+@click.option("--user", help="Who completes it.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def complete(state: _State, task: str, data: str | None, user: str | None, as_json: bool) -> None:
+    """Complete human TASK with its form data; a worker then moves the case on."""
+    from .engine import complete_task
+
+    item = complete_task(state.workspace(), task, _json_option(data, "--data") or {}, user=user)
+    if as_json:
+        _emit_json(item.to_dict())
+    else:
+        click.echo(f"completed {item.task} ({item.name}) of case {item.case}")
+
+
+@main.command()
+@click.argument("case")
+@click.option("--reason", default="cancelled", help="Why (kept with the case).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def cancel(state: _State, case: str, reason: str, as_json: bool) -> None:
+    """Cancel CASE: its open human tasks are cancelled and nothing runs after."""
+    from .engine import cancel_case
+
+    info = cancel_case(state.workspace(), case, reason=reason)
+    if as_json:
+        _emit_json(info.to_dict())
+    else:
+        click.echo(f"cancelled {info.case}")
+
+
+# -- scheduled notebook jobs ------------------------------------------------------------
+def _params(pairs: tuple[str, ...], notebook: str | None) -> dict[str, Any]:
+    """``-p KEY=VALUE`` pairs, typed by ``notebook``'s parameters cell (left as text when None)."""
+    from .runner import coerce_parameters
+
+    raw: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgumentError(f"-p {pair!r}: expected KEY=VALUE", parameter="param")
+        raw[key.strip()] = value
+    return coerce_parameters(notebook, raw) if raw and notebook is not None else dict(raw)
+
+
+def _when(text: str | None, option: str) -> Any:
+    """An ISO 8601 time from the command line (no offset means UTC)."""
+    from datetime import datetime, timezone
+
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidArgumentError(f"{option} {text!r} is not an ISO 8601 time such as 2025-03-31T06:00:00+02:00",
+                                   parameter=option.lstrip("-")) from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _executor_options(func: F) -> F:
+    for opt in reversed([
+        click.option("--executor", "executor_name", default="local", show_default=True,
+                     help="Where notebooks run: local (kernels on this machine) or dask."),
+        click.option("--address", help="Dask scheduler address for --executor dask, e.g. tcp://10.0.0.5:8786."),
+        click.option("--concurrency", type=int, help="Runs at once (local default 2; dask default: its threads)."),
+    ]):
+        func = opt(func)
+    return func
+
+
+def _make_executor(name: str, address: str | None, concurrency: int | None) -> Any:
+    from .runner import get_executor
+
+    if name != "dask" and address:
+        raise InvalidArgumentError("--address is only for --executor dask", parameter="address")
+    return get_executor(name, address=address, concurrency=concurrency)
+
+
+def _run_line(r: Any) -> str:
+    secs = f" in {r.seconds:.1f}s" if r.seconds is not None else ""
+    err = f": {r.error}" if r.error else (f" ({r.reason})" if r.reason else "")
+    return (f"{r.run_id}  {r.job}  {_iso(r.scheduled_for)}  {r.status}  attempt {r.attempt}{secs}{err}"
+            + (f"\n    {r.output}" if r.output else ""))
+
+
+@main.group()
+def schedule() -> None:
+    """Scheduled notebook jobs: add, list, show, pause, resume, remove."""
+
+
+@schedule.command("add")
+@click.argument("name")
+@click.argument("notebook")
+@click.option("--cron", help="Cron expression, e.g. '0 6 * * 1-5' (optional 6th field: seconds).")
+@click.option("--tz", "tz", default="UTC", show_default=True, help="IANA timezone of the cron expression.")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A notebook parameter (repeatable), typed by the notebook's parameters cell.")
+@click.option("--after", "after", multiple=True, metavar="JOB",
+              help="Run after JOB succeeds, for the same slot, with its outputs as parameters (repeatable).")
+@click.option("--kernel", help="Jupyter kernel (default: the notebook's).")
+@click.option("--timeout", type=float, help="Seconds a run may take before its kernel is stopped.")
+@click.option("--retries", type=int, default=0, show_default=True, help="Retries after a failure or timeout.")
+@click.option("--retry-backoff", type=float, default=60.0, show_default=True,
+              help="Seconds before the first retry; doubles each time.")
+@click.option("--overlap", type=click.Choice(["skip", "queue", "allow"]), default="skip", show_default=True,
+              help="When a slot comes while a run is active.")
+@click.option("--catchup", type=click.Choice(["none", "latest", "all"]), default="latest", show_default=True,
+              help="Which missed slots run after downtime.")
+@click.option("--catchup-limit", type=int, default=10, show_default=True, help="At most this many for --catchup all.")
+@click.option("--grace", type=float, default=300.0, show_default=True,
+              help="Seconds late a slot may start and still count as on time (--catchup none).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["ipynb", "html"]),
+              help="Output formats (default both; the .ipynb is always kept).")
+@click.option("--notify-webhook", help="POST the outcome as JSON to this URL.")
+@click.option("--notify-email", multiple=True, help="Mail the outcome to this address (repeatable).")
+@click.option("--notify-on", type=click.Choice(["failure", "success", "always"]), default="failure",
+              show_default=True)
+@click.option("--smtp", metavar="HOST:PORT", help="Mail server (default: $PROCESTRA_SMTP_HOST/PORT).")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@click.option("--paused", is_flag=True, help="Define it paused.")
+@click.option("--start", help="When the schedule begins (ISO 8601; default now).")
+@click.option("--replace", is_flag=True, help="Redefine an existing job.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def schedule_add(state: _State, name: str, notebook: str, cron: str | None, tz: str, params: tuple[str, ...],
+                 after: tuple[str, ...], kernel: str | None, timeout: float | None, retries: int,
+                 retry_backoff: float, overlap: str, catchup: str, catchup_limit: int, grace: float,
+                 formats: tuple[str, ...], notify_webhook: str | None, notify_email: tuple[str, ...],
+                 notify_on: str, smtp: str | None, tags: tuple[str, ...], paused: bool, start: str | None,
+                 replace: bool, as_json: bool) -> None:
+    """Define job NAME that runs NOTEBOOK on --cron in --tz (or --after other jobs)."""
+    from .notify import Notify
+    from .schedule import add_job
+
+    ws = state.workspace()
+    fmts = tuple(formats) or ("ipynb", "html")
+    if "ipynb" not in fmts:
+        fmts = ("ipynb",) + fmts
+    job = add_job(ws, name, notebook, parameters=_params(params, None), coerce=True, cron=cron, timezone=tz, kernel=kernel,
+                  timeout=timeout, retries=retries, retry_backoff=retry_backoff, overlap=overlap, catchup=catchup,
+                  catchup_limit=catchup_limit, grace=grace, formats=fmts,
+                  notify=Notify(webhook=notify_webhook, email=tuple(notify_email), on=notify_on, smtp=smtp),
+                  tags=tags, depends_on=after, enabled=not paused, start=_when(start, "--start"), replace=replace)
+    if as_json:
+        _emit_json(job.to_dict())
+        return
+    when = f"on '{job.cron}' ({job.timezone})" if job.cron else f"after {', '.join(job.depends_on)}"
+    click.echo(f"job {job.name!r} runs {job.notebook} {when}" + ("" if job.enabled else " (paused)"))
+    nxt = job.next_runs(3)
+    if nxt and job.enabled:
+        click.echo("next: " + ", ".join(_iso(t) or "" for t in nxt))
+
+
+@schedule.command("list")
+@click.option("--tag", help="Only jobs with this tag.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def schedule_list(state: _State, tag: str | None, as_json: bool) -> None:
+    """List the jobs."""
+    from .schedule import list_jobs
+
+    jobs = list_jobs(state.workspace(), tag=tag)
+    if as_json:
+        _emit_json([j.to_dict() for j in jobs])
+        return
+    if not jobs:
+        click.echo("no jobs yet; add one with `procestra schedule add NAME NOTEBOOK --cron '0 6 * * *'`")
+    for j in jobs:
+        when = f"'{j.cron}' {j.timezone}" if j.cron else f"after {', '.join(j.depends_on)}"
+        nxt = j.next_runs(1)
+        state_text = "paused" if not j.enabled else (f"next {_iso(nxt[0])}" if nxt else "")
+        click.echo(f"{j.name}  {when}  {state_text}  {j.notebook}")
+
+
+@schedule.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def schedule_show(state: _State, name: str, as_json: bool) -> None:
+    """Show job NAME, its next slots and its latest runs."""
+    from .schedule import get_job, list_runs
+
+    ws = state.workspace()
+    job = get_job(ws, name)
+    recent = list_runs(ws, job=name, limit=5)
+    if as_json:
+        _emit_json({**job.to_dict(), "recent_runs": [r.summary() for r in recent]})
+        return
+    for k, v in job.to_dict().items():
+        click.echo(f"{k}: {v}")
+    for r in recent:
+        click.echo("  " + _run_line(r).replace("\n", "\n  "))
+
+
+def _toggle(state: _State, name: str, as_json: bool, action: str) -> None:
+    from . import schedule as sched
+
+    ws = state.workspace()
+    if action == "remove":
+        sched.remove_job(ws, name)
+        data: dict[str, Any] = {"removed": name}
+    else:
+        job = sched.pause_job(ws, name) if action == "pause" else sched.resume_job(ws, name)
+        data = {"job": job.name, "enabled": job.enabled}
+    if as_json:
+        _emit_json(data)
+    else:
+        click.echo(f"job {name!r} " + {"pause": "paused", "resume": "resumed", "remove": "removed"}[action])
+
+
+@schedule.command("pause")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def schedule_pause(state: _State, name: str, as_json: bool) -> None:
+    """Pause job NAME: no new runs until resumed."""
+    _toggle(state, name, as_json, "pause")
+
+
+@schedule.command("resume")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def schedule_resume(state: _State, name: str, as_json: bool) -> None:
+    """Resume job NAME from now on (slots missed while paused do not run)."""
+    _toggle(state, name, as_json, "resume")
+
+
+@schedule.command("remove")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def schedule_remove(state: _State, name: str, as_json: bool) -> None:
+    """Remove job NAME (its run history stays)."""
+    _toggle(state, name, as_json, "remove")
+
+
+@main.command("run-notebook")
+@click.argument("notebook")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="A notebook parameter (repeatable).")
+@click.option("--kernel", help="Jupyter kernel (default: the notebook's).")
+@click.option("--timeout", type=float, help="Seconds before the kernel is stopped.")
+@click.option("--no-html", is_flag=True, help="Skip the HTML export.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@click.pass_obj
+@cli_endpoint
+def run_notebook_cmd(state: _State, notebook: str, params: tuple[str, ...], kernel: str | None,
+                     timeout: float | None, no_html: bool, as_json: bool) -> None:
+    """Run NOTEBOOK now, recorded in the run history like any run (exit 1 if it fails)."""
+    from .schedule import run_now
+
+    ws = state.workspace()
+    run = run_now(ws, notebook, parameters=_params(params, notebook), kernel=kernel, timeout=timeout,
+                  html=not no_html)
+    if as_json:
+        _emit_json(run.to_dict())
+    else:
+        click.echo(_run_line(run))
+    if run.status != "succeeded":
+        _fail(f"run {run.run_id} {run.status.replace('_', ' ')}" + (f": {run.error}" if run.error else ""), 1)
+
+
+@main.group("runs", invoke_without_command=True)
+@click.option("--job", help="Only runs of this job.")
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "timed_out", "skipped",
+                                             "cancelled"]), help="Only runs with this status.")
+@click.option("--limit", type=int, default=None, help="At most this many (newest first).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@cli_endpoint
+def runs_cmd(ctx: click.Context, job: str | None, status: str | None, limit: int | None, as_json: bool) -> None:
+    """The run history, newest first (`runs show RUN` for one run, `runs html` for a page)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .schedule import list_runs
+
+    found = list_runs(ctx.obj.workspace(), job=job, status=status, limit=limit)
+    if as_json:
+        _emit_json([r.summary() for r in found])
+        return
+    if not found:
+        click.echo("no runs yet")
+    for r in found:
+        click.echo(_run_line(r))
+
+
+@runs_cmd.command("show")
+@click.argument("run_id", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def runs_show(state: _State, run_id: str, as_json: bool) -> None:
+    """Everything about one run: times, parameters, outputs, error, files."""
+    from .schedule import get_run
+
+    run = get_run(state.workspace(), run_id)
+    d = run.to_dict()
+    if as_json:
+        _emit_json(d)
+        return
+    for k, v in d.items():
+        if v not in (None, {}, []):
+            click.echo(f"{k}: {v}")
+
+
+@runs_cmd.command("html")
+@click.option("--out", "out", help="Where to write the page (default: <workspace>/runs/index.html).")
+@click.option("--job", help="Only runs of this job.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def runs_html(state: _State, out: str | None, job: str | None, as_json: bool) -> None:
+    """Write the run history as an HTML page, for people who do not open Jupyter."""
+    from .schedule import write_history
+
+    path = write_history(state.workspace(), out, job=job)
+    if as_json:
+        _emit_json({"path": str(path)})
+    else:
+        click.echo(f"wrote {path}")
+
+
+@main.group()
+def scheduler() -> None:
+    """The scheduler: `run` (a daemon, stops cleanly on SIGTERM) or `tick` (one pass, for cron and CI)."""
+
+
+@scheduler.command("run")
+@_executor_options
+@click.option("--poll", type=float, default=1.0, show_default=True, help="Seconds between passes.")
+@click.option("--stop-timeout", type=float, default=30.0, show_default=True,
+              help="On SIGTERM, seconds running jobs get to finish before they are cancelled.")
+@click.pass_obj
+@cli_endpoint
+def scheduler_run(state: _State, executor_name: str, address: str | None, concurrency: int | None, poll: float,
+                  stop_timeout: float) -> None:
+    """Run the scheduler until SIGTERM or Ctrl-C; no Jupyter server needed."""
+    import logging
+
+    from .schedule import Scheduler
+
+    if poll <= 0 or stop_timeout < 0:
+        raise InvalidArgumentError("--poll must be positive and --stop-timeout not negative", parameter="poll")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    ws = state.workspace()
+    sched = Scheduler(ws, _make_executor(executor_name, address, concurrency))
+    click.echo(f"scheduler {sched.worker} running on {ws.path} with the {executor_name} executor "
+               f"({sched.executor.capacity} at once); stop with SIGTERM", err=True)
+    try:
+        sched.run_forever(poll=poll, stop_timeout=stop_timeout)
+    finally:
+        sched.close()
+    click.echo(f"scheduler {sched.worker} stopped", err=True)
+
+
+@scheduler.command("tick")
+@click.option("--now", "now", help="The time to act at (ISO 8601; default: now).")
+@_executor_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def scheduler_tick(state: _State, now: str | None, executor_name: str, address: str | None,
+                   concurrency: int | None, as_json: bool) -> None:
+    """One pass: run what is due at --now (with retries and dependants), then exit."""
+    from .schedule import tick
+
+    ws = state.workspace()
+    executor = _make_executor(executor_name, address, concurrency)
+    try:
+        result = tick(ws, _when(now, "--now"), executor=executor)
+    finally:
+        executor.close()
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    queued = sum(1 for r in result.planned if r.status == "queued")
+    click.echo(f"planned {len(result.planned)} runs ({queued} queued, {len(result.planned) - queued} skipped); "
+               f"finished {len(result.finished)}")
+    for r in result.finished:
+        click.echo(_run_line(r))
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: click's usage errors become one ``error:`` line, exit 2."""
     try:

@@ -1,5 +1,8 @@
 """One error hierarchy for Procestra, rooted at :class:`ProcestraError`.
 
+The core errors live here; errors of one domain live in their module (shown in the tree)
+and subclass these, so ``except UserError`` still catches every user mistake.
+
 Every error carries its context as attributes and a message that says what to
 fix. ``UserError`` subclasses are mistakes in what the user gave us (a path, an
 option, a value in their data); the CLI prints them as one ``error: ...`` line
@@ -16,12 +19,21 @@ and exits with code 2. Everything else is a failure of ours or of the machine
     │   ├── EmptyResultError           a filter left no events where some are needed
     │   ├── ModelError                 a process model file is not BPMN, or is broken
     │   ├── ModelNotFoundError         an unknown model name or version in the model repository
+    │   ├── ConditionError             a condition or script the sandbox refuses (sandbox.py)
+    │   │   └── UnsafeExpressionError  an escape attempt: imports, dunders, calls not allowed
+    │   ├── ValidationError            a to-be model with errors, by element (refine.py)
+    │   ├── FormError                  human-task data that does not fit its form (refine.py)
+    │   ├── SecretError                a secret that is missing or too short (connectors.py)
+    │   ├── CaseNotFoundError, TaskNotFoundError, TaskStateError, CaseStateError  (engine.py)
     │   ├── SourceError                a source cannot be read
     │   │   ├── SourceFormatError      malformed file (not XES, ragged CSV, ...)
     │   │   └── SourceConnectionError  a database refused or failed the query
     │   └── DataError                  the data itself is wrong
     │       ├── MappingError           a column role cannot be mapped
     │       └── TimestampError         timestamps unparseable, mixed or in an unknown zone
+    ├── TaskError                      a handler failed; ``retryable`` says if another attempt may help
+    │   └── TaskTimeoutError
+    ├── EngineError                    a model the engine cannot run (engine.py)
     └── StoreError                     the event store failed
         └── StoreBusyError             the store stayed locked by another process (transient)
 """

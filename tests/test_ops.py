@@ -1,0 +1,181 @@
+"""The operational store: WAL, migrations, durable transactions, the outbox and its idempotent flush."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from procestra import InvalidArgumentError, Workspace
+from procestra import ops
+from procestra.ops import Event
+
+T0 = datetime(2025, 1, 6, 5, 0, tzinfo=timezone.utc)
+
+
+def _events(n: int, *, case: str = "c", start: datetime = T0, **attrs: object) -> list[Event]:
+    return [Event(f"{case}{i % 3}", "step", start + timedelta(seconds=i), "complete", "bot",
+                  {"n": i, **attrs}) for i in range(n)]
+
+
+def _ev_count(ws: Workspace, log: str) -> int:
+    return ws.info(log).events
+
+
+def test_connection_is_wal_with_durable_commits(ws: Workspace) -> None:
+    ops.prepare(ws)
+    with ops.connect(ws) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert con.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert con.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+    assert ops.ops_path(ws) == ws.path / "ops.sqlite"
+
+
+def test_migrations_apply_once_in_order_and_roll_back_whole(ws: Workspace) -> None:
+    v1 = [["CREATE TABLE widgets (id INTEGER PRIMARY KEY)"]]
+    assert ops.ensure_schema(ws, "demo", v1) == 1
+    assert ops.ensure_schema(ws, "demo", v1) == 1  # no-op
+    broken = v1 + [["ALTER TABLE widgets ADD COLUMN name TEXT", "CREATE TABLE widgets (oops)"]]
+    ops._applied.clear()
+    with pytest.raises(ops.OpsError):
+        ops.ensure_schema(ws, "demo", broken)
+    with ops.connect(ws) as con:
+        cols = [r[1] for r in con.execute("PRAGMA table_info(widgets)").fetchall()]
+        version = con.execute("SELECT version FROM schema_versions WHERE component='demo'").fetchone()[0]
+    assert cols == ["id"] and version == 1  # the failed migration left nothing behind
+    v2 = v1 + [["ALTER TABLE widgets ADD COLUMN name TEXT"]]
+    assert ops.ensure_schema(ws, "demo", v2) == 2
+    with ops.connect(ws) as con:
+        rows = dict(con.execute("SELECT component, version FROM schema_versions").fetchall())
+    assert rows == {"ops": 1, "demo": 2}
+    ops._applied.clear()
+    with pytest.raises(ops.OpsError, match="newer than this Procestra"):
+        ops.ensure_schema(ws, "demo", v1)
+
+
+def test_emit_commits_and_rolls_back_with_the_callers_transaction(ws: Workspace) -> None:
+    ops.prepare(ws)
+    with pytest.raises(RuntimeError):
+        with ops.transaction(ws) as con:
+            ops.emit(con, "jobs", _events(3))
+            raise RuntimeError("the state change failed")
+    assert ops.outbox_stats(ws).pending == 0
+    with ops.transaction(ws) as con:
+        assert ops.emit(con, "jobs", _events(3)) == 3
+    assert ops.outbox_stats(ws).pending == 3
+
+
+@pytest.mark.parametrize("bad, match", [
+    (Event("c", "a", datetime(2025, 1, 1)), "timezone-aware"),
+    (Event("", "a", T0), "case_id must be a non-empty string"),
+    (Event("c", "a", T0, attributes={"case_id": 1}), "attribute name 'case_id' is not allowed"),
+    (Event("c", "a", T0, attributes={"1x": 1}), "attribute name '1x'"),
+    (Event("c", "a", T0, attributes={"x": [1, 2]}), "attribute 'x' is a list"),
+])
+def test_emit_rejects_bad_events_and_stores_nothing(ws: Workspace, bad: Event, match: str) -> None:
+    ops.prepare(ws)
+    with pytest.raises(InvalidArgumentError, match=match):
+        with ops.transaction(ws) as con:
+            ops.emit(con, "jobs", [_events(1)[0], bad])
+    with pytest.raises(InvalidArgumentError, match="invalid log name"):
+        with ops.transaction(ws) as con:
+            ops.emit(con, "bad;name'", _events(1))
+    assert ops.outbox_stats(ws).pending == 0
+
+
+def test_flush_creates_then_appends_with_typed_attributes(ws: Workspace) -> None:
+    ops.prepare(ws)
+    with ops.transaction(ws) as con:
+        ops.emit(con, "jobs", _events(5, outcome="ok", score=0.5))
+        ops.emit(con, "other", _events(2, case="o"))
+    r = ops.flush_outbox(ws)
+    assert r.events == 7 and r.logs == {"jobs": 5, "other": 2} and r.failed == 0
+    info = ws.info("jobs")
+    assert info.events == 5 and info.cases == 3
+    assert info.event_attributes["n"] == "BIGINT" and info.event_attributes["score"] == "DOUBLE"
+    assert info.event_attributes["outcome"] == "VARCHAR" and "event_uid" in info.event_attributes
+    # a later batch with an int where the log has DOUBLE, and a new attribute, appends cleanly
+    with ops.transaction(ws) as con:
+        ops.emit(con, "jobs", _events(4, case="d", start=T0 + timedelta(hours=1), score=2, extra=True))
+    assert ops.flush_outbox(ws).events == 4
+    df = ws.to_pandas("jobs")
+    assert len(df) == 9 and df["event_uid"].nunique() == 9
+    assert sorted(df["score"].dropna().unique().tolist()) == [0.5, 2.0]
+    assert ops.flush_outbox(ws).events == 0  # nothing pending
+    assert ops.outbox_stats(ws).pending == 0
+
+
+KILLED_FLUSH = """
+import os, sys
+from procestra import Workspace, ops
+ws = Workspace(sys.argv[1])
+def die(*a, **k):
+    os.kill(os.getpid(), 9)   # after the DuckDB commit, before the rows are marked flushed
+ops._mark = die
+ops.flush_outbox(ws)
+"""
+
+
+def test_flush_killed_between_store_commit_and_marking_neither_duplicates_nor_loses(ws: Workspace) -> None:
+    ops.prepare(ws)
+    with ops.transaction(ws) as con:
+        ops.emit(con, "jobs", _events(6))
+    proc = subprocess.run([sys.executable, "-c", KILLED_FLUSH, str(ws.path)], capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert _ev_count(ws, "jobs") == 6 and ops.outbox_stats(ws).pending == 6  # committed, not marked
+    with ops.transaction(ws) as con:  # more events arrive before the next flush
+        ops.emit(con, "jobs", _events(2, case="late", start=T0 + timedelta(days=1)))
+    r = ops.flush_outbox(ws)
+    assert r.events == 8 and ops.outbox_stats(ws).pending == 0
+    assert _ev_count(ws, "jobs") == 8  # the 6 sent twice are in the log once
+
+
+WRITER = """
+import sys
+from datetime import datetime, timezone
+from procestra import Workspace, ops
+ws = Workspace(sys.argv[1])
+tag = sys.argv[2]
+for i in range(int(sys.argv[3])):
+    with ops.transaction(ws) as con:
+        ops.emit(con, "jobs", [ops.Event(f"{tag}-{i}", "a", datetime.now(timezone.utc))])
+    print(i, flush=True)
+"""
+
+
+def test_concurrent_writers_queue_and_acknowledged_writes_survive_sigkill(ws: Workspace) -> None:
+    ops.prepare(ws)
+    steady = [subprocess.Popen([sys.executable, "-c", WRITER, str(ws.path), t, "150"],
+                               stdout=subprocess.PIPE, text=True) for t in ("a", "b")]
+    victim = subprocess.Popen([sys.executable, "-c", WRITER, str(ws.path), "k", "100000"],
+                              stdout=subprocess.PIPE, text=True)
+    acked = -1
+    assert victim.stdout is not None
+    deadline = time.monotonic() + 60
+    while acked < 40 and time.monotonic() < deadline:
+        acked = int(victim.stdout.readline())
+    victim.send_signal(signal.SIGKILL)
+    rest = victim.stdout.read().split()
+    acked = int(rest[-1]) if rest else acked
+    victim.wait()
+    for p in steady:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.split()[-1] == "149"
+    with ops.connect(ws) as con:
+        counts = dict(con.execute("SELECT substr(case_id, 1, 1), count(*) FROM outbox GROUP BY 1").fetchall())
+    assert counts["a"] == 150 and counts["b"] == 150
+    assert counts["k"] >= acked + 1  # every acknowledged commit is there
+
+
+def test_to_iso_is_sortable_utc_and_rejects_naive() -> None:
+    ams = datetime(2025, 3, 30, 3, 0, tzinfo=__import__("zoneinfo").ZoneInfo("Europe/Amsterdam"))
+    assert ops.to_iso(ams) == "2025-03-30T01:00:00.000000+00:00"
+    assert ops.from_iso(ops.to_iso(ams)) == ams
+    with pytest.raises(InvalidArgumentError):
+        ops.to_iso(datetime(2025, 1, 1))
