@@ -76,6 +76,7 @@ __all__ = [
     "list_tasks",
     "runs_log",
     "start_case",
+    "start_cases",
 ]
 
 log = logging.getLogger(__name__)
@@ -317,6 +318,20 @@ def _spiff() -> Any:
         def refresh_timers(self) -> None:  # the engine fires timers itself (Runner._fire_timers)
             return None
 
+    import SpiffWorkflow.task as spiff_task
+
+    if not getattr(spiff_task.Task, "_procestra_quiet", False):
+        # SpiffWorkflow builds a dict of logging extras on every state change, even when its
+        # logger drops the record: a tenth of its run time. Build it only when it is logged.
+        extras = spiff_task.Task.collect_log_extras
+
+        def collect_log_extras(self: Any, dct: Any = None) -> dict[str, Any]:
+            return extras(self, dct) if spiff_task.logger.isEnabledFor(logging.DEBUG) or \
+                spiff_task.logger.isEnabledFor(logging.INFO) else {}
+
+        spiff_task.Task.collect_log_extras = collect_log_extras
+        spiff_task.Task._procestra_quiet = True
+
     config = dict(DEFAULT_CONFIG)
     config[ServiceTask] = BpmnTaskSpecConverter
     config[Workflow] = config[BpmnWorkflow]  # snapshots restore as our class
@@ -379,6 +394,53 @@ def _script_engine() -> Any:
 
 
 # -- starting and reading cases ------------------------------------------------------------------
+def start_cases(ws: Workspace, model: str, data: list[Mapping[str, Any]], *, keys: list[str | None] | None = None,
+                version: int | None = None) -> list[str]:
+    """Start one case per item of ``data`` in one transaction (all or none); returns their ids.
+
+    Each item is checked as in :func:`start_case`; an error names the item by position.
+    """
+    if not isinstance(data, list):
+        raise InvalidArgumentError("data must be a list of case data objects", parameter="data")
+    if keys is not None and len(keys) != len(data):
+        raise InvalidArgumentError(f"keys has {len(keys)} items for {len(data)} cases", parameter="keys")
+    m = _model(ws, model, version)
+    rows = []
+    now = _iso(_now())
+    for i, item in enumerate(data):
+        try:
+            checked = _case_data(m, item)
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"case {i + 1} of {len(data)}: {exc}", parameter="data") from None
+        rows.append((f"c-{uuid.uuid4().hex[:16]}", m.name, m.version, keys[i] if keys else None,
+                     _dumps(checked), now, now))
+    _prepare(ws)
+    try:
+        with ops.transaction(ws) as con:
+            con.executemany("INSERT INTO cases (case_id, model, version, business_key, status, data, created, "
+                            "updated) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)", rows)
+    except sqlite3.IntegrityError:
+        raise CaseStateError(f"a business key in keys is used twice, or already by a case of {m.name!r}; "
+                             "nothing was started") from None
+    return [r[0] for r in rows]
+
+
+def _case_data(m: _Model, data: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise InvalidArgumentError(f"case data is not valid JSON: {exc.msg} at line {exc.lineno} column "
+                                       f"{exc.colno}", parameter="data") from None
+    if data is not None and not isinstance(data, Mapping):
+        raise InvalidArgumentError(f"case data must be a JSON object, not {type(data).__name__}", parameter="data")
+    out = dict(data or {})
+    if not all(isinstance(k, str) for k in out):
+        raise InvalidArgumentError("case data must be a JSON object with text keys", parameter="data")
+    _check_case_data(m, out)
+    return out
+
+
 def start_case(ws: Workspace, model: str, data: Mapping[str, Any] | str | None = None, *,
                key: str | None = None, version: int | None = None) -> str:
     """Start a case of ``model`` (latest version, or ``version``) with case ``data``; returns its id.
@@ -387,19 +449,10 @@ def start_case(ws: Workspace, model: str, data: Mapping[str, Any] | str | None =
     allowed values). ``key`` is a business key, unique per model: starting a second case
     with the same key raises :class:`CaseStateError` naming the first. A worker runs it.
     """
-    if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(f"case data is not valid JSON: {exc.msg} at line {exc.lineno} column "
-                                       f"{exc.colno}", parameter="data") from None
-    data = dict(data or {})
-    if not all(isinstance(k, str) for k in data):
-        raise InvalidArgumentError("case data must be a JSON object with text keys", parameter="data")
     if key is not None and (not isinstance(key, str) or not key.strip()):
         raise InvalidArgumentError(f"the business key must be non-empty text, not {key!r}", parameter="key")
     m = _model(ws, model, version)
-    _check_case_data(m, data)
+    data = _case_data(m, data)
     _prepare(ws)
     case_id = f"c-{uuid.uuid4().hex[:16]}"
     now = _iso(_now())
@@ -987,7 +1040,7 @@ class Worker:
     """
 
     def __init__(self, ws: Workspace, *, name: str | None = None, concurrency: int = 32, lease: float = 30.0,
-                 poll: float = 0.2, flush_every: float = 2.0) -> None:
+                 poll: float = 0.2, flush_every: float = 5.0) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be a whole number of at least 1, not {concurrency!r}",
                                        parameter="concurrency")
@@ -1040,22 +1093,32 @@ class Worker:
             self._con = None
 
     def run(self, *, until_idle: bool = False, max_seconds: float | None = None) -> WorkerReport:
-        """Work until stopped (or, with ``until_idle``, until no case is runnable now or soon)."""
+        """Work until stopped (or, with ``until_idle``, until no case is runnable now or soon).
+
+        Run events go to the event store from a background thread every ``flush_every``
+        seconds (DuckDB works outside Python's lock), and once more at the end.
+        """
         t0 = time.monotonic()
-        last_flush = time.monotonic()
+        done = threading.Event()
+
+        def flusher() -> None:
+            while not done.wait(self.flush_every):
+                self._flush()
+
+        thread = threading.Thread(target=flusher, name="procestra-flusher", daemon=True)
+        thread.start()
         try:
             while not self._stop.is_set():
                 if max_seconds is not None and time.monotonic() - t0 > max_seconds:
                     break
                 worked = self.run_once()
-                if time.monotonic() - last_flush > self.flush_every:
-                    self._flush()
-                    last_flush = time.monotonic()
                 if not worked:
                     if until_idle and not self._due_soon():
                         break
                     self._stop.wait(self.poll)
         finally:
+            done.set()
+            thread.join()
             self._flush()
             self._close()
             self.report.seconds = time.monotonic() - t0
@@ -1082,9 +1145,10 @@ class Worker:
             rows = con.execute(
                 "UPDATE cases SET lease_owner = ?, lease_until = ? WHERE case_id IN ("
                 " SELECT case_id FROM cases WHERE status IN ('running', 'waiting') AND runnable = 1"
-                " AND (wake_at IS NULL OR wake_at <= ?) AND (lease_until IS NULL OR lease_until < ?)"
+                " AND (wake_at IS NULL OR wake_at <= ?) AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
                 " ORDER BY updated LIMIT ?) RETURNING *",
-                (self.name, _iso(now + timedelta(seconds=self.lease)), _iso(now), _iso(now), limit)).fetchall()
+                (self.name, _iso(now + timedelta(seconds=self.lease)), _iso(now), _iso(now), self.name,
+                 limit)).fetchall()
         return rows
 
     def _load(self, rows: list[sqlite3.Row]) -> list[_Runner]:
@@ -1122,65 +1186,85 @@ class Worker:
             self.report.rounds += 1
             for r in active:
                 r.advance()
-            self._commit(active)
+            try:
+                self._commit(active)
+            except ops.OpsBusyError as exc:  # the store stayed locked: these cases are claimed again later
+                log.warning("%s: could not store a round (%s); its cases will be run again", self.name, exc)
+                return True
             active = [r for r in active if not r.done and not r.lost]
         return True
 
     def _commit(self, runners: list[_Runner]) -> None:
-        """One transaction for the round: steps, events, work items and case rows of every runner."""
+        """One transaction for the round: steps, events, work items and case rows of every runner.
+
+        Everything is encoded before the transaction opens, so the write lock that all
+        workers share is held only for the inserts. A runner whose lease was taken over (it
+        ran out) or whose case was cancelled meanwhile is dropped, with what it did this round.
+        """
         now = _now()
-        lease_until = _iso(now + timedelta(seconds=self.lease))
-        by_log: dict[str, list[ops.Event]] = {}
-        with self._transaction() as con:
-            for r in runners:
-                r.lost = False
-                owner = con.execute("SELECT lease_owner, status FROM cases WHERE case_id = ?",
-                                    (r.case_id,)).fetchone()
-                if owner is None or owner["lease_owner"] != self.name or owner["status"] in _FINAL:
-                    r.lost = True  # taken over (our lease ran out) or cancelled: drop this round
-                    self.report.lost_leases += 1
-                    continue
-                p = r.pending
-                con.executemany("INSERT INTO steps (case_id, seq, kind, element_id, name, occurrence, attempt, "
-                                "resource, outcome, error, data, started, ended) VALUES "
-                                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", p.steps)
-                con.executemany("INSERT INTO work (task_id, case_id, element_id, name, occurrence, candidate_group, "
-                                "form, status, created, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", p.work)
-                for el, occ in p.cancel_work:
-                    con.execute("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND element_id = ? AND "
-                                "occurrence = ? AND status IN ('open', 'claimed')", (r.case_id, el, occ))
-                by_log.setdefault(runs_log(r.model.name), []).extend(p.events)
-                self.report.steps += len(p.steps)
-                snap = r.needs_snapshot or r.seq - r.snapshot_seq >= SNAPSHOT_EVERY
-                final = r.status in _FINAL
-                if snap and not final:
-                    con.execute("UPDATE cases SET snapshot = ?, snapshot_seq = ? WHERE case_id = ?",
-                                (r.snapshot(), r.seq, r.case_id))
-                    r.snapshot_seq = r.seq
-                    r.needs_snapshot = False
-                if r.done:
-                    runnable = 0 if final else (1 if r.wake_at is not None else 0)
-                    con.execute(
-                        "UPDATE cases SET status = ?, data = ?, seq = ?, updated = ?, ended = ?, error = ?, "
+        stamp, lease_until = _iso(now), _iso(now + timedelta(seconds=self.lease))
+        plans = []
+        for r in runners:
+            p = r.pending
+            final = r.status in _FINAL
+            snap = (r.snapshot() if (r.needs_snapshot or r.seq - r.snapshot_seq >= SNAPSHOT_EVERY) and not final
+                    else None)
+            if r.done:
+                case = ("UPDATE cases SET status = ?, data = ?, seq = ?, updated = ?, ended = ?, error = ?, "
                         "runnable = ?, wake_at = ?, lease_owner = NULL, lease_until = NULL"
                         + (", snapshot = NULL" if final else "") + " WHERE case_id = ?",
-                        (r.status, _dumps(r.data), r.seq, _iso(now), _iso(now) if final else None, r.error,
-                         runnable, _iso(r.wake_at) if r.wake_at else None, r.case_id))
-                    if final:
+                        (r.status, _dumps(r.data), r.seq, stamp, stamp if final else None, r.error,
+                         0 if final else (1 if r.wake_at is not None else 0),
+                         _iso(r.wake_at) if r.wake_at else None, r.case_id))
+            else:
+                case = ("UPDATE cases SET status = 'running', data = ?, seq = ?, updated = ?, lease_until = ? "
+                        "WHERE case_id = ?", (_dumps(r.data), r.seq, stamp, lease_until, r.case_id))
+            plans.append((r, snap, case, ops.outbox_rows(runs_log(r.model.name), p.events) if p.events else []))
+        ids = [r.case_id for r in runners]
+        try:
+            with self._transaction() as con:
+                mine = {row[0] for row in con.execute(
+                    f"SELECT case_id FROM cases WHERE case_id IN ({','.join('?' * len(ids))}) AND lease_owner = ? "
+                    "AND status IN ('running', 'waiting')", [*ids, self.name]).fetchall()}
+                for r, snap, case, events in plans:
+                    if r.case_id not in mine:
+                        r.lost = True  # taken over (our lease ran out) or cancelled: drop this round
+                        self.report.lost_leases += 1
+                        continue
+                    p = r.pending
+                    con.executemany("INSERT INTO steps (case_id, seq, kind, element_id, name, occurrence, attempt, "
+                                    "resource, outcome, error, data, started, ended) VALUES "
+                                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", p.steps)
+                    if p.work:
+                        con.executemany("INSERT INTO work (task_id, case_id, element_id, name, occurrence, "
+                                        "candidate_group, form, status, created, due_at) "
+                                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", p.work)
+                    for el, occ in p.cancel_work:
+                        con.execute("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND element_id = ? AND "
+                                    "occurrence = ? AND status IN ('open', 'claimed')", (r.case_id, el, occ))
+                    if snap is not None:
+                        con.execute("UPDATE cases SET snapshot = ?, snapshot_seq = ? WHERE case_id = ?",
+                                    (snap, r.seq, r.case_id))
+                    con.execute(*case)
+                    if r.status in _FINAL:
                         con.execute("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND status IN "
                                     "('open', 'claimed')", (r.case_id,))
-                        if r.status == "completed":
-                            self.report.cases_completed += 1
-                        else:
-                            self.report.cases_failed += 1
-                else:
-                    con.execute("UPDATE cases SET status = 'running', data = ?, seq = ?, updated = ?, "
-                                "lease_until = ? WHERE case_id = ?",
-                                (_dumps(r.data), r.seq, _iso(now), lease_until, r.case_id))
-                r.pending = _Pending()
-            for name, events in by_log.items():
-                if events:
-                    ops.emit(con, name, events)
+                    ops.emit_rows(con, events)
+        except ProcestraError:
+            for r in runners:  # nothing of this round was stored: reload these cases from the store
+                r.lost = True
+            raise
+        for r, snap, _, _ in plans:
+            if r.lost:
+                continue
+            self.report.steps += len(r.pending.steps)
+            if snap is not None:
+                r.snapshot_seq, r.needs_snapshot = r.seq, False
+            if r.done and r.status == "completed":
+                self.report.cases_completed += 1
+            elif r.done and r.status in _FINAL:
+                self.report.cases_failed += 1
+            r.pending = _Pending()
         self.report.commits += 1
 
 

@@ -51,10 +51,12 @@ __all__ = [
     "OutboxStats",
     "connect",
     "emit",
+    "emit_rows",
     "ensure_schema",
     "flush_outbox",
     "from_iso",
     "ops_path",
+    "outbox_rows",
     "outbox_stats",
     "prepare",
     "to_iso",
@@ -291,6 +293,14 @@ def emit(con: sqlite3.Connection, log_name: str, events: Iterable[Event]) -> int
     They commit (or roll back) with the caller's state change; :func:`flush_outbox` later
     moves them into the event store. Returns how many were queued.
     """
+    return emit_rows(con, outbox_rows(log_name, events))
+
+
+def outbox_rows(log_name: str, events: Iterable[Event]) -> list[tuple[Any, ...]]:
+    """``events`` checked and encoded as outbox rows, for :func:`emit_rows`.
+
+    Busy writers prepare rows before they open their transaction, to hold the lock briefly.
+    """
     from .ingest import validate_log_name
 
     validate_log_name(log_name)
@@ -299,6 +309,11 @@ def emit(con: sqlite3.Connection, log_name: str, events: Iterable[Event]) -> int
         attributes = _check_event(event, i)
         rows.append((uuid.uuid4().hex, log_name, event.case_id, event.activity, to_iso(event.timestamp),
                      event.lifecycle, event.resource, json.dumps(attributes, sort_keys=True)))
+    return rows
+
+
+def emit_rows(con: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Insert rows made by :func:`outbox_rows` inside ``con``'s open transaction."""
     if rows:
         try:
             con.executemany(
