@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from typing import Any
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,3 +144,31 @@ def ensure_python3_kernel() -> None:
 def python3_kernel() -> None:
     """The ``python3`` kernel registered in the virtualenv (papermill and voila start it by name)."""
     ensure_python3_kernel()
+
+
+# -- a small to-be model ---------------------------------------------------------------
+def small_model(name: str = "review") -> Any:
+    """start -> Fraud check (python) -> amount < 1000 ? Automatic approval : Review (form) -> end."""
+    from procestra.connectors import python
+    from procestra.refine import FormField, ToBeModel
+
+    h = "procestra.examples:"
+    m = ToBeModel(name)
+    m.declare("applicant", "string", required=True)
+    m.declare("amount", "number", required=True)
+    start = m.add_event("start", name="Received", id="start")
+    check = m.add_task("Fraud check", id="fraud", after=start)
+    m.bind(check, python(h + "fraud_check", outputs=["fraud_flag"]))
+    gate = m.add_gateway("exclusive", name="Small?", id="size", after=check)
+    auto = m.add_task("Automatic approval", id="auto")
+    review = m.add_task("Review", id="review")
+    m.connect(gate, auto, condition="amount < 1000")
+    m.connect(gate, review, condition="amount >= 1000")
+    m.bind(auto, python(h + "auto_approve", outputs=["decision"]))
+    m.human(review, [FormField("decision", "enum", allowed=("approve", "reject")),
+                     FormField("note", "text", required=False)], group="reviewers", due="PT1H")
+    done = m.add_gateway("exclusive", id="done")
+    m.connect(auto, done)
+    m.connect(review, done)
+    m.add_event("end", name="Decided", id="end", after=done)
+    return m

@@ -257,3 +257,29 @@ def test_comparison_highlights_the_dfg_difference(ws: Workspace, table) -> None:
         Comparison(ws, "loan", ("loan", "nope"))
     cmp.close()
     cmp2.close()
+
+
+def test_inbox_renders_the_form_and_completes(tmp_path: Path) -> None:
+    from conftest import small_model
+    from procestra import engine
+    from procestra.widgets import Inbox
+
+    ws = Workspace.init(tmp_path / "ws")
+    small_model().save(ws)
+    case = engine.start_case(ws, "review", {"applicant": "A", "amount": 5000})
+    engine.Worker(ws).run(until_idle=True)
+    inbox = Inbox(ws, user="ann")
+    assert len(inbox.select.options) == 1 and "Review" in inbox.select.options[0][0]
+    assert set(inbox.fields) == {"decision", "note"} and case in inbox.detail.value
+    assert "amount" in inbox.detail.value  # the case data, for the person deciding
+    assert inbox.submit() is None and "decision" in inbox.status.value and "error" in inbox.status.value
+    assert inbox.claim() is not None and "claimed" in inbox.status.value
+    inbox.fields["decision"].value = "reject"
+    inbox.fields["note"].value = "too risky"
+    item = inbox.submit()
+    assert item is not None and item.data == {"decision": "reject", "note": "too risky"}
+    assert inbox.select.options == () and "no open tasks" in inbox.detail.value
+    engine.Worker(ws).run(until_idle=True)
+    assert engine.get_case(ws, case).status == "completed"
+    assert engine.get_case(ws, case).data["decision"] == "reject"
+    inbox.close()
