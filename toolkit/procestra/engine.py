@@ -172,6 +172,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX work_open ON work (status, case_id)",
     ),
+    (  # 2: which completed human tasks a worker has applied (a completion never gets lost)
+        "ALTER TABLE work ADD COLUMN applied INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 
@@ -687,6 +690,7 @@ class _Pending:
     events: list[ops.Event] = field(default_factory=list)
     work: list[tuple[Any, ...]] = field(default_factory=list)
     cancel_work: list[tuple[str, int]] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)  # completed work items applied this round
 
 
 class _Runner:
@@ -761,7 +765,8 @@ class _Runner:
                 task.task_spec._update(task)
         elif kind == "error":
             self._throw(el, data.get("code"), data.get("message", ""))
-        self.wf.do_engine_steps()
+        # No engine steps after the step: script tasks that follow it run in the next live round,
+        # where they are journaled (a dead worker may have run them without committing).
 
     # one round ---------------------------------------------------------------------------
     def _record(self, kind: str, element: str | None, name: str | None, outcome: str, started: datetime,
@@ -785,6 +790,12 @@ class _Runner:
         now = _now()
         try:
             self._engine_steps()
+            # completed human tasks first: a person who finished before the SLA timer came due
+            # wins, even if no worker ran in between; the timer wins only if it was due earlier
+            for task in self.wf.get_tasks(state=TS.READY):
+                if getattr(task.task_spec, "manual", False) and self._completed_in_time(task) and \
+                        self._user_task(task):
+                    return
             if self._fire_timers(now):
                 return
             if self.wf.is_completed():
@@ -852,6 +863,24 @@ class _Runner:
             self._cancel_stale_work()
         return fired
 
+    def _completed_in_time(self, task: Any) -> bool:
+        """Whether the user task has a completed work item, done before any due timer attached to it."""
+        from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+
+        el = task.task_spec.bpmn_id
+        done = self.work_done.get((el, self.occurrence.get(el, 0) + 1))
+        if done is None:
+            return False
+        completed = ops.from_iso(done["completed_at"]) or _now()
+        boundaries = {e.id for e in self.model.elements.values() if e.kind == "boundaryEvent" and e.attached_to == el}
+        for t in self.wf.get_tasks(state=self.TaskState.WAITING):
+            if t.task_spec.bpmn_id in boundaries and isinstance(getattr(t.task_spec, "event_definition", None),
+                                                                  TimerEventDefinition):
+                value = t._get_internal_data("event_value")
+                if value is not None and _timer_due(value) < completed:
+                    return False
+        return True
+
     def _user_task(self, task: Any) -> bool:
         el = task.task_spec.bpmn_id
         occ = self.occurrence.get(el, 0) + 1
@@ -866,6 +895,7 @@ class _Runner:
             self._record("user", el, task.task_spec.bpmn_name or el, "completed", started,
                          ops.from_iso(done["completed_at"]) or _now(), occurrence=occ,
                          resource=done["completed_by"], data=form)
+            self.pending.applied.append(done["task_id"])
             self.needs_snapshot = True
             self._engine_steps()
             return True
@@ -1162,11 +1192,15 @@ class Worker:
                     work = con.execute("SELECT * FROM work WHERE case_id = ?", (cid,)).fetchall()
                     applied = {(s["element_id"], s["occurrence"]) for s in steps if s["kind"] == "user"}
                     done = {(w["element_id"], w["occurrence"]): w for w in work
-                            if w["status"] == "completed" and (w["element_id"], w["occurrence"]) not in applied}
+                            if w["status"] == "completed" and not w["applied"]
+                            and (w["element_id"], w["occurrence"]) not in applied}
                     open_ = {(w["element_id"], w["occurrence"]) for w in work if w["status"] in ("open", "claimed")}
                     runners.append(_Runner(self, row, model, steps, done, open_))
                 except ProcestraError as exc:
                     self._fail_case(row, str(exc))
+                except Exception as exc:  # noqa: BLE001 - e.g. a snapshot this SpiffWorkflow cannot read
+                    self._fail_case(row, f"the case cannot be rebuilt from its snapshot and journal: "
+                                         f"{type(exc).__name__}: {exc}")
         return runners
 
     def _fail_case(self, row: sqlite3.Row, message: str) -> None:
@@ -1210,12 +1244,18 @@ class Worker:
             snap = (r.snapshot() if (r.needs_snapshot or r.seq - r.snapshot_seq >= SNAPSHOT_EVERY) and not final
                     else None)
             if r.done:
+                # a human task completed while we held the case must not be lost: it keeps the case
+                # runnable now (complete_task could not wake it while our lease was on it)
+                pending_human = ("EXISTS (SELECT 1 FROM work w WHERE w.case_id = cases.case_id AND "
+                                 "w.status = 'completed' AND w.applied = 0)")
                 case = ("UPDATE cases SET status = ?, data = ?, seq = ?, updated = ?, ended = ?, error = ?, "
-                        "runnable = ?, wake_at = ?, lease_owner = NULL, lease_until = NULL"
+                        f"runnable = CASE WHEN ? = 0 AND {pending_human} THEN 1 ELSE ? END, "
+                        f"wake_at = CASE WHEN ? = 0 AND {pending_human} THEN NULL ELSE ? END, "
+                        "lease_owner = NULL, lease_until = NULL"
                         + (", snapshot = NULL" if final else "") + " WHERE case_id = ?",
                         (r.status, _dumps(r.data), r.seq, stamp, stamp if final else None, r.error,
-                         0 if final else (1 if r.wake_at is not None else 0),
-                         _iso(r.wake_at) if r.wake_at else None, r.case_id))
+                         int(final), 0 if final else (1 if r.wake_at is not None else 0),
+                         int(final), _iso(r.wake_at) if r.wake_at else None, r.case_id))
             else:
                 case = ("UPDATE cases SET status = 'running', data = ?, seq = ?, updated = ?, lease_until = ? "
                         "WHERE case_id = ?", (_dumps(r.data), r.seq, stamp, lease_until, r.case_id))
@@ -1245,6 +1285,8 @@ class Worker:
                     if snap is not None:
                         con.execute("UPDATE cases SET snapshot = ?, snapshot_seq = ? WHERE case_id = ?",
                                     (snap, r.seq, r.case_id))
+                    for task_id in p.applied:
+                        con.execute("UPDATE work SET applied = 1 WHERE task_id = ?", (task_id,))
                     con.execute(*case)
                     if r.status in _FINAL:
                         con.execute("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND status IN "

@@ -1605,6 +1605,10 @@ def validate_model(source: Any, *, ws: Workspace | None = None) -> list[Problem]
 
 
 # -- validation ---------------------------------------------------------------------------------------
+#: Element ids SpiffWorkflow gives its own task specs: a model element with one of them vanishes.
+_RESERVED_IDS = frozenset({"Start", "End", "Root"})
+
+
 class _Validator:
     def __init__(self, model: ToBeModel, ws: Workspace | None) -> None:
         self.m, self.ws = model, ws
@@ -1636,6 +1640,9 @@ class _Validator:
 
     def element(self, e: Element) -> None:
         ins, outs = self.inc.get(e.id, []), self.out.get(e.id, [])
+        if e.id in _RESERVED_IDS or e.id.endswith(".EndJoin"):
+            self.add("error", "reserved-id", e, f"the id {e.id!r} is reserved by the BPMN engine for its own "
+                     "start and end steps; rename the element's id (e.g. to 'StartEvent_1')")
         if e.kind == "startEvent" and ins:
             self.add("error", "start-with-incoming", e, "a start event cannot have incoming flows")
         if e.kind == "endEvent" and outs:
