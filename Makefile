@@ -55,6 +55,23 @@ demo: $(STAMP) sysdeps
 	$(BIN)/procestra -w $(DEMO_WS) discover loan --miner inductive --noise 0.2 --out $(DEMO_WS)/loan-asis.svg
 	$(BIN)/procestra -w $(DEMO_WS) conform loan loan-asis
 	$(BIN)/procestra -w $(DEMO_WS) models list
+	@echo "--- scheduled notebook jobs: define a job, one scheduler pass, its history"
+	$(BIN)/procestra -w $(DEMO_WS) schedule add daily-report notebooks/jobs/daily_report.ipynb \
+		--cron "0 6 * * 1-5" --tz Europe/Amsterdam -p workspace=$(abspath $(DEMO_WS)) -p log=loan \
+		--retries 2 --timeout 600 --start 2025-03-27T00:00:00Z
+	$(BIN)/procestra -w $(DEMO_WS) scheduler tick --now 2025-03-31T04:00:30Z
+	$(BIN)/procestra -w $(DEMO_WS) runs
+	$(BIN)/procestra -w $(DEMO_WS) runs --json
+	$(BIN)/procestra -w $(DEMO_WS) runs html
+	@echo "--- a to-be process that runs: save the refined loan model, run cases, mine the runs"
+	$(BIN)/python -c "from procestra import Workspace; from procestra.examples import loan_to_be, write_scoring_notebook as w; \
+		ws = Workspace('$(DEMO_WS)'); loan_to_be(scoring_notebook=str(w(ws.path / 'notebooks' / 'score.ipynb'))).save(ws)"
+	$(BIN)/procestra -w $(DEMO_WS) model validate loan-to-be
+	$(BIN)/procestra -w $(DEMO_WS) start loan-to-be --data '{"applicant": "A-1", "amount": 4000}' --key APP-1
+	$(BIN)/procestra -w $(DEMO_WS) start loan-to-be --data '{"applicant": "A-2", "amount": 25000}' --key APP-2
+	$(BIN)/procestra -w $(DEMO_WS) worker --until-idle
+	$(BIN)/procestra -w $(DEMO_WS) tasks
+	$(BIN)/procestra -w $(DEMO_WS) cases
 	@echo "--- wrote the process maps $(DEMO_WS)/loan-map.svg and $(DEMO_WS)/loan-map-performance.svg,"
 	@echo "    the BPMN model $(DEMO_WS)/loan-asis.bpmn (opens in bpmn.io / Camunda Modeler) and its drawing $(DEMO_WS)/loan-asis.svg"
 
@@ -67,6 +84,8 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/bench_discover.py
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_explorer.py
+	$(BIN)/python benchmarks/bench_schedule.py
+	$(BIN)/python benchmarks/bench_engine.py
 
 # The explorer notebook as a web page (Voila), on the demo workspace.
 explore: $(STAMP)

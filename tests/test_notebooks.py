@@ -47,10 +47,19 @@ def _check_refine(nb: nbformat.NotebookNode) -> None:
     assert "fitness 1.0000" in joined, joined[-2000:]
 
 
+def _check_schedule(nb: nbformat.NotebookNode) -> None:
+    """04 defined a job, ran its due slot with the scheduled time injected, and showed the history."""
+    joined = "\n".join(texts(nb))
+    assert "daily-report-20250331T040000Z-1 succeeded" in joined
+    assert "'2025-03-31T04:00:00+00:00'" in joined
+    assert [o for o in outputs(nb) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+
+
 #: Checks of an executed notebook's outputs, beyond "it ran without an error".
 CHECKS: dict[str, Callable[[nbformat.NotebookNode], None]] = {
     "01_explore.ipynb": _check_explore,
     "03_refine_to_be.ipynb": _check_refine,
+    "04_schedule.ipynb": _check_schedule,
 }
 
 

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from procestra import InvalidArgumentError, Workspace
-from procestra import ops
+from procestra import InvalidArgumentError, Workspace, ops
 from procestra.ops import Event
 
-T0 = datetime(2025, 1, 6, 5, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 6, 5, 0, tzinfo=UTC)
 
 
 def _events(n: int, *, case: str = "c", start: datetime = T0, **attrs: object) -> list[Event]:
@@ -61,10 +57,9 @@ def test_migrations_apply_once_in_order_and_roll_back_whole(ws: Workspace) -> No
 
 def test_emit_commits_and_rolls_back_with_the_callers_transaction(ws: Workspace) -> None:
     ops.prepare(ws)
-    with pytest.raises(RuntimeError):
-        with ops.transaction(ws) as con:
-            ops.emit(con, "jobs", _events(3))
-            raise RuntimeError("the state change failed")
+    with pytest.raises(RuntimeError), ops.transaction(ws) as con:
+        ops.emit(con, "jobs", _events(3))
+        raise RuntimeError("the state change failed")
     assert ops.outbox_stats(ws).pending == 0
     with ops.transaction(ws) as con:
         assert ops.emit(con, "jobs", _events(3)) == 3
@@ -80,12 +75,10 @@ def test_emit_commits_and_rolls_back_with_the_callers_transaction(ws: Workspace)
 ])
 def test_emit_rejects_bad_events_and_stores_nothing(ws: Workspace, bad: Event, match: str) -> None:
     ops.prepare(ws)
-    with pytest.raises(InvalidArgumentError, match=match):
-        with ops.transaction(ws) as con:
-            ops.emit(con, "jobs", [_events(1)[0], bad])
-    with pytest.raises(InvalidArgumentError, match="invalid log name"):
-        with ops.transaction(ws) as con:
-            ops.emit(con, "bad;name'", _events(1))
+    with pytest.raises(InvalidArgumentError, match=match), ops.transaction(ws) as con:
+        ops.emit(con, "jobs", [_events(1)[0], bad])
+    with pytest.raises(InvalidArgumentError, match="invalid log name"), ops.transaction(ws) as con:
+        ops.emit(con, "bad;name'", _events(1))
     assert ops.outbox_stats(ws).pending == 0
 
 
@@ -126,7 +119,7 @@ def test_flush_killed_between_store_commit_and_marking_neither_duplicates_nor_lo
     ops.prepare(ws)
     with ops.transaction(ws) as con:
         ops.emit(con, "jobs", _events(6))
-    proc = subprocess.run([sys.executable, "-c", KILLED_FLUSH, str(ws.path)], capture_output=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", KILLED_FLUSH, str(ws.path)], capture_output=True, timeout=120, check=False)
     assert proc.returncode == -signal.SIGKILL
     assert _ev_count(ws, "jobs") == 6 and ops.outbox_stats(ws).pending == 6  # committed, not marked
     with ops.transaction(ws) as con:  # more events arrive before the next flush

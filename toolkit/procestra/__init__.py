@@ -33,6 +33,7 @@ from .connectors import Handler, SecretError, TaskContext, TaskError, TaskTimeou
 from .discover import DiscoveryResult, Miner, get_miner, miners, register_miner
 from .filters import Filter, save_filtered
 from .ingest import LoadResult, ingest
+from .ops import OpsBusyError, OpsError
 from .models import LoadedModel, ModelInfo, list_models, load_model, model_info, save_model
 from .quality import QualityIssue, QualityReport
 from .refine import FormError, FormField, HumanTask, Problem, Retry, ToBeModel, ValidationError, validate_model
@@ -58,7 +59,11 @@ __all__ = [
     "FormField",
     "Handler",
     "HumanTask",
+    "Inbox",
     "InvalidArgumentError",
+    "Job",
+    "JobError",
+    "JobNotFoundError",
     "LoadResult",
     "LoadedModel",
     "LogInfo",
@@ -69,11 +74,21 @@ __all__ = [
     "ModelError",
     "ModelInfo",
     "ModelNotFoundError",
+    "NotebookError",
+    "Notify",
+    "OpsBusyError",
+    "OpsError",
+    "ParameterError",
     "Problem",
     "ProcestraError",
     "QualityIssue",
     "QualityReport",
     "Retry",
+    "Run",
+    "RunHistory",
+    "RunNotFoundError",
+    "RunResult",
+    "Scheduler",
     "SecretError",
     "SourceConnectionError",
     "SourceError",
@@ -92,17 +107,23 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "__version__",
+    "add_job",
     "bpmn_to_petri",
     "conform",
     "deviations",
     "get_miner",
     "ingest",
+    "list_jobs",
     "list_models",
+    "list_runs",
     "load_model",
     "miners",
     "model_info",
     "read_bpmn",
+    "record_output",
     "register_miner",
+    "run_notebook",
+    "run_now",
     "save",
     "save_filtered",
     "save_model",
@@ -113,8 +134,31 @@ __all__ = [
 ]
 
 
-#: Names imported on first use: the widgets pull in ipywidgets, which the CLI never needs.
-_LAZY = {"Explorer": "widgets", "VariantBrowser": "widgets", "Comparison": "widgets"}
+#: Names imported on first use: the widgets pull in ipywidgets and the scheduler nbformat (2-3 s),
+#: which most CLI commands never need.
+_LAZY = {
+    "Comparison": "widgets",
+    "Explorer": "widgets",
+    "Inbox": "widgets",
+    "Job": "schedule",
+    "JobError": "schedule",
+    "JobNotFoundError": "schedule",
+    "NotebookError": "runner",
+    "Notify": "notify",
+    "ParameterError": "runner",
+    "Run": "schedule",
+    "RunHistory": "widgets",
+    "RunNotFoundError": "schedule",
+    "RunResult": "runner",
+    "Scheduler": "schedule",
+    "VariantBrowser": "widgets",
+    "add_job": "schedule",
+    "list_jobs": "schedule",
+    "list_runs": "schedule",
+    "record_output": "runner",
+    "run_notebook": "runner",
+    "run_now": "schedule",
+}
 
 
 def __getattr__(name: str) -> object:

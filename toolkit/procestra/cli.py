@@ -946,11 +946,15 @@ def schedule_remove(state: _State, name: str, as_json: bool) -> None:
 def run_notebook_cmd(state: _State, notebook: str, params: tuple[str, ...], kernel: str | None,
                      timeout: float | None, no_html: bool, as_json: bool) -> None:
     """Run NOTEBOOK now, recorded in the run history like any run (exit 1 if it fails)."""
-    from .schedule import run_now
+    import threading
+
+    from .schedule import run_now, stop_on_signals
 
     ws = state.workspace()
-    run = run_now(ws, notebook, parameters=_params(params, notebook), kernel=kernel, timeout=timeout,
-                  html=not no_html)
+    cancel = threading.Event()
+    with stop_on_signals(cancel):  # SIGTERM or Ctrl-C stops the kernel; the run is recorded as cancelled
+        run = run_now(ws, notebook, parameters=_params(params, notebook), kernel=kernel, timeout=timeout,
+                      html=not no_html, cancel=cancel)
     if as_json:
         _emit_json(run.to_dict())
     else:
@@ -1042,6 +1046,7 @@ def scheduler_run(state: _State, executor_name: str, address: str | None, concur
         raise InvalidArgumentError("--poll must be positive and --stop-timeout not negative", parameter="poll")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    logging.getLogger("papermill").setLevel(logging.ERROR)  # runs are reported by the scheduler itself
     ws = state.workspace()
     sched = Scheduler(ws, _make_executor(executor_name, address, concurrency))
     click.echo(f"scheduler {sched.worker} running on {ws.path} with the {executor_name} executor "
@@ -1067,7 +1072,7 @@ def scheduler_tick(state: _State, now: str | None, executor_name: str, address: 
     ws = state.workspace()
     executor = _make_executor(executor_name, address, concurrency)
     try:
-        result = tick(ws, _when(now, "--now"), executor=executor)
+        result = tick(ws, _when(now, "--now"), executor=executor, handle_signals=True)
     finally:
         executor.close()
     if as_json:

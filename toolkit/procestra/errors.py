@@ -25,6 +25,10 @@ and exits with code 2. Everything else is a failure of ours or of the machine
     │   ├── FormError                  human-task data that does not fit its form (refine.py)
     │   ├── SecretError                a secret that is missing or too short (connectors.py)
     │   ├── CaseNotFoundError, TaskNotFoundError, TaskStateError, CaseStateError  (engine.py)
+    │   ├── NotebookError              a notebook that cannot run as asked: missing, no kernel (runner.py)
+    │   │   └── ParameterError         unknown parameter, wrong type, no parameters cell (runner.py)
+    │   ├── JobError                   a job definition that cannot be stored: cron, zone, cycle (schedule.py)
+    │   ├── JobNotFoundError, RunNotFoundError                                    (schedule.py)
     │   ├── SourceError                a source cannot be read
     │   │   ├── SourceFormatError      malformed file (not XES, ragged CSV, ...)
     │   │   └── SourceConnectionError  a database refused or failed the query
@@ -34,6 +38,8 @@ and exits with code 2. Everything else is a failure of ours or of the machine
     ├── TaskError                      a handler failed; ``retryable`` says if another attempt may help
     │   └── TaskTimeoutError
     ├── EngineError                    a model the engine cannot run (engine.py)
+    ├── OpsError                       the operational store ops.sqlite failed (ops.py)
+    │   └── OpsBusyError               its write lock stayed taken past the timeout (transient)
     └── StoreError                     the event store failed
         └── StoreBusyError             the store stayed locked by another process (transient)
 """

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +87,7 @@ class OpsBusyError(OpsError):
 # -- time ----------------------------------------------------------------------------
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def to_iso(value: datetime) -> str:
@@ -95,7 +95,7 @@ def to_iso(value: datetime) -> str:
     if value.tzinfo is None:
         raise InvalidArgumentError(f"timestamp {value!r} has no timezone; give an aware datetime",
                                    parameter="timestamp")
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
 def from_iso(text: str | None) -> datetime | None:
@@ -103,7 +103,7 @@ def from_iso(text: str | None) -> datetime | None:
     if text is None:
         return None
     value = datetime.fromisoformat(text)
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # -- connections ---------------------------------------------------------------------
