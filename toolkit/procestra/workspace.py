@@ -87,7 +87,9 @@ class Workspace:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path) if path is not None else default_workspace_path()
+        # absolute: papermill changes the process's directory while a notebook runs, and other
+        # threads (a worker's flusher, a scheduler's executors) must still find the workspace
+        self.path = (Path(path) if path is not None else default_workspace_path()).absolute()
         if not (self.path / _MARKER).is_file():
             if not self.path.exists():
                 raise WorkspaceError(
