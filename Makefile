@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_WS ?= demo-workspace
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test bench explore sysdeps venv clean lint
+.PHONY: demo test bench explore crash-long sysdeps venv clean lint
 
 venv: $(STAMP)
 
@@ -86,6 +86,10 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/bench_explorer.py
 	$(BIN)/python benchmarks/bench_schedule.py
 	$(BIN)/python benchmarks/bench_engine.py
+
+# The engine's crash test with 100 worker kills instead of 50.
+crash-long: $(STAMP)
+	PROCESTRA_NO_PROGRESS=1 PROCESTRA_CRASH_KILLS=100 $(BIN)/python -m pytest tests/test_engine_crash.py -q -s
 
 # The explorer notebook as a web page (Voila), on the demo workspace.
 explore: $(STAMP)

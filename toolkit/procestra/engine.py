@@ -732,7 +732,8 @@ class _Runner:
     # bookkeeping ---------------------------------------------------------------------------
     def _count(self, s: sqlite3.Row) -> None:
         el, occ = s["element_id"], s["occurrence"]
-        if s["kind"] in ("service", "user", "script", "error") and s["outcome"] in ("completed", "failed", "error"):
+        if s["kind"] in ("service", "user", "script", "error", "timer") and \
+                s["outcome"] in ("completed", "failed", "error", "cancelled", "fired"):
             self.occurrence[el] = max(self.occurrence.get(el, 0), occ)
         if s["kind"] == "retry":
             self.attempts[(el, occ)] = max(self.attempts.get((el, occ), 0), s["attempt"])
@@ -751,6 +752,8 @@ class _Runner:
         kind, el = s["kind"], s["element_id"]
         self.wf.do_engine_steps()
         data = json.loads(s["data"]) if s["data"] else {}
+        if kind == "user" and s["outcome"] != "completed":
+            return  # a user task cancelled by its timer: replaying the timer step cancelled it again
         if kind in ("service", "user"):
             task = self._find(el, TS.STARTED | TS.READY)
             if task is None:
@@ -844,6 +847,7 @@ class _Runner:
         from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
         fired = False
+        live_before = self._live_user_tasks()
         for task in self.wf.get_tasks(state=self.TaskState.WAITING):
             evdef = getattr(task.task_spec, "event_definition", None)
             if not isinstance(evdef, TimerEventDefinition):
@@ -852,7 +856,9 @@ class _Runner:
             if evdef.has_fired(task):  # also arms it (computes its due time) the first time
                 task.task_spec._update(task)
                 el = task.task_spec.bpmn_id
-                self._record("timer", el, task.task_spec.bpmn_name or el, "fired", now, now,
+                occ = self.occurrence.get(el, 0) + 1  # a timer in a loop fires once per pass
+                self.occurrence[el] = occ
+                self._record("timer", el, task.task_spec.bpmn_name or el, "fired", now, now, occurrence=occ,
                              resource="timer", event=bool(task.task_spec.bpmn_name))
                 self.needs_snapshot = True
                 fired = True
@@ -860,7 +866,7 @@ class _Runner:
                 self.needs_snapshot = True  # a timer's due time must survive a crash
         if fired:
             self._engine_steps()
-            self._cancel_stale_work()
+            self._cancel_interrupted(live_before, now)
         return fired
 
     def _completed_in_time(self, task: Any) -> bool:
@@ -987,14 +993,30 @@ class _Runner:
                           target=target)
         self.wf.catch(event)
 
-    def _cancel_stale_work(self) -> None:
-        """Open work items whose user task is no longer waiting (an interrupting SLA timer fired)."""
-        live = {(t.task_spec.bpmn_id, self.occurrence.get(t.task_spec.bpmn_id, 0) + 1)
-                for t in self.wf.get_tasks(state=self.TaskState.READY) if getattr(t.task_spec, "manual", False)}
-        for key in list(self.open_work):
-            if key not in live:
-                self.pending.cancel_work.append(key)
-                self.open_work.discard(key)
+    def _live_user_tasks(self) -> dict[str, Any]:
+        return {t.task_spec.bpmn_id: t for t in self.wf.get_tasks(state=self.TaskState.READY)
+                if getattr(t.task_spec, "manual", False)}
+
+    def _cancel_interrupted(self, before: dict[str, Any], now: datetime) -> None:
+        """User tasks an interrupting timer just cancelled: journal them, cancel their work items.
+
+        The cancelled instance uses up its occurrence number, so a later instance of the same
+        task (sent back after an escalation) gets a work item of its own; a completion that
+        came in after the timer was due is set aside (it lost), so the case does not stay busy.
+        """
+        after = self._live_user_tasks()
+        for el, task in before.items():
+            if el in after and after[el] is task:
+                continue
+            occ = self.occurrence.get(el, 0) + 1
+            self.occurrence[el] = occ
+            self._record("user", el, task.task_spec.bpmn_name or el, "cancelled", now, now, occurrence=occ,
+                         resource="timer")
+            self.pending.cancel_work.append((el, occ))
+            self.open_work.discard((el, occ))
+            late = self.work_done.pop((el, occ), None)
+            if late is not None:
+                self.pending.applied.append(late["task_id"])
 
     def _block(self, retry_due: list[datetime]) -> None:
         """Nothing can run now: wait for a person, a timer or a retry."""
