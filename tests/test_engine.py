@@ -824,3 +824,25 @@ def test_a_malicious_condition_cannot_be_saved_or_run(ws: Workspace, tmp_path: P
         assert info.status == "failed" and "Gateway_size" in info.error and "'__import__' is not allowed" in info.error
         assert "Activity_auto" not in {s.element for s in engine.case_history(ws, case)}
     assert not marker.exists()
+
+
+def test_a_long_handler_keeps_its_lease(ws: Workspace) -> None:
+    """A handler running longer than the lease is not taken over by another worker (the lease is renewed)."""
+    m = ToBeModel("slow")
+    m.declare("delay_ms", "number")
+    start = m.add_event("start", id="StartEvent_1")
+    task = m.add_task("Slow", id="Activity_slow", after=start)
+    m.bind(task, python(H + "slow_effect", outputs=["Activity_slow_done"]))
+    m.add_event("end", id="EndEvent_1", after=task)
+    m.save(ws)
+    case = engine.start_case(ws, "slow", {"delay_ms": 2500})
+    import threading
+
+    holder = engine.Worker(ws, lease=0.9, poll=0.05)
+    t = threading.Thread(target=lambda: holder.run(until_idle=True, max_seconds=30))
+    t.start()
+    time.sleep(1.5)  # the lease would have run out without renewal
+    other = engine.Worker(ws, lease=0.9, poll=0.05).run(until_idle=True, max_seconds=5)
+    t.join()
+    assert engine.get_case(ws, case).status == "completed"
+    assert len(engine_handlers.calls(ws)) == 1 and other.steps == 0

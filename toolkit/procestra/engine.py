@@ -1105,6 +1105,7 @@ class Worker:
         self.report = WorkerReport(self.name)
         self._stop = threading.Event()
         self._con: sqlite3.Connection | None = None
+        self._held: set[str] = set()  # cases in hand, whose leases the renewer thread extends
         self.output_dir = Path(ws.path) / "runs" / "tasks"
         from .connectors import Secrets
 
@@ -1157,8 +1158,14 @@ class Worker:
             while not done.wait(self.flush_every):
                 self._flush()
 
+        def renewer() -> None:  # a long handler (a notebook) must not lose its case's lease
+            while not done.wait(self.lease / 3):
+                self._renew_leases()
+
         thread = threading.Thread(target=flusher, name="procestra-flusher", daemon=True)
         thread.start()
+        keeper = threading.Thread(target=renewer, name="procestra-lease", daemon=True)
+        keeper.start()
         try:
             while not self._stop.is_set():
                 if max_seconds is not None and time.monotonic() - t0 > max_seconds:
@@ -1171,6 +1178,7 @@ class Worker:
         finally:
             done.set()
             thread.join()
+            keeper.join()
             self._flush()
             self._close()
             self.report.seconds = time.monotonic() - t0
@@ -1238,6 +1246,7 @@ class Worker:
         if not rows:
             return False
         active = self._load(rows)
+        self._held = {r.case_id for r in active}
         while active:
             self.report.rounds += 1
             for r in active:
@@ -1248,7 +1257,21 @@ class Worker:
                 log.warning("%s: could not store a round (%s); its cases will be run again", self.name, exc)
                 return True
             active = [r for r in active if not r.done and not r.lost]
+            self._held = {r.case_id for r in active}
         return True
+
+    def _renew_leases(self) -> None:
+        """Extend the leases of the cases this worker holds (its own connection: another thread)."""
+        held = list(self._held)
+        if not held:
+            return
+        until = _iso(_now() + timedelta(seconds=self.lease))
+        try:
+            with ops.transaction(self.workspace) as con:
+                con.execute(f"UPDATE cases SET lease_until = ? WHERE case_id IN ({','.join('?' * len(held))}) "
+                            "AND lease_owner = ?", [until, *held, self.name])
+        except ProcestraError as exc:  # the next renewal, or the round's commit, tries again
+            log.warning("%s: could not renew leases: %s", self.name, exc)
 
     def _commit(self, runners: list[_Runner]) -> None:
         """One transaction for the round: steps, events, work items and case rows of every runner.
