@@ -1308,6 +1308,8 @@ class Worker:
         ids = [r.case_id for r in runners]
         try:
             with self._transaction() as con:
+                updates: dict[str, list[tuple[Any, ...]]] = {}
+                outbox: list[tuple[Any, ...]] = []
                 mine = {row[0] for row in con.execute(
                     f"SELECT case_id FROM cases WHERE case_id IN ({','.join('?' * len(ids))}) AND lease_owner = ? "
                     "AND status IN ('running', 'waiting')", [*ids, self.name]).fetchall()}
@@ -1332,11 +1334,14 @@ class Worker:
                                     (snap, r.seq, r.case_id))
                     for task_id in p.applied:
                         con.execute("UPDATE work SET applied = 1 WHERE task_id = ?", (task_id,))
-                    con.execute(*case)
-                    if r.status in _FINAL:
+                    updates.setdefault(case[0], []).append(case[1])
+                    if r.status in _FINAL and (p.work or r.open_work or r.work_done):
                         con.execute("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND status IN "
                                     "('open', 'claimed')", (r.case_id,))
-                    ops.emit_rows(con, events)
+                    outbox += events
+                for sql, rows in updates.items():  # one statement per shape, for all cases of the round
+                    con.executemany(sql, rows)
+                ops.emit_rows(con, outbox)
         except ProcestraError:
             for r in runners:  # nothing of this round was stored: reload these cases from the store
                 r.lost = True

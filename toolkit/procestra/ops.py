@@ -29,7 +29,6 @@ import os
 import re
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -95,7 +94,7 @@ def to_iso(value: datetime) -> str:
     if value.tzinfo is None:
         raise InvalidArgumentError(f"timestamp {value!r} has no timezone; give an aware datetime",
                                    parameter="timestamp")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")  # == %Y-%m-%dT%H:%M:%S.%f+00:00, faster
 
 
 def from_iso(text: str | None) -> datetime | None:
@@ -307,7 +306,7 @@ def outbox_rows(log_name: str, events: Iterable[Event]) -> list[tuple[Any, ...]]
     rows = []
     for i, event in enumerate(events):
         attributes = _check_event(event, i)
-        rows.append((uuid.uuid4().hex, log_name, event.case_id, event.activity, to_iso(event.timestamp),
+        rows.append((os.urandom(16).hex(), log_name, event.case_id, event.activity, to_iso(event.timestamp),
                      event.lifecycle, event.resource, json.dumps(attributes, sort_keys=True)))
     return rows
 
