@@ -87,7 +87,6 @@ SNAPSHOT_EVERY = 50
 #: and the final ones.
 STATUSES = ("running", "waiting", "completed", "failed", "cancelled")
 _FINAL = ("completed", "failed", "cancelled")
-_STEP_KINDS = ("service", "user", "script", "timer", "retry", "error", "start", "end", "cancel", "fail")
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -428,13 +427,19 @@ def start_cases(ws: Workspace, model: str, data: list[Mapping[str, Any]], *, key
     return [r[0] for r in rows]
 
 
+def _json(data: Any, what: str) -> Any:
+    """``data`` parsed when it is JSON text (``what`` names it in the error), else as given."""
+    if not isinstance(data, str):
+        return data
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column "
+                                   f"{exc.colno}", parameter="data") from None
+
+
 def _case_data(m: _Model, data: Mapping[str, Any] | str | None) -> dict[str, Any]:
-    if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(f"case data is not valid JSON: {exc.msg} at line {exc.lineno} column "
-                                       f"{exc.colno}", parameter="data") from None
+    data = _json(data, "case data")
     if data is not None and not isinstance(data, Mapping):
         raise InvalidArgumentError(f"case data must be a JSON object, not {type(data).__name__}", parameter="data")
     out = dict(data or {})
@@ -642,12 +647,7 @@ def complete_task(ws: Workspace, task: str, data: Mapping[str, Any] | str | None
     or (with ``case``) a task of another case raises :class:`TaskStateError`. Nothing
     changes on any error.
     """
-    if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(f"task data is not valid JSON: {exc.msg} at line {exc.lineno} column "
-                                       f"{exc.colno}", parameter="data") from None
+    data = _json(data, "task data")
     _prepare(ws)
     with ops.connect(ws) as con:
         row = _get_work(con, task)
@@ -1129,15 +1129,8 @@ class Worker:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connection() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+        with self._connection() as con, ops.write(con):
+            yield con
 
     def _close(self) -> None:
         if self._con is not None:
@@ -1384,8 +1377,3 @@ def conform_runs(ws: Workspace, model: str, version: int | None = None, **option
            & Filter.event_attribute("outcome", ["completed", "error"], level="event") & Filter.cases(done))
     return conform(ws, runs_log(model), f"{model}@{version}", filter=flt, **options)
 
-
-def iter_rows(ws: Workspace, sql: str, args: tuple[Any, ...] = ()) -> Iterator[sqlite3.Row]:
-    """Rows of a read query on the operational store (tests and tools)."""
-    with ops.connect(ws) as con:
-        yield from con.execute(sql, args).fetchall()

@@ -60,6 +60,7 @@ __all__ = [
     "prepare",
     "to_iso",
     "transaction",
+    "write",
     "utcnow",
 ]
 
@@ -159,15 +160,21 @@ def connect(workspace: Workspace, *, timeout: float | None = None) -> Iterator[s
 @contextlib.contextmanager
 def transaction(workspace: Workspace, *, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
     """A write transaction (``BEGIN IMMEDIATE``): committed on exit, rolled back on any exception."""
-    with connect(workspace, timeout=timeout) as con:
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            yield con
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+    with connect(workspace, timeout=timeout) as con, write(con):
+        yield con
+
+
+@contextlib.contextmanager
+def write(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction on ``con``, an open connection (a long-running worker keeps one)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 # -- schema ----------------------------------------------------------------------------

@@ -694,14 +694,17 @@ class Explorer:
 
                 data = to_bpmn_xml(self._model(state, f))
             _write(target, data)
-        except ProcestraError as exc:
-            self._error(exc)
-            return None
-        except OSError as exc:
-            self._error(f"cannot write {target}: {exc.strerror or exc}")
-            return None
+        except (ProcestraError, OSError) as exc:
+            return self._failed(target, exc)
         self._ok(f"map written to {target}")
         return target
+
+    def _failed(self, target: Path, exc: BaseException) -> None:
+        """Report a failed export in the status line (a message, never an exception)."""
+        if isinstance(exc, OSError):
+            self._error(f"cannot write {target}: {exc.strerror or exc}")
+        else:
+            self._error(exc)
 
     def export_svg(self, path: str | Path | None = None) -> Path | None:
         """Write the current map as SVG to ``path`` (default: the path box)."""
@@ -715,12 +718,8 @@ class Explorer:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             export(self.workspace, self.log, target, self.filter or None)
-        except ProcestraError as exc:
-            self._error(exc)
-            return None
-        except OSError as exc:
-            self._error(f"cannot write {target}: {exc.strerror or exc}")
-            return None
+        except (ProcestraError, OSError) as exc:
+            return self._failed(target, exc)
         self._ok(f"filtered log written to {target}")
         return target
 
