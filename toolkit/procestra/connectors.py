@@ -50,6 +50,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import functools
 import hashlib
 import importlib
 import json
@@ -189,6 +190,10 @@ class Handler:
 
     def secret_names(self) -> tuple[str, ...]:
         """Every secret the handler uses: declared ones, template references, the SQL connection."""
+        return self._secret_names
+
+    @functools.cached_property
+    def _secret_names(self) -> tuple[str, ...]:  # a handler never changes: worked out once
         names = list(self.secrets)
         for text in _strings(self.config):
             names += [m.group(2) for m in _TEMPLATE.finditer(text) if m.group(1)]
@@ -386,6 +391,8 @@ class Secrets:
 
     def redactor(self, names: Iterable[str] = ()) -> Redactor:
         """A :class:`Redactor` for the values of the secrets ``names`` (those that are set)."""
+        if names == ():
+            return _NO_SECRETS
         pairs: dict[str, str] = {}
         for n in names:
             v = self._environ.get(n) or self._dotenv.get(n)
@@ -467,6 +474,9 @@ class TaskContext:
     def redact(self, value: Any) -> Any:
         """``value`` with this task's secrets replaced by ``[redacted:NAME]`` (for a handler's own logs)."""
         return self.redactor.redact(value)
+
+
+_NO_SECRETS = Redactor({})
 
 
 @dataclass(frozen=True)
@@ -565,7 +575,7 @@ def run_handler(handler: Handler, *, data: Mapping[str, Any], idempotency_key: s
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
         raise InvalidArgumentError(f"attempt must be a positive integer, not {attempt!r}", parameter="attempt")
     root = getattr(workspace, "path", workspace)
-    root = Path(root) if root is not None else None
+    root = Path(root) if root is not None and not isinstance(root, Path) else root
     base = secrets if secrets is not None else Secrets(root)
     names = handler.secret_names()
     redactor = base.redactor(names)
@@ -582,7 +592,8 @@ def run_handler(handler: Handler, *, data: Mapping[str, Any], idempotency_key: s
         ctx = TaskContext(
             case_id=str(case_id), task_id=str(task_id), task_name=str(task_name), data=copy.deepcopy(dict(data)),
             inputs=inputs, idempotency_key=idempotency_key, attempt=attempt, secrets=base.restricted(names),
-            workspace=root, output_dir=Path(output_dir) if output_dir is not None else None, timeout=handler.timeout,
+            workspace=root, output_dir=Path(output_dir) if output_dir is not None and not isinstance(output_dir, Path)
+            else output_dir, timeout=handler.timeout,
             config=types.MappingProxyType(dict(handler.config)), outputs=handler.outputs, redactor=redactor,
         )  # fmt: skip
         raw = connector.run(ctx, handler.config)

@@ -195,6 +195,17 @@ def _iso(t: datetime) -> str:
     return ops.to_iso(t)
 
 
+def _case_id() -> str:
+    """A new case id, ``c-`` + creation time (ms) + 48 random bits: cases started together sit
+    together in the journal's indexes, so a round's commit touches few pages."""
+    return f"c-{time.time_ns() // 1_000_000:012x}{os.urandom(6).hex()}"
+
+
+def _event_uid() -> str:
+    """An outbox uid that sorts by time (appends to the uid index instead of scattering)."""
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
 
@@ -304,8 +315,10 @@ def _spiff() -> Any:
         def get_tasks(self, first_task: Any = None, **kwargs: Any) -> list[Any]:
             if first_task is None and kwargs and set(kwargs) <= {"state", "spec_name"}:
                 state, name = kwargs.get("state"), kwargs.get("spec_name")
-                return [t for t in list(self.tasks.values())
-                        if (state is None or t.state & state) and (name is None or t.task_spec.name == name)]
+                if name is None:  # the hot case (every engine step): one attribute test per task
+                    return [t for t in self.tasks.values() if t._state & state]
+                return [t for t in self.tasks.values()
+                        if (state is None or t._state & state) and t.task_spec.name == name]
             return super().get_tasks(first_task, **kwargs)
 
         def update_waiting_tasks(self) -> None:
@@ -331,7 +344,17 @@ def _spiff() -> Any:
             return extras(self, dct) if spiff_task.logger.isEnabledFor(logging.DEBUG) or \
                 spiff_task.logger.isEnabledFor(logging.INFO) else {}
 
+        set_state = spiff_task.Task._set_state
+
+        def _set_state(self: Any, value: int) -> None:  # the same, without naming the state for a dropped record
+            if spiff_task.logger.isEnabledFor(logging.INFO):
+                set_state(self, value)
+            elif value != self._state:
+                self.last_state_change = time.time()
+                self._state = value
+
         spiff_task.Task.collect_log_extras = collect_log_extras
+        spiff_task.Task._set_state = _set_state
         spiff_task.Task._procestra_quiet = True
 
     config = dict(DEFAULT_CONFIG)
@@ -414,7 +437,7 @@ def start_cases(ws: Workspace, model: str, data: list[Mapping[str, Any]], *, key
             checked = _case_data(m, item)
         except InvalidArgumentError as exc:
             raise InvalidArgumentError(f"case {i + 1} of {len(data)}: {exc}", parameter="data") from None
-        rows.append((f"c-{uuid.uuid4().hex[:16]}", m.name, m.version, keys[i] if keys else None,
+        rows.append((_case_id(), m.name, m.version, keys[i] if keys else None,
                      _dumps(checked), now, now))
     _prepare(ws)
     try:
@@ -462,7 +485,7 @@ def start_case(ws: Workspace, model: str, data: Mapping[str, Any] | str | None =
     m = _model(ws, model, version)
     data = _case_data(m, data)
     _prepare(ws)
-    case_id = f"c-{uuid.uuid4().hex[:16]}"
+    case_id = _case_id()
     now = _iso(_now())
     try:
         with ops.transaction(ws) as con:
@@ -687,7 +710,7 @@ class _Pending:
     """What one round of one case wrote, committed with the other cases' in one transaction."""
 
     steps: list[tuple[Any, ...]] = field(default_factory=list)
-    events: list[ops.Event] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)  # outbox rows (ops.outbox_rows)
     work: list[tuple[Any, ...]] = field(default_factory=list)
     cancel_work: list[tuple[str, int]] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)  # completed work items applied this round
@@ -703,6 +726,7 @@ class _Runner:
         self.worker = worker
         self.case_id: str = row["case_id"]
         self.model = model
+        self.log = runs_log(model.name)
         self.seq: int = row["seq"]
         self.snapshot_seq: int = row["snapshot_seq"]
         self.data: dict[str, Any] = json.loads(row["data"])
@@ -784,8 +808,11 @@ class _Runner:
                                      "model_version": self.model.version}
             if error:
                 attrs["error"] = error[:2000]
-            self.pending.events += [ops.Event(self.case_id, name, started, "start", resource, attrs),
-                                    ops.Event(self.case_id, name, ended, "complete", resource, attrs)]
+            # outbox rows as ops.outbox_rows makes them, without its checks: the engine's own values
+            text = json.dumps(attrs, sort_keys=True)
+            self.pending.events += [
+                (_event_uid(), self.log, self.case_id, name, _iso(started), "start", resource, text),
+                (_event_uid(), self.log, self.case_id, name, _iso(ended), "complete", resource, text)]
 
     def advance(self) -> None:
         """Run what can run now, at most one handler call; sets ``done`` when the case blocks or ends."""
@@ -1206,24 +1233,34 @@ class Worker:
 
     def _load(self, rows: list[sqlite3.Row]) -> list[_Runner]:
         runners = []
+        steps_of: dict[str, list[sqlite3.Row]] = {}
+        work_of: dict[str, list[sqlite3.Row]] = {}
         with self._connection() as con:
-            for row in rows:
-                cid = row["case_id"]
-                try:
-                    model = _model(self.workspace, row["model"], row["version"])
-                    steps = con.execute("SELECT * FROM steps WHERE case_id = ? ORDER BY seq", (cid,)).fetchall()
-                    work = con.execute("SELECT * FROM work WHERE case_id = ?", (cid,)).fetchall()
-                    applied = {(s["element_id"], s["occurrence"]) for s in steps if s["kind"] == "user"}
-                    done = {(w["element_id"], w["occurrence"]): w for w in work
-                            if w["status"] == "completed" and not w["applied"]
-                            and (w["element_id"], w["occurrence"]) not in applied}
-                    open_ = {(w["element_id"], w["occurrence"]) for w in work if w["status"] in ("open", "claimed")}
-                    runners.append(_Runner(self, row, model, steps, done, open_))
-                except ProcestraError as exc:
-                    self._fail_case(row, str(exc))
-                except Exception as exc:  # noqa: BLE001 - e.g. a snapshot this SpiffWorkflow cannot read
-                    self._fail_case(row, f"the case cannot be rebuilt from its snapshot and journal: "
-                                         f"{type(exc).__name__}: {exc}")
+            # the journals and work items of the whole batch in two queries (per 500 cases)
+            for i in range(0, len(rows), 500):
+                ids = [row["case_id"] for row in rows[i:i + 500]]
+                marks = ",".join("?" * len(ids))
+                for s in con.execute(f"SELECT * FROM steps WHERE case_id IN ({marks}) ORDER BY case_id, seq", ids):
+                    steps_of.setdefault(s["case_id"], []).append(s)
+                for w in con.execute(f"SELECT * FROM work WHERE case_id IN ({marks})", ids):
+                    work_of.setdefault(w["case_id"], []).append(w)
+        for row in rows:
+            cid = row["case_id"]
+            try:
+                model = _model(self.workspace, row["model"], row["version"])
+                steps = steps_of.get(cid, [])
+                work = work_of.get(cid, [])
+                applied = {(s["element_id"], s["occurrence"]) for s in steps if s["kind"] == "user"}
+                done = {(w["element_id"], w["occurrence"]): w for w in work
+                        if w["status"] == "completed" and not w["applied"]
+                        and (w["element_id"], w["occurrence"]) not in applied}
+                open_ = {(w["element_id"], w["occurrence"]) for w in work if w["status"] in ("open", "claimed")}
+                runners.append(_Runner(self, row, model, steps, done, open_))
+            except ProcestraError as exc:
+                self._fail_case(row, str(exc))
+            except Exception as exc:  # noqa: BLE001 - e.g. a snapshot this SpiffWorkflow cannot read
+                self._fail_case(row, f"the case cannot be rebuilt from its snapshot and journal: "
+                                     f"{type(exc).__name__}: {exc}")
         return runners
 
     def _fail_case(self, row: sqlite3.Row, message: str) -> None:
@@ -1297,12 +1334,18 @@ class Worker:
             else:
                 case = ("UPDATE cases SET status = 'running', data = ?, seq = ?, updated = ?, lease_until = ? "
                         "WHERE case_id = ?", (_dumps(r.data), r.seq, stamp, lease_until, r.case_id))
-            plans.append((r, snap, case, ops.outbox_rows(runs_log(r.model.name), p.events) if p.events else []))
+            plans.append((r, snap, case, p.events))
         ids = [r.case_id for r in runners]
         try:
             with self._transaction() as con:
                 updates: dict[str, list[tuple[Any, ...]]] = {}
                 outbox: list[tuple[Any, ...]] = []
+                steps: list[tuple[Any, ...]] = []
+                work: list[tuple[Any, ...]] = []
+                snaps: list[tuple[Any, ...]] = []
+                applied: list[tuple[str]] = []
+                cancel: list[tuple[str, str, int]] = []  # work items whose task a timer interrupted
+                ended: list[tuple[str]] = []  # cases that ended: their open work items go
                 mine = {row[0] for row in con.execute(
                     f"SELECT case_id FROM cases WHERE case_id IN ({','.join('?' * len(ids))}) AND lease_owner = ? "
                     "AND status IN ('running', 'waiting')", [*ids, self.name]).fetchall()}
@@ -1312,27 +1355,35 @@ class Worker:
                         self.report.lost_leases += 1
                         continue
                     p = r.pending
-                    con.executemany("INSERT INTO steps (case_id, seq, kind, element_id, name, occurrence, attempt, "
-                                    "resource, outcome, error, data, started, ended) VALUES "
-                                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", p.steps)
-                    if p.work:
-                        con.executemany("INSERT INTO work (task_id, case_id, element_id, name, occurrence, "
-                                        "candidate_group, form, status, created, due_at) "
-                                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", p.work)
-                    for el, occ in p.cancel_work:
-                        con.execute("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND element_id = ? AND "
-                                    "occurrence = ? AND status IN ('open', 'claimed')", (r.case_id, el, occ))
+                    steps += p.steps
+                    work += p.work
+                    cancel += [(r.case_id, el, occ) for el, occ in p.cancel_work]
                     if snap is not None:
-                        con.execute("UPDATE cases SET snapshot = ?, snapshot_seq = ? WHERE case_id = ?",
-                                    (snap, r.seq, r.case_id))
-                    for task_id in p.applied:
-                        con.execute("UPDATE work SET applied = 1 WHERE task_id = ?", (task_id,))
+                        snaps.append((snap, r.seq, r.case_id))
+                    applied += [(task_id,) for task_id in p.applied]
                     updates.setdefault(case[0], []).append(case[1])
                     if r.status in _FINAL and (p.work or r.open_work or r.work_done):
-                        con.execute("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND status IN "
-                                    "('open', 'claimed')", (r.case_id,))
+                        ended.append((r.case_id,))
                     outbox += events
-                for sql, rows in updates.items():  # one statement per shape, for all cases of the round
+                # one statement per shape, for all cases of the round
+                con.executemany("INSERT INTO steps (case_id, seq, kind, element_id, name, occurrence, attempt, "
+                                "resource, outcome, error, data, started, ended) VALUES "
+                                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", steps)
+                if work:
+                    con.executemany("INSERT INTO work (task_id, case_id, element_id, name, occurrence, "
+                                    "candidate_group, form, status, created, due_at) "
+                                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", work)
+                if snaps:
+                    con.executemany("UPDATE cases SET snapshot = ?, snapshot_seq = ? WHERE case_id = ?", snaps)
+                if cancel:
+                    con.executemany("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND element_id = ? AND "
+                                    "occurrence = ? AND status IN ('open', 'claimed')", cancel)
+                if ended:
+                    con.executemany("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND status IN "
+                                    "('open', 'claimed')", ended)
+                if applied:
+                    con.executemany("UPDATE work SET applied = 1 WHERE task_id = ?", applied)
+                for sql, rows in updates.items():
                     con.executemany(sql, rows)
                 ops.emit_rows(con, outbox)
         except ProcestraError:
