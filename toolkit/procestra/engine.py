@@ -800,9 +800,9 @@ class _Runner:
                 ended: datetime, *, occurrence: int = 1, attempt: int = 1, resource: str | None = None,
                 error: str | None = None, data: Any = None, event: bool = True) -> None:
         self.seq += 1
+        t0, t1 = _iso(started), _iso(ended)
         self.pending.steps.append((self.case_id, self.seq, kind, element, name, occurrence, attempt, resource,
-                                   outcome, error, None if data is None else _dumps(data), _iso(started),
-                                   _iso(ended)))
+                                   outcome, error, None if data is None else _dumps(data), t0, t1))
         if event and name:
             attrs: dict[str, Any] = {"outcome": outcome, "attempt": attempt, "element": element or "",
                                      "model_version": self.model.version}
@@ -811,8 +811,8 @@ class _Runner:
             # outbox rows as ops.outbox_rows makes them, without its checks: the engine's own values
             text = json.dumps(attrs, sort_keys=True)
             self.pending.events += [
-                (_event_uid(), self.log, self.case_id, name, _iso(started), "start", resource, text),
-                (_event_uid(), self.log, self.case_id, name, _iso(ended), "complete", resource, text)]
+                (_event_uid(), self.log, self.case_id, name, t0, "start", resource, text),
+                (_event_uid(), self.log, self.case_id, name, t1, "complete", resource, text)]
 
     def advance(self) -> None:
         """Run what can run now, at most one handler call; sets ``done`` when the case blocks or ends."""
