@@ -229,6 +229,7 @@ ws = Workspace(sys.argv[1])
 stop, ready, go = sys.argv[2], sys.argv[3], sys.argv[5]
 w = engine.Worker(ws, concurrency=int(sys.argv[4]))
 engine._model(ws, {model!r})  # parse the model before the clock starts (a warm worker)
+import duckdb, pandas, pyarrow, procestra.connectors, procestra.ingest, procestra.sandbox  # the flusher's and handlers' imports
 def watch():
     while not os.path.exists(stop):
         time.sleep(0.01)
@@ -369,7 +370,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=2000, help="cases per run of ours")
     ap.add_argument("--baseline-cases", type=int, default=300)
     ap.add_argument("--timers", type=int, default=20)
-    ap.add_argument("--concurrency", type=int, default=32, help="cases one worker holds at once")
+    ap.add_argument("--concurrency", type=int, default=64, help="cases one worker holds at once (the Worker default)")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--keep", action="store_true", help="keep the workspaces (printed)")
     args = ap.parse_args()

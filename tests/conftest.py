@@ -126,6 +126,24 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.fixture
+def pg_url(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The URL of a fresh, empty database on the session's PostgreSQL server (dropped afterwards)."""
+    import uuid
+
+    import psycopg
+
+    from procestra import ops
+
+    monkeypatch.delenv(ops.OPS_URL_ENV, raising=False)
+    name = f"procestra_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield postgres_url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def ensure_python3_kernel() -> None:
     """Register this interpreter's ``python3`` kernel in its prefix (idempotent): voila needs it there."""
     import subprocess

@@ -660,7 +660,7 @@ def test_two_worker_processes_never_run_a_step_twice(orders: Workspace) -> None:
     assert len(calls) == len({c["key"] for c in calls}) == 40 * 3
     with ops.connect(ws) as con:
         dup = con.execute("SELECT count(*) FROM (SELECT case_id, kind, element_id, occurrence FROM steps "
-                          "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1)").fetchone()[0]
+                          "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1) AS d").fetchone()[0]
         per_case = Counter(r[0] for r in con.execute("SELECT case_id FROM steps WHERE kind = 'service'"))
     assert dup == 0 and set(per_case.values()) == {5}
     # each case's steps came from one worker or were handed over between commits, never interleaved twice

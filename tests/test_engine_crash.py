@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -127,15 +128,30 @@ def journal(ws: Workspace) -> tuple[set[tuple[Any, ...]], Counter[str]]:
     return rows, Counter(r[0] for r in rows)
 
 
-def test_workers_killed_at_random_lose_nothing_and_repeat_nothing(ws: Workspace, tmp_path: Path) -> None:
+@dataclass
+class CrashRun:
+    """What :func:`kill_workers_at_random` saw: the journal rows acknowledged before kills, and timings."""
+
+    amount: dict[str, float]  # case -> its amount (which path it takes)
+    seen: set[tuple[Any, ...]]  # journal rows read before some kill
+    last_counts: Counter[str]  # steps per case at the last kill
+    kills: int
+    kill_seconds: float
+    total_seconds: float
+
+
+def kill_workers_at_random(ws: Workspace, homes: list[Workspace], tmp_path: Path, *, kills: int,
+                           cases: int) -> CrashRun:
+    """Start ``cases`` cases in waves while a worker per entry of ``homes`` (their workspaces) is
+    SIGKILLed ``kills`` times at random moments and restarted; then unkilled workers finish."""
     rng = random.Random(SEED)
     crash_model().save(ws)
     engine.list_cases(ws)  # create the engine's tables before the processes start
-    orders = [o | {"delay_ms": rng.choice((0, 2, 5, 20))} for o in generated_orders(CASES, seed=SEED % 1000)]
+    orders = [o | {"delay_ms": rng.choice((0, 2, 5, 20))} for o in generated_orders(cases, seed=SEED % 1000)]
     logs = tmp_path / "logs"
     logs.mkdir()
     amount: dict[str, float] = {}
-    wave = max(1, -(-CASES // max(1, int(KILLS * 0.7))))  # all cases started by 70% of the kills
+    wave = max(1, -(-cases // max(1, int(kills * 0.7))))  # all cases started by 70% of the kills
     pending = list(orders)
 
     def start_wave() -> None:
@@ -145,17 +161,17 @@ def test_workers_killed_at_random_lose_nothing_and_repeat_nothing(ws: Workspace,
 
     t0 = time.monotonic()
     completer = _spawn(ws, COMPLETER, logs / "completer.log")
-    slots: list[tuple[subprocess.Popen[bytes], float] | None] = [None, None]
-    kills = 0
+    slots: list[tuple[subprocess.Popen[bytes], float] | None] = [None] * len(homes)
+    killed = 0
     seen: set[tuple[Any, ...]] = set()
     last_counts: Counter[str] = Counter()
     try:
         start_wave()
-        while kills < KILLS:
+        while killed < kills:
             now = time.monotonic()
             for i, slot in enumerate(slots):
                 if slot is None:
-                    slots[i] = (_spawn(ws, WORKER, logs / f"worker-{i}.log"), now + rng.uniform(0.4, 2.4))
+                    slots[i] = (_spawn(homes[i], WORKER, logs / f"worker-{i}.log"), now + rng.uniform(0.4, 2.4))
                     continue
                 proc, kill_at = slot
                 assert proc.poll() is None, f"a worker exited by itself: {(logs / f'worker-{i}.log').read_text()[-3000:]}"
@@ -166,7 +182,7 @@ def test_workers_killed_at_random_lose_nothing_and_repeat_nothing(ws: Workspace,
                     last_counts = counts
                     os.kill(proc.pid, signal.SIGKILL)
                     proc.wait()
-                    kills += 1
+                    killed += 1
                     slots[i] = None
                     start_wave()
             time.sleep(0.02)
@@ -175,7 +191,7 @@ def test_workers_killed_at_random_lose_nothing_and_repeat_nothing(ws: Workspace,
             start_wave()
         # workers that are not killed finish the rest (the dead ones' leases run out first)
         deadline = time.monotonic() + 120
-        finishers = [_spawn(ws, WORKER, logs / f"finisher-{i}.log") for i in range(2)]
+        finishers = [_spawn(home, WORKER, logs / f"finisher-{i}.log") for i, home in enumerate(homes)]
         while time.monotonic() < deadline:
             open_ = [c for c in engine.list_cases(ws, model=MODEL) if c.status not in ("completed", "failed",
                                                                                       "cancelled")]
@@ -200,17 +216,21 @@ def test_workers_killed_at_random_lose_nothing_and_repeat_nothing(ws: Workspace,
         except subprocess.TimeoutExpired:
             completer.kill()
             completer.wait()
-    total = time.monotonic() - t0
+    return CrashRun(amount, seen, last_counts, killed, kill_phase, time.monotonic() - t0)
 
+
+def check_crash_run(ws: Workspace, run: CrashRun, cases_started: int) -> str:
+    """The crash test's checks (see the module docstring); returns a one-line summary."""
+    amount = run.amount
     cases = engine.list_cases(ws, model=MODEL)
-    assert len(cases) == CASES and len(amount) == CASES
+    assert len(cases) == cases_started and len(amount) == cases_started
     not_done = [(c.case, c.status, c.error) for c in cases if c.status != "completed"]
     assert not_done == [], f"{len(not_done)} cases did not complete: {not_done[:5]}"
 
     # no acknowledged step lost, none recorded twice, every case on its path
     rows, counts = journal(ws)
-    assert seen <= rows, f"{len(seen - rows)} acknowledged steps were lost: {sorted(seen - rows)[:5]}"
-    assert all(counts[c] >= n for c, n in last_counts.items())
+    assert run.seen <= rows, f"{len(run.seen - rows)} acknowledged steps were lost: {sorted(run.seen - rows)[:5]}"
+    assert all(counts[c] >= n for c, n in run.last_counts.items())
     with ops.connect(ws) as con:
         twice = con.execute("SELECT case_id, kind, element_id, occurrence, count(*) FROM steps "
                             "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1").fetchall()
@@ -243,6 +263,11 @@ def test_workers_killed_at_random_lose_nothing_and_repeat_nothing(ws: Workspace,
     # the events in runs: match the journal exactly
     assert_closed_loop(ws, MODEL)
     assert ops.outbox_stats(ws).failed == 0
-    print(f"\ncrash test: {CASES} cases, {kills} SIGKILLs in {kill_phase:.1f}s, all done in {total:.1f}s; "
-          f"{sum(counts.values())} steps, {len(calls)} handler calls for {len(effects)} effects "
-          f"({repeated} repeated after kills, deduplicated)")
+    return (f"{cases_started} cases, {run.kills} SIGKILLs in {run.kill_seconds:.1f}s, all done in "
+            f"{run.total_seconds:.1f}s; {sum(counts.values())} steps, {len(calls)} handler calls for "
+            f"{len(effects)} effects ({repeated} repeated after kills, deduplicated)")
+
+
+def test_workers_killed_at_random_lose_nothing_and_repeat_nothing(ws: Workspace, tmp_path: Path) -> None:
+    run = kill_workers_at_random(ws, [ws, ws], tmp_path, kills=KILLS, cases=CASES)
+    print("\ncrash test: " + check_crash_run(ws, run, CASES))

@@ -33,7 +33,7 @@ from .connectors import Handler, SecretError, TaskContext, TaskError, TaskTimeou
 from .discover import DiscoveryResult, Miner, get_miner, miners, register_miner
 from .filters import Filter, save_filtered
 from .ingest import LoadResult, ingest
-from .ops import OpsBusyError, OpsError
+from .ops import OpsBusyError, OpsError, OpsUnavailableError, OpsUrlError
 from .models import LoadedModel, ModelInfo, list_models, load_model, model_info, save_model
 from .quality import QualityIssue, QualityReport
 from .refine import FormError, FormField, HumanTask, Problem, Retry, ToBeModel, ValidationError, validate_model
@@ -78,6 +78,8 @@ __all__ = [
     "Notify",
     "OpsBusyError",
     "OpsError",
+    "OpsUnavailableError",
+    "OpsUrlError",
     "ParameterError",
     "Problem",
     "ProcestraError",

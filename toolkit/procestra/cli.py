@@ -615,7 +615,7 @@ def start(state: _State, model: str, data: str | None, key: str | None, version:
 
 @main.command()
 @click.option("--until-idle", is_flag=True, help="Stop when no case can run now or within a second.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=32, show_default=True,
+@click.option("--concurrency", type=click.IntRange(min=1), default=64, show_default=True,
               help="Cases held at once (their steps share commits).")
 @click.option("--name", help="Worker name (resource of its steps).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -1083,6 +1083,84 @@ def scheduler_tick(state: _State, now: str | None, executor_name: str, address: 
                f"finished {len(result.finished)}")
     for r in result.finished:
         click.echo(_run_line(r))
+
+
+# -- the operational store ------------------------------------------------------------------
+@main.group("ops")
+def ops_group() -> None:
+    """The operational store: SQLite in the workspace, or a PostgreSQL server that workers on several machines share."""
+
+
+@ops_group.command("url")
+@click.argument("url", required=False)
+@click.option("--sqlite", "use_sqlite", is_flag=True, help="Go back to the workspace's own SQLite store.")
+@click.option("--events-home", is_flag=True,
+              help="Make this workspace the one whose event store receives the shared store's run events.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def ops_url(state: _State, url: str | None, use_sqlite: bool, events_home: bool, as_json: bool) -> None:
+    """Show or set the operational store: a postgresql://user:password@host/db URL, or --sqlite.
+
+    The URL is checked by connecting and kept in <workspace>/ops.url ($PROCESTRA_OPS_URL
+    wins over it); the password is never printed.
+    """
+    from . import ops
+
+    if url is not None and use_sqlite:
+        raise InvalidArgumentError("give a URL or --sqlite, not both", parameter="url")
+    ws = state.workspace()
+    if use_sqlite:
+        if events_home:
+            raise InvalidArgumentError("--events-home is for a PostgreSQL store; a SQLite store is this "
+                                       "workspace's own", parameter="events_home")
+        here = ops.set_url(ws, None)
+    elif url is not None:
+        here = ops.set_url(ws, url, events_home=True if events_home else None)
+    else:
+        here = ops.location(ws)
+        if events_home:
+            if here.backend != "postgresql":
+                raise InvalidArgumentError("--events-home is for a PostgreSQL store; set one with "
+                                           "`procestra ops url postgresql://...` first", parameter="events_home")
+            ops.claim_events_home(ws)
+    info: dict[str, Any] = here.to_dict()
+    info["workspace"] = ops._workspace_id(ws)
+    try:
+        info["events_home"] = ops.events_home(ws)
+    except ProcestraError as exc:  # the server is down: still show where the store is
+        info["events_home"], info["error"] = None, str(exc)
+    if (url is not None or use_sqlite) and here.source == "$" + ops.OPS_URL_ENV:
+        click.echo(f"note: ${ops.OPS_URL_ENV} is set and wins over {ws.path / ops.OPS_URL_FILE}", err=True)
+    if as_json:
+        _emit_json(info)
+        return
+    click.echo(f"{here.backend}: {here.location}  (from {here.source})")
+    if here.backend == "postgresql":
+        home = info["events_home"]
+        mine = " (this workspace)" if home == info["workspace"] else ""
+        home = home or "no workspace yet (run `procestra ops url --events-home` in one)"
+        click.echo(f"run events go to: {home}{mine}")
+    if "error" in info:
+        click.echo(f"but: {info['error']}")
+
+
+@ops_group.command("flush")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@cli_endpoint
+def ops_flush(state: _State, as_json: bool) -> None:
+    """Move queued run and job events from the operational store into the event store now."""
+    from . import ops
+
+    result = ops.flush_outbox(state.workspace())
+    if as_json:
+        _emit_json(result.to_dict())
+    elif result.skipped:
+        click.echo(f"nothing flushed: {result.skipped}")
+    else:
+        failed = f", {result.failed:,} rejected (see the outbox)" if result.failed else ""
+        click.echo(f"flushed {result.events:,} events in {result.batches} batches{failed}")
 
 
 def run(argv: list[str] | None = None) -> None:

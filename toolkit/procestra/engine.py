@@ -174,6 +174,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 2: which completed human tasks a worker has applied (a completion never gets lost)
         "ALTER TABLE work ADD COLUMN applied INTEGER NOT NULL DEFAULT 0",
     ),
+    (  # 3: model versions published to a shared (PostgreSQL) store, for workers whose workspace lacks them
+        """CREATE TABLE model_versions (
+            model     TEXT NOT NULL,
+            version   INTEGER NOT NULL,
+            bpmn      TEXT NOT NULL,
+            sha256    TEXT NOT NULL,
+            called    TEXT NOT NULL,
+            meta      TEXT NOT NULL,
+            published TEXT NOT NULL,
+            PRIMARY KEY (model, version)
+        )""",
+    ),
 )
 
 
@@ -199,11 +211,6 @@ def _case_id() -> str:
     """A new case id, ``c-`` + creation time (ms) + 48 random bits: cases started together sit
     together in the journal's indexes, so a round's commit touches few pages."""
     return f"c-{time.time_ns() // 1_000_000:012x}{os.urandom(6).hex()}"
-
-
-def _event_uid() -> str:
-    """An outbox uid that sorts by time (appends to the uid index instead of scattering)."""
-    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
 
 
 def _dumps(value: Any) -> str:
@@ -369,7 +376,10 @@ _models_lock = threading.Lock()
 
 
 def _model(ws: Workspace, name: str, version: int | None = None) -> _Model:
-    """The saved to-be model ``name`` (latest or ``version``), parsed once per process."""
+    """The saved to-be model ``name`` (latest or ``version``), parsed once per process.
+
+    On a PostgreSQL store shared by several machines, see :func:`_shared_model`.
+    """
     from .models import model_info
     from .refine import ToBeModel
 
@@ -378,6 +388,8 @@ def _model(ws: Workspace, name: str, version: int | None = None) -> _Model:
             found = _models.get((str(ws.path), name, int(version)))
         if found is not None:
             return found
+    if ops.backend(ws) == "postgresql":
+        return _shared_model(ws, name, version)
     info = model_info(ws, name, version)  # ModelNotFoundError
     key = (str(ws.path), info.name, info.version)
     with _models_lock:
@@ -402,6 +414,98 @@ def _model(ws: Workspace, name: str, version: int | None = None) -> _Model:
         raise EngineError(f"model {info.name!r} version {info.version} cannot be run: {exc}") from exc
     model = _Model(info.name, info.version, tobe, spec, subs, dict(tobe.elements))
     with _models_lock:
+        _models[key] = model
+    return model
+
+
+_shared_bpmn: dict[tuple[str, str, int], bytes] = {}
+
+
+def _shared_model(ws: Workspace, name: str, version: int | None) -> _Model:
+    """:func:`_model` on a shared store: the workspace's saved version, published to the store's
+    ``model_versions`` on first use so that every machine runs the very same model, else (a
+    worker on another machine) the published copy. A version number means one model on every
+    machine: a local version that differs from the published one of that number is not run
+    (the published one is, with a warning), so cases never change model between machines.
+    """
+    import hashlib
+
+    from .models import model_info
+    from .refine import ToBeModel
+
+    _prepare(ws)
+    try:
+        info = model_info(ws, name, version)
+    except ModelNotFoundError as exc:
+        info, missing = None, exc
+        if "@" in name:  # "name@3", checked by model_info
+            name, version = _split(name)
+    if info is not None:
+        name = info.name
+    with ops.connect(ws) as con:
+        if info is None and version is None:
+            version = con.execute("SELECT max(version) FROM model_versions WHERE model = ?", (name,)).fetchone()[0]
+        v = info.version if info is not None else version
+        stored = None if v is None else con.execute(
+            "SELECT bpmn, sha256, called FROM model_versions WHERE model = ? AND version = ?", (name, v)).fetchone()
+    if info is None and stored is None:
+        raise missing
+    assert v is not None
+    key = (str(ws.path), name, int(v))
+    with _models_lock:
+        if key in _models:
+            return _models[key]
+    if info is not None:
+        path = Path(info.path) / "model.bpmn"
+        if not path.is_file():
+            raise ModelNotFoundError(f"model {name!r} version {v} has no model.bpmn: save a to-be model with "
+                                     "ToBeModel.save() to run it")
+        bpmn = path.read_bytes()
+        if stored is not None and stored["sha256"] != hashlib.sha256(bpmn).hexdigest():
+            log.warning("model %r version %s of %s differs from the version %s published to the shared operational "
+                        "store %s by another workspace; the published one runs. Save your model as a new version "
+                        "(and copy process_models/%s/ to the other workspaces) to run it", name, v, ws.path, v,
+                        ops._where(ws), name)
+            info = None
+    if info is None:
+        assert stored is not None
+        bpmn = stored["bpmn"].encode("utf-8")
+    digest = hashlib.sha256(bpmn).hexdigest()
+    tobe = ToBeModel.from_xml(bpmn, source=f"{name}@{v}")
+    tobe.name = name
+    BpmnParser, _, _, _ = _spiff()
+    parser = BpmnParser()
+    parser.add_bpmn_str(bpmn, filename=f"{name}@{v}")
+    pinned = json.loads(stored["called"]) if stored is not None else {}
+    called_refs: dict[str, str] = {}
+    for element in tobe.elements.values():  # call activities: the versions the publisher resolved
+        if element.kind == "callActivity" and element.called:
+            called = _model(ws, *_split(pinned.get(element.called) or element.called))
+            called_refs[element.called] = f"{called.name}@{called.version}"
+            text = _shared_bpmn.get((str(ws.path), called.name, called.version))
+            if text is None:  # parsed before this process used the shared store
+                text = (Path(model_info(ws, called.name, called.version).path) / "model.bpmn").read_bytes()
+            parser.add_bpmn_str(text, filename=called_refs[element.called])
+    try:
+        spec = parser.get_spec(tobe.process_id)
+        subs = parser.get_subprocess_specs(tobe.process_id)
+    except Exception as exc:  # SpiffWorkflow's ValidationException and friends
+        raise EngineError(f"model {name!r} version {v} cannot be run: {exc}") from exc
+    if stored is None:  # publish it, before any case of it can be stored
+        assert info is not None
+        meta = Path(info.path) / "meta.json"
+        with ops.transaction(ws) as con:
+            con.execute("INSERT INTO model_versions (model, version, bpmn, sha256, called, meta, published) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model, version) DO NOTHING",
+                        (name, v, bpmn.decode("utf-8"), digest, _dumps(called_refs),
+                         meta.read_text(encoding="utf-8") if meta.is_file() else "{}", _iso(_now())))
+            theirs = con.execute("SELECT sha256 FROM model_versions WHERE model = ? AND version = ?",
+                                 (name, v)).fetchone()[0]
+        if theirs != digest:  # another workspace published a different one meanwhile: that one runs
+            return _shared_model(ws, name, v)
+    model = _Model(name, int(v), tobe, spec, subs, dict(tobe.elements))
+    with _models_lock:
+        _shared_bpmn[key] = bpmn
         _models[key] = model
     return model
 
@@ -811,8 +915,8 @@ class _Runner:
             # outbox rows as ops.outbox_rows makes them, without its checks: the engine's own values
             text = json.dumps(attrs, sort_keys=True)
             self.pending.events += [
-                (_event_uid(), self.log, self.case_id, name, t0, "start", resource, text),
-                (_event_uid(), self.log, self.case_id, name, t1, "complete", resource, text)]
+                (ops.new_event_uid(), self.log, self.case_id, name, t0, "start", resource, text),
+                (ops.new_event_uid(), self.log, self.case_id, name, t1, "complete", resource, text)]
 
     def advance(self) -> None:
         """Run what can run now, at most one handler call; sets ``done`` when the case blocks or ends."""
@@ -1118,7 +1222,7 @@ class Worker:
     together; a case is only ever in one worker's hands.
     """
 
-    def __init__(self, ws: Workspace, *, name: str | None = None, concurrency: int = 32, lease: float = 30.0,
+    def __init__(self, ws: Workspace, *, name: str | None = None, concurrency: int = 64, lease: float = 30.0,
                  poll: float = 0.2, flush_every: float = 5.0) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be a whole number of at least 1, not {concurrency!r}",
@@ -1146,13 +1250,13 @@ class Worker:
     # one connection for the worker's life: opening and closing (a WAL checkpoint) per round costs
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        if self._con is None:
-            self._con = ops._open(ops.ops_path(self.workspace), ops._timeout())
+        if self._con is None:  # SQLite, or the PostgreSQL wrapper with the same surface (ops.connect)
+            self._con = ops._open(self.workspace, ops._timeout())
         try:
             yield self._con
-        except sqlite3.OperationalError as exc:
+        except sqlite3.OperationalError as exc:  # busy, or a lost server connection: the next round reconnects
             self._close()
-            raise ops._busy_or_error(ops.ops_path(self.workspace), exc, ops._timeout()) from exc
+            raise ops._busy_or_error(ops._where(self.workspace), exc, ops._timeout()) from exc
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -1190,10 +1294,18 @@ class Worker:
             while not self._stop.is_set():
                 if max_seconds is not None and time.monotonic() - t0 > max_seconds:
                     break
-                worked = self.run_once()
-                if not worked:
-                    if until_idle and not self._due_soon():
+                try:
+                    worked = self.run_once()
+                    if not worked and until_idle and not self._due_soon():
                         break
+                except ops.OpsError as exc:
+                    if not getattr(exc, "transient", False):
+                        raise
+                    # the store is locked or its server restarts: the leases keep our cases, try again
+                    log.warning("%s: the operational store is not available (%s); retrying", self.name, exc)
+                    self._close()
+                    worked = False
+                if not worked:
                     self._stop.wait(self.poll)
         finally:
             done.set()
@@ -1229,6 +1341,7 @@ class Worker:
                 " ORDER BY updated LIMIT ?) RETURNING *",
                 (self.name, _iso(now + timedelta(seconds=self.lease)), _iso(now), _iso(now), self.name,
                  limit)).fetchall()
+        rows.sort(key=lambda r: (r["updated"], r["case_id"]))  # RETURNING has no order: oldest first
         return rows
 
     def _load(self, rows: list[sqlite3.Row]) -> list[_Runner]:

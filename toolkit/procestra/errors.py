@@ -38,8 +38,10 @@ and exits with code 2. Everything else is a failure of ours or of the machine
     ├── TaskError                      a handler failed; ``retryable`` says if another attempt may help
     │   └── TaskTimeoutError
     ├── EngineError                    a model the engine cannot run (engine.py)
-    ├── OpsError                       the operational store ops.sqlite failed (ops.py)
-    │   └── OpsBusyError               its write lock stayed taken past the timeout (transient)
+    ├── OpsError                       the operational store (ops.sqlite or its PostgreSQL server) failed (ops.py)
+    │   ├── OpsBusyError               its write lock stayed taken past the timeout (transient)
+    │   ├── OpsUnavailableError        its PostgreSQL server cannot be reached or refused the connection (transient)
+    │   └── OpsUrlError                a malformed PostgreSQL URL (also a UserError: exit 2)
     └── StoreError                     the event store failed
         └── StoreBusyError             the store stayed locked by another process (transient)
 """

@@ -1,13 +1,17 @@
 """The operational store: small, frequent, multi-process state in ``<workspace>/ops.sqlite``.
 
-Scheduled jobs and runs (and, later, engine cases, tasks and timers) change many times
-a second from several processes, which the DuckDB event store (one writer, no readers
-while it writes) is not made for. They live in one SQLite file in WAL mode:
+Scheduled jobs and runs, engine cases, human tasks and timers change many times a
+second from several processes, which the DuckDB event store (one writer, no readers
+while it writes) is not made for. They live in one SQLite file in WAL mode, or, when
+workers run on several machines, on a PostgreSQL server (:func:`set_url`,
+:mod:`procestra._ops_postgres`) with the same tables, SQL and guarantees:
 
 - **Short-lived connections.** :func:`connect` opens one per operation; readers never
   block the writer and vice versa. :func:`transaction` runs ``BEGIN IMMEDIATE`` so that
   writers queue on SQLite's lock (``busy_timeout``) instead of failing mid-way, and
   commits with ``synchronous=FULL``: an acknowledged write survives SIGKILL and power loss.
+  On PostgreSQL the writers queue on one advisory lock (``lock_timeout``), and commits
+  wait for the server's WAL flush (``synchronous_commit=on``).
 - **Schema per component.** :func:`ensure_schema` applies a component's numbered
   migrations once, in one transaction, and records the version in ``schema_versions``.
 - **Outbox.** :func:`emit` writes events into the ``outbox`` table inside the caller's
@@ -17,16 +21,21 @@ while it writes) is not made for. They live in one SQLite file in WAL mode:
   marking its rows sends the same events again, and the store's append key
   ``(case_id, activity, ts, lifecycle, resource)`` skips those already there. Each event
   also carries its ``event_uid`` as an attribute.
+- **Several machines.** With PostgreSQL, workspaces on several machines share one store;
+  run events go into the event store of one of them, the *events home*
+  (:func:`events_home`): a flush anywhere else leaves them queued.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
 import os
 import re
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -34,8 +43,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
-from .errors import InvalidArgumentError, ProcestraError
+from .errors import InvalidArgumentError, ProcestraError, UserError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,21 +57,31 @@ __all__ = [
     "FlushResult",
     "OpsBusyError",
     "OpsError",
+    "OpsLocation",
+    "OpsUnavailableError",
+    "OpsUrlError",
     "OutboxStats",
+    "backend",
+    "claim_events_home",
     "connect",
     "emit",
     "emit_rows",
     "ensure_schema",
+    "events_home",
     "flush_outbox",
     "from_iso",
+    "location",
+    "new_event_uid",
     "ops_path",
     "outbox_rows",
     "outbox_stats",
     "prepare",
+    "redact",
+    "set_url",
     "to_iso",
     "transaction",
-    "write",
     "utcnow",
+    "write",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,13 +95,27 @@ _KEEP_FLUSHED = timedelta(days=7)
 
 
 class OpsError(ProcestraError):
-    """The operational store (``ops.sqlite``) failed."""
+    """The operational store (``ops.sqlite``, or its PostgreSQL server) failed."""
 
 
 class OpsBusyError(OpsError):
     """Another process held the operational store's write lock past the timeout (transient)."""
 
     transient = True
+
+
+class OpsUnavailableError(OpsError):
+    """The operational store's PostgreSQL server cannot be reached or refused the connection (transient)."""
+
+    transient = True
+
+
+class OpsUrlError(OpsError, UserError):
+    """An operational store URL (argument, ``ops.url`` or ``$PROCESTRA_OPS_URL``) that is not a PostgreSQL URL."""
+
+
+class _ConnectionLost(sqlite3.OperationalError):
+    """The PostgreSQL server went away (or never answered): reconnecting may help."""
 
 
 # -- time ----------------------------------------------------------------------------
@@ -106,19 +140,171 @@ def from_iso(text: str | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-# -- connections ---------------------------------------------------------------------
+# -- where the store is ------------------------------------------------------------------
+OPS_URL_FILE = "ops.url"
+OPS_URL_ENV = "PROCESTRA_OPS_URL"
+_PG_SCHEMES = ("postgresql", "postgres")
+
+
+@dataclass(frozen=True)
+class OpsLocation:
+    """Where a workspace's operational store is: backend, a description safe to print, and what chose it."""
+
+    #: ``"sqlite"`` (``<workspace>/ops.sqlite``) or ``"postgresql"`` (shared by workspaces on several machines).
+    backend: str
+    #: The SQLite file, or the PostgreSQL URL with its password shown as ``***``.
+    location: str
+    #: What chose it: ``"default"``, ``"$PROCESTRA_OPS_URL"`` or the path of ``<workspace>/ops.url``.
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "location": self.location, "source": self.source}
+
+
+@dataclass(frozen=True)
+class _Target:
+    backend: str
+    dsn: str  # the file path, or the full URL (password included: never print it, print ``shown``)
+    shown: str
+    source: str
+
+
 def ops_path(workspace: Workspace) -> Path:
-    """Where ``workspace`` keeps its operational store."""
+    """Where ``workspace`` keeps its SQLite operational store (used unless a PostgreSQL URL is set)."""
     return Path(workspace.path) / OPS_FILE
+
+
+def redact(url: str) -> str:
+    """``url`` with its password (in the user part or a ``password=`` parameter) shown as ``***``."""
+    try:
+        parts = urlsplit(url)
+        user, at, host = parts.netloc.rpartition("@")
+        if at and ":" in user:
+            url = urlunsplit(parts._replace(netloc=user.partition(":")[0] + ":***@" + host))
+    except ValueError:
+        url = re.sub(r"://[^@/]*@", "://***@", url)
+    return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", url)
+
+
+def _check_url(url: Any, source: str) -> str:
+    """``url`` if it is a PostgreSQL URL that libpq can parse, else :class:`OpsUrlError` naming ``source``."""
+    if not isinstance(url, str) or not url.strip():
+        raise OpsUrlError(f"{source}: the operational store URL is empty; give a postgresql://user:password@host/db "
+                          "URL, or remove it to use the workspace's SQLite store")
+    url = url.strip()
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in _PG_SCHEMES:
+        raise OpsUrlError(f"{source}: {redact(url)!r} is not a PostgreSQL URL; the operational store takes "
+                          "postgresql://user:password@host:port/database (or no URL: SQLite)")
+    from psycopg.conninfo import conninfo_to_dict
+
+    from ._ops_postgres import _scrub
+
+    try:
+        conninfo_to_dict(url)
+    except Exception as exc:  # noqa: BLE001 - psycopg.ProgrammingError: libpq could not parse it
+        raise OpsUrlError(f"{source}: {redact(url)!r} is not a valid PostgreSQL URL: "
+                          f"{_scrub(str(exc), url)}") from None
+    return url
+
+
+_sqlite_targets: dict[str, _Target] = {}
+
+
+def _target(workspace: Workspace) -> _Target:
+    """The store of ``workspace``: ``$PROCESTRA_OPS_URL``, else ``<workspace>/ops.url``, else SQLite.
+
+    Asked on every connection, so the SQLite case costs one ``stat``.
+    """
+    url = os.environ.get(OPS_URL_ENV)
+    if url:
+        return _pg_target(url, "$" + OPS_URL_ENV)
+    root = str(workspace.path)
+    file = os.path.join(root, OPS_URL_FILE)
+    if not os.path.exists(file):
+        found = _sqlite_targets.get(root)
+        if found is None:
+            path = os.path.join(root, OPS_FILE)
+            found = _sqlite_targets[root] = _Target("sqlite", path, path, "default")
+        return found
+    try:
+        url = Path(file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise OpsError(f"cannot read {file}: {exc}; fix its permissions or remove it to use SQLite") from exc
+    return _pg_target(url, file)
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_target(url: str, source: str) -> _Target:
+    url = _check_url(url, source)
+    return _Target("postgresql", url, redact(url), source)
+
+
+def backend(workspace: Workspace) -> str:
+    """``"postgresql"`` when the workspace's operational store is a PostgreSQL server, else ``"sqlite"``."""
+    return _target(workspace).backend
+
+
+def location(workspace: Workspace) -> OpsLocation:
+    """Which operational store ``workspace`` uses; the URL's password is never shown."""
+    t = _target(workspace)
+    return OpsLocation(t.backend, t.shown, t.source)
+
+
+def set_url(workspace: Workspace, url: str | None, *, events_home: bool | None = None) -> OpsLocation:
+    """Keep the workspace's operational store on the PostgreSQL server at ``url`` (None: back to SQLite).
+
+    The URL is checked by connecting; it is written to ``<workspace>/ops.url`` (readable by
+    the owner only, as it may hold a password) and the store's tables are created there.
+    ``$PROCESTRA_OPS_URL`` still wins over the file. Nothing is copied between stores.
+
+    Workspaces sharing one server share cases, human tasks, timers and jobs; run events go
+    into the event store of one of them, the *events home* (see :func:`events_home`). The
+    first workspace to set a URL becomes it; ``events_home=True`` takes it over,
+    ``False`` never claims it.
+    """
+    file = Path(workspace.path) / OPS_URL_FILE
+    if url is None:
+        file.unlink(missing_ok=True)
+        return location(workspace)
+    url = _check_url(url, "url")
+    _pg_open(url, _timeout()).close()  # reachable, and the credentials work
+    _forget_schema(url)  # a database made again under the same URL: check its schema again
+    tmp = file.with_name(f".{OPS_URL_FILE}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(url + "\n")
+    os.replace(tmp, file)
+    here = location(workspace)
+    if here.backend == "postgresql" and _target(workspace).dsn == url:  # not overridden by the environment
+        _ensure_outbox(workspace)
+        if events_home is not False:
+            claim_events_home(workspace, force=bool(events_home))
+    return here
+
+
+def _pg_open(url: str, timeout: float) -> Any:
+    from ._ops_postgres import PgConnection
+
+    return PgConnection.open(url, timeout)
 
 
 def _timeout() -> float:
     return float(os.environ.get("PROCESTRA_OPS_TIMEOUT") or 30.0)
 
 
-def _open(path: Path, timeout: float) -> sqlite3.Connection:
+def _open(workspace: Workspace, timeout: float | None = None) -> Any:
+    """A new connection to the workspace's store: a ``sqlite3.Connection``, or an ``_ops_postgres.PgConnection``."""
+    t = _timeout() if timeout is None else timeout
+    target = _target(workspace)
+    if target.backend == "postgresql":
+        return _pg_open(target.dsn, t)
+    return _open_sqlite(target.dsn, t)
+
+
+def _open_sqlite(path: str, timeout: float) -> sqlite3.Connection:
     try:
-        con = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+        con = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise OpsError(f"cannot open the operational store {path}: {exc}") from exc
     try:
@@ -136,23 +322,41 @@ def _open(path: Path, timeout: float) -> sqlite3.Connection:
     return con
 
 
-def _busy_or_error(path: Path, exc: sqlite3.Error, timeout: float) -> OpsError:
+def _where(workspace: Workspace) -> str:
+    """The workspace's store for error messages: the SQLite path or the redacted URL."""
+    return _target(workspace).shown
+
+
+def _busy_or_error(where: object, exc: sqlite3.Error, timeout: float) -> OpsError:
+    if isinstance(exc, _ConnectionLost):
+        return OpsUnavailableError(f"the operational store {where} cannot be reached: {exc}; check that the "
+                                   "PostgreSQL server is running and reachable from this machine, or go back to "
+                                   "the workspace's SQLite store with `procestra ops url --sqlite`")
     if "locked" in str(exc) or "busy" in str(exc):
-        return OpsBusyError(f"the operational store {path} stayed locked by another process for "
+        return OpsBusyError(f"the operational store {where} stayed locked by another process for "
                             f"{timeout:.0f}s; retry, or raise PROCESTRA_OPS_TIMEOUT")
-    return OpsError(f"the operational store {path} failed: {exc}")
+    return OpsError(f"the operational store {where} failed: {exc}")
 
 
 @contextlib.contextmanager
 def connect(workspace: Workspace, *, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
-    """A connection to the workspace's ``ops.sqlite`` for one operation (autocommit); closed on exit."""
-    path = ops_path(workspace)
+    """A connection to the workspace's operational store for one operation (autocommit); closed on exit.
+
+    SQLite gives a ``sqlite3.Connection``; PostgreSQL a wrapper with the same surface
+    (``execute``, ``executemany``, rows by index and name, ``sqlite3`` exceptions).
+    """
     t = _timeout() if timeout is None else timeout
-    con = _open(path, t)
+    target = _target(workspace)
+    if target.backend == "postgresql":
+        con: Any = _pg_open(target.dsn, t)
+    else:
+        con = _open_sqlite(target.dsn, t)
     try:
         yield con
     except sqlite3.OperationalError as exc:
-        raise _busy_or_error(path, exc, t) from exc
+        if target.backend == "postgresql" and "no such table" in str(exc):
+            _forget_schema(target.dsn)  # the database was dropped and made again: migrate again next time
+        raise _busy_or_error(target.shown, exc, t) from exc
     finally:
         con.close()
 
@@ -196,7 +400,11 @@ _OPS_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX outbox_pending ON outbox (flushed_at, seq)",
     ),
 )
-_applied: dict[tuple[str, int, int, str], int] = {}
+#: Settings of a store shared by several workspaces (PostgreSQL only): the events home.
+_SHARED_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    ("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated TEXT NOT NULL)",),
+)
+_applied: dict[tuple[Any, ...], int] = {}
 
 
 def ensure_schema(workspace: Workspace, component: str, migrations: Sequence[Sequence[str]]) -> int:
@@ -205,8 +413,8 @@ def ensure_schema(workspace: Workspace, component: str, migrations: Sequence[Seq
     Migration ``i`` (0-based) brings the component to version ``i + 1``; all pending ones
     run in one transaction, so a crash leaves the old version whole. Returns the version.
     """
-    path = ops_path(workspace)
-    key = _schema_key(path, component)
+    target = _target(workspace)
+    key = _schema_key(target, component)
     if key is not None and _applied.get(key) == len(migrations):
         return len(migrations)
     if component != "ops":
@@ -217,7 +425,7 @@ def ensure_schema(workspace: Workspace, component: str, migrations: Sequence[Seq
         row = con.execute("SELECT version FROM schema_versions WHERE component = ?", [component]).fetchone()
         version = int(row[0]) if row else 0
         if version > len(migrations):
-            raise OpsError(f"{path} has {component} schema version {version}, newer than this Procestra "
+            raise OpsError(f"{target.shown} has {component} schema version {version}, newer than this Procestra "
                            f"knows ({len(migrations)}); upgrade Procestra")
         for statements in migrations[version:]:
             for sql in statements:
@@ -226,18 +434,27 @@ def ensure_schema(workspace: Workspace, component: str, migrations: Sequence[Seq
             con.execute("INSERT INTO schema_versions VALUES (?, ?, ?) ON CONFLICT (component) DO UPDATE "
                         "SET version = excluded.version, migrated_at = excluded.migrated_at",
                         [component, len(migrations), to_iso(utcnow())])
-    key = _schema_key(path, component)
+    key = _schema_key(target, component)
     if key is not None:
         _applied[key] = len(migrations)
     return len(migrations)
 
 
-def _schema_key(path: Path, component: str) -> tuple[str, int, int, str] | None:
+def _schema_key(target: _Target, component: str) -> tuple[Any, ...] | None:
+    """What :func:`ensure_schema` remembers per process: the SQLite file by inode (a new file at
+    the same path is a new store), or the PostgreSQL URL."""
+    if target.backend == "postgresql":
+        return (target.dsn, component)
     try:
-        st = path.stat()
+        st = os.stat(target.dsn)  # an absolute path (workspaces are)
     except OSError:
         return None
-    return (str(path.resolve()), st.st_dev, st.st_ino, component)
+    return (target.dsn, st.st_dev, st.st_ino, component)
+
+
+def _forget_schema(dsn: str) -> None:
+    for key in [k for k in _applied if k[0] == dsn]:
+        _applied.pop(key, None)
 
 
 def _ensure_outbox(workspace: Workspace) -> None:
@@ -313,9 +530,15 @@ def outbox_rows(log_name: str, events: Iterable[Event]) -> list[tuple[Any, ...]]
     rows = []
     for i, event in enumerate(events):
         attributes = _check_event(event, i)
-        rows.append((os.urandom(16).hex(), log_name, event.case_id, event.activity, to_iso(event.timestamp),
+        rows.append((new_event_uid(), log_name, event.case_id, event.activity, to_iso(event.timestamp),
                      event.lifecycle, event.resource, json.dumps(attributes, sort_keys=True)))
     return rows
+
+
+def new_event_uid() -> str:
+    """A unique outbox uid that sorts by time: inserts append to the uid index instead of
+    scattering over it, so a commit of many events writes few pages."""
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
 
 
 def emit_rows(con: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
@@ -347,10 +570,56 @@ class FlushResult:
     logs: dict[str, int]
     failed: int
     seconds: float
+    #: Why nothing was moved, when this workspace is not the events home of a shared store.
+    skipped: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"events": self.events, "batches": self.batches, "logs": dict(self.logs),
-                "failed": self.failed, "seconds": round(self.seconds, 3)}
+        d = {"events": self.events, "batches": self.batches, "logs": dict(self.logs),
+             "failed": self.failed, "seconds": round(self.seconds, 3)}
+        if self.skipped is not None:
+            d["skipped"] = self.skipped
+        return d
+
+
+def _workspace_id(workspace: Workspace) -> str:
+    """This workspace among those sharing a store: host name and absolute path."""
+    return f"{socket.gethostname()}:{Path(workspace.path).resolve()}"
+
+
+def events_home(workspace: Workspace) -> str | None:
+    """The workspace (``host:path``) whose event store receives the run events of ``workspace``'s store.
+
+    With SQLite that is the workspace itself; with PostgreSQL it is the workspace that
+    claimed it (:func:`claim_events_home`, :func:`set_url`), or None when none has yet.
+    """
+    if backend(workspace) == "sqlite":
+        return _workspace_id(workspace)
+    ensure_schema(workspace, "shared", _SHARED_MIGRATIONS)
+    with connect(workspace) as con:
+        row = con.execute("SELECT value FROM settings WHERE key = 'events_home'").fetchone()
+    return row[0] if row else None
+
+
+def claim_events_home(workspace: Workspace, *, force: bool = True) -> str:
+    """Make ``workspace`` the events home of its shared store (``force=False``: only if none is set).
+
+    Returns the events home afterwards. Stop the flushers (workers) of the old home first,
+    so that a batch in flight is not also sent there.
+    """
+    me = _workspace_id(workspace)
+    if backend(workspace) == "sqlite":
+        return me
+    ensure_schema(workspace, "shared", _SHARED_MIGRATIONS)
+    with transaction(workspace) as con:
+        row = con.execute("SELECT value FROM settings WHERE key = 'events_home'").fetchone()
+        if row is not None and not force:
+            return str(row[0])
+        con.execute("INSERT INTO settings (key, value, updated) VALUES ('events_home', ?, ?) ON CONFLICT (key) "
+                    "DO UPDATE SET value = excluded.value, updated = excluded.updated", [me, to_iso(utcnow())])
+    return me
+
+
+_warned_home: set[str] = set()
 
 
 _SCHEMA_COLUMNS = ("case_id", "activity", "timestamp", "start_timestamp", "lifecycle", "resource")
@@ -362,16 +631,26 @@ def flush_outbox(workspace: Workspace, *, batch_size: int = 5000, lock_timeout: 
     One flusher runs at a time per workspace (``ops.flush.lock``). Each batch is one
     append to its log (created when missing) under the store's writer lock, then its
     rows are marked flushed. A batch the store rejects as bad data is set aside with the
-    error (see :func:`outbox_stats`) instead of blocking the others.
+    error (see :func:`outbox_stats`) instead of blocking the others. A workspace that is
+    not its shared store's :func:`events_home` moves nothing (``skipped`` says why).
     """
     from filelock import FileLock, Timeout
-
-    from .errors import UserError
 
     if batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be at least 1, not {batch_size}", parameter="batch_size")
     started = time.perf_counter()
     _ensure_outbox(workspace)
+    if backend(workspace) == "postgresql":
+        home, me = events_home(workspace), _workspace_id(workspace)
+        if home != me:
+            why = (f"the run events of {_where(workspace)} go to the event store of {home}, not of this workspace; "
+                   "flush there" if home else
+                   f"no workspace is the events home of {_where(workspace)} yet; run `procestra ops url "
+                   "--events-home` in the workspace whose event store should receive the run events")
+            if why not in _warned_home:  # once per process: a worker away from home flushes every few seconds
+                _warned_home.add(why)
+                log.log(logging.INFO if home else logging.WARNING, "outbox not flushed: %s", why)
+            return FlushResult(0, 0, {}, 0, time.perf_counter() - started, skipped=why)
     lock = FileLock(str(Path(workspace.path) / "ops.flush.lock"))
     try:
         lock.acquire(timeout=lock_timeout)

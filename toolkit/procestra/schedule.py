@@ -337,7 +337,14 @@ def add_job(
                job.retry_backoff, overlap, catchup, catchup_limit, job.grace, json.dumps(list(fmts)),
                json.dumps(job.notify.to_dict()), json.dumps(list(job.tags)), json.dumps(list(depends)),
                int(enabled), to_iso(now), to_iso(begin), to_iso(begin))
-        con.execute("INSERT OR REPLACE INTO jobs VALUES (" + ",".join("?" * len(row)) + ")", row)
+        con.execute("INSERT INTO jobs VALUES (" + ",".join("?" * len(row)) + ") ON CONFLICT (name) DO UPDATE SET "
+                    "notebook = excluded.notebook, parameters = excluded.parameters, cron = excluded.cron, "
+                    "timezone = excluded.timezone, kernel = excluded.kernel, timeout = excluded.timeout, "
+                    "retries = excluded.retries, retry_backoff = excluded.retry_backoff, overlap = excluded.overlap, "
+                    "catchup = excluded.catchup, catchup_limit = excluded.catchup_limit, grace = excluded.grace, "
+                    "formats = excluded.formats, notify = excluded.notify, tags = excluded.tags, "
+                    "depends_on = excluded.depends_on, enabled = excluded.enabled, created_at = excluded.created_at, "
+                    "start = excluded.start, cursor = excluded.cursor", row)
     return job
 
 
@@ -415,7 +422,9 @@ def resume_job(workspace: Workspace, name: str) -> Job:
     with ops.transaction(workspace) as con:
         job = _get_job(con, name)
         if not job.enabled:
-            con.execute("UPDATE jobs SET enabled = 1, cursor = max(cursor, ?) WHERE name = ?", [to_iso(utcnow()), name])
+            now = to_iso(utcnow())
+            con.execute("UPDATE jobs SET enabled = 1, cursor = CASE WHEN cursor > ? THEN cursor ELSE ? END "
+                        "WHERE name = ?", [now, now, name])
         return _get_job(con, name)
 
 
@@ -563,9 +572,9 @@ def _insert_run(con: sqlite3.Connection, job: str, slot: datetime, attempt: int,
     started = to_iso(now) if status == "running" else None
     ended = to_iso(now) if status in FINAL else None
     cur = con.execute(
-        "INSERT OR IGNORE INTO runs (run_id, job, scheduled_for, attempt, status, trigger, queued_at, not_before, "
+        "INSERT INTO runs (run_id, job, scheduled_for, attempt, status, trigger, queued_at, not_before, "
         "started_at, ended_at, worker, heartbeat_at, notebook, parameters, reason) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         [run_id, job, to_iso(slot), attempt, status, trigger, to_iso(now),
          to_iso(not_before) if not_before else None, started, ended, worker, started, notebook,
          json.dumps(parameters or {}), reason])
