@@ -383,6 +383,12 @@ def _model(ws: Workspace, name: str, version: int | None = None) -> _Model:
     from .models import model_info
     from .refine import ToBeModel
 
+    stamp = None
+    if version is None:  # the latest version: known while the model's directory is unchanged
+        stamp = _models_stamp(ws, name)
+        cached = _latest.get((str(ws.path), name))
+        if stamp is not None and cached is not None and cached[0] == stamp:
+            version = cached[1]
     if version is not None:  # saved versions never change: no need to read meta.json again
         with _models_lock:
             found = _models.get((str(ws.path), name, int(version)))
@@ -391,6 +397,8 @@ def _model(ws: Workspace, name: str, version: int | None = None) -> _Model:
     if ops.backend(ws) == "postgresql":
         return _shared_model(ws, name, version)
     info = model_info(ws, name, version)  # ModelNotFoundError
+    if stamp is not None:  # taken before meta.json was read: a version saved since changes it
+        _latest[(str(ws.path), name)] = (stamp, info.version)
     key = (str(ws.path), info.name, info.version)
     with _models_lock:
         if key in _models:
@@ -416,6 +424,18 @@ def _model(ws: Workspace, name: str, version: int | None = None) -> _Model:
     with _models_lock:
         _models[key] = model
     return model
+
+
+_latest: dict[tuple[str, str], tuple[Any, int]] = {}  # (workspace, model) -> (directory stamp, latest version)
+
+
+def _models_stamp(ws: Workspace, name: str) -> Any:
+    """When ``name``'s directory last changed (saving a version renames a new ``v<N>`` into it)."""
+    try:
+        st = (Path(ws.models_dir) / name).stat()
+    except (OSError, ValueError):
+        return None
+    return (st.st_ino, st.st_mtime_ns)
 
 
 _shared_bpmn: dict[tuple[str, str, int], bytes] = {}
