@@ -115,6 +115,19 @@ ops.flush_outbox(ws)
 """
 
 
+def test_flush_reads_timestamps_of_rows_written_by_older_versions(ws: Workspace) -> None:
+    """Rows whose time is not to_iso's fixed-width UTC text (naive, another offset) still arrive right."""
+    ops.prepare(ws)
+    with ops.transaction(ws) as con:
+        ops.emit(con, "jobs", _events(2))
+        con.execute("UPDATE outbox SET ts = ? WHERE case_id = 'c0'", ["2025-01-06T06:00:00+01:00"])
+        con.execute("UPDATE outbox SET ts = ? WHERE case_id = 'c1'", ["2025-01-06T05:30:00"])  # naive: UTC
+    assert ops.flush_outbox(ws).events == 2
+    df = ws.to_pandas("jobs").sort_values("case:concept:name")
+    assert [t.isoformat() for t in df["time:timestamp"]] == ["2025-01-06T05:00:00+00:00",
+                                                             "2025-01-06T05:30:00+00:00"]
+
+
 def test_flush_killed_between_store_commit_and_marking_neither_duplicates_nor_loses(ws: Workspace) -> None:
     ops.prepare(ws)
     with ops.transaction(ws) as con:

@@ -625,7 +625,7 @@ _warned_home: set[str] = set()
 _SCHEMA_COLUMNS = ("case_id", "activity", "timestamp", "start_timestamp", "lifecycle", "resource")
 
 
-def flush_outbox(workspace: Workspace, *, batch_size: int = 5000, lock_timeout: float = 120.0) -> FlushResult:
+def flush_outbox(workspace: Workspace, *, batch_size: int = 20000, lock_timeout: float = 120.0) -> FlushResult:
     """Move pending outbox events into the event store, log by log, in batches; idempotent.
 
     One flusher runs at a time per workspace (``ops.flush.lock``). Each batch is one
@@ -725,6 +725,9 @@ _ARROW_OF_DUCKDB = {"BIGINT": "int64", "INTEGER": "int64", "SMALLINT": "int64", 
                     "DOUBLE": "float64", "FLOAT": "float64", "BOOLEAN": "bool", "VARCHAR": "string"}
 
 
+_EXACT = {"string": str, "bool": bool, "int64": int, "float64": float}  # values of these types need no coercion
+
+
 def _coerce(value: Any, kind: str) -> Any:
     if value is None:
         return None
@@ -767,14 +770,19 @@ def _to_arrow(rows: list[sqlite3.Row], known: dict[str, str]) -> pa.Table:
     """
     import pyarrow as pa
 
-    attrs = [json.loads(r["attributes"]) for r in rows]
+    attrs = json.loads("[" + ",".join(r["attributes"] for r in rows) + "]")  # one parse for the batch
     for a, r in zip(attrs, rows):
         a["event_uid"] = r["uid"]
     names: list[str] = sorted({k for a in attrs for k in a})
+    stamps = pa.array([r["ts"] for r in rows], pa.string())
+    try:  # to_iso's fixed-width UTC text, parsed by Arrow
+        timestamps = stamps.cast(pa.timestamp("us", "UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        timestamps = pa.array([from_iso(r["ts"]) for r in rows], pa.timestamp("us", "UTC"))
     columns: dict[str, pa.Array] = {
         "case_id": pa.array([r["case_id"] for r in rows], pa.string()),
         "activity": pa.array([r["activity"] for r in rows], pa.string()),
-        "timestamp": pa.array([from_iso(r["ts"]) for r in rows], pa.timestamp("us", "UTC")),
+        "timestamp": timestamps,
         "start_timestamp": pa.nulls(len(rows), pa.timestamp("us", "UTC")),
         "lifecycle": pa.array([r["lifecycle"] for r in rows], pa.string()),
         "resource": pa.array([r["resource"] for r in rows], pa.string()),
@@ -787,7 +795,8 @@ def _to_arrow(rows: list[sqlite3.Row], known: dict[str, str]) -> pa.Table:
             kind = "string"
         if kind is None:
             continue
-        coerced = [_coerce(v, kind) for v in values]
+        exact = _EXACT[kind]
+        coerced = values if all(v is None or type(v) is exact for v in values) else [_coerce(v, kind) for v in values]
         lost = sum(1 for v, c in zip(values, coerced) if v is not None and c is None)
         if lost:
             log.warning("outbox: %d values of attribute %r do not fit its type %s and are stored as null",
