@@ -408,22 +408,30 @@ def _model(ws: Workspace, name: str, version: int | None = None) -> _Model:
         raise ModelNotFoundError(f"model {info.name!r} version {info.version} has no model.bpmn: save a to-be "
                                  "model with ToBeModel.save() to run it")
     tobe = ToBeModel.load(f"{info.name}@{info.version}", ws=ws)
-    BpmnParser, _, _, _ = _spiff()
-    parser = BpmnParser()
+    parser = _parser()
     parser.add_bpmn_file(str(path))
     for element in tobe.elements.values():  # call activities: the called models' processes
         if element.kind == "callActivity" and element.called:
             called = _model(ws, *_split(element.called))
             parser.add_bpmn_file(str(Path(model_info(ws, called.name, called.version).path) / "model.bpmn"))
-    try:
-        spec = parser.get_spec(tobe.process_id)
-        subs = parser.get_subprocess_specs(tobe.process_id)
-    except Exception as exc:  # SpiffWorkflow's ValidationException and friends
-        raise EngineError(f"model {info.name!r} version {info.version} cannot be run: {exc}") from exc
+    spec, subs = _specs(parser, tobe.process_id, info.name, info.version)
     model = _Model(info.name, info.version, tobe, spec, subs, dict(tobe.elements))
     with _models_lock:
         _models[key] = model
     return model
+
+
+def _parser() -> Any:
+    BpmnParser, _, _, _ = _spiff()
+    return BpmnParser()
+
+
+def _specs(parser: Any, process_id: str, name: str, version: int) -> tuple[Any, Any]:
+    """The workflow spec and subprocess specs ``parser`` read, or an :class:`EngineError` naming the version."""
+    try:
+        return parser.get_spec(process_id), parser.get_subprocess_specs(process_id)
+    except Exception as exc:  # SpiffWorkflow's ValidationException and friends
+        raise EngineError(f"model {name!r} version {version} cannot be run: {exc}") from exc
 
 
 _latest: dict[tuple[str, str], tuple[Any, int]] = {}  # (workspace, model) -> (directory stamp, latest version)
@@ -493,8 +501,7 @@ def _shared_model(ws: Workspace, name: str, version: int | None) -> _Model:
     digest = hashlib.sha256(bpmn).hexdigest()
     tobe = ToBeModel.from_xml(bpmn, source=f"{name}@{v}")
     tobe.name = name
-    BpmnParser, _, _, _ = _spiff()
-    parser = BpmnParser()
+    parser = _parser()
     parser.add_bpmn_str(bpmn, filename=f"{name}@{v}")
     pinned = json.loads(stored["called"]) if stored is not None else {}
     called_refs: dict[str, str] = {}
@@ -506,11 +513,7 @@ def _shared_model(ws: Workspace, name: str, version: int | None) -> _Model:
             if text is None:  # parsed before this process used the shared store
                 text = (Path(model_info(ws, called.name, called.version).path) / "model.bpmn").read_bytes()
             parser.add_bpmn_str(text, filename=called_refs[element.called])
-    try:
-        spec = parser.get_spec(tobe.process_id)
-        subs = parser.get_subprocess_specs(tobe.process_id)
-    except Exception as exc:  # SpiffWorkflow's ValidationException and friends
-        raise EngineError(f"model {name!r} version {v} cannot be run: {exc}") from exc
+    spec, subs = _specs(parser, tobe.process_id, name, v)
     if stored is None:  # publish it, before any case of it can be stored
         assert info is not None
         meta = Path(info.path) / "meta.json"
@@ -676,14 +679,8 @@ def list_cases(ws: Workspace, *, model: str | None = None, status: str | None = 
         raise InvalidArgumentError(f"status must be one of {', '.join(STATUSES)}, not {status!r}",
                                    parameter="status")
     _prepare(ws)
-    where, args = [], []
-    if model is not None:
-        where.append("model = ?")
-        args.append(model)
-    if status is not None:
-        where.append("status = ?")
-        args.append(status)
-    sql = "SELECT * FROM cases" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY created, case_id"
+    where, args = ops.where(("model = ?", model), ("status = ?", status))
+    sql = "SELECT * FROM cases" + where + " ORDER BY created, case_id"
     with ops.connect(ws) as con:
         return [_case(r) for r in con.execute(sql, args).fetchall()]
 
@@ -743,22 +740,10 @@ def list_tasks(ws: Workspace, *, status: str | None = "open", case: str | None =
         raise InvalidArgumentError(f"status must be open, claimed, completed or cancelled, not {status!r}",
                                    parameter="status")
     _prepare(ws)
-    where, args = [], []
-    if status == "open":
-        where.append("w.status IN ('open', 'claimed')")
-    elif status is not None:
-        where.append("w.status = ?")
-        args.append(status)
-    if case is not None:
-        where.append("w.case_id = ?")
-        args.append(case)
-    if group is not None:
-        where.append("w.candidate_group = ?")
-        args.append(group)
-    if user is not None:
-        where.append("(w.assignee IS NULL OR w.assignee = ?)")
-        args.append(user)
-    sql = _WORK_SELECT + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY w.created, w.task_id"
+    where, args = ops.where(("w.status IN ('open', 'claimed')" if status == "open" else "w.status = ?", status),
+                            ("w.case_id = ?", case), ("w.candidate_group = ?", group),
+                            ("(w.assignee IS NULL OR w.assignee = ?)", user))
+    sql = _WORK_SELECT + where + " ORDER BY w.created, w.task_id"
     with ops.connect(ws) as con:
         return [_work(r) for r in con.execute(sql, args).fetchall()]
 

@@ -34,7 +34,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -379,17 +379,30 @@ def save_model(
         "activities": list(_activities(parts.petri[0] if parts.petri else None, parts.bpmn)),
         "files": [], "procestra_version": __version__,
     }
-    model_dir = ws.models_dir / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    tmp = model_dir / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
-        # The expensive part (layout, conversions) runs outside the lock.
+
+    def write(tmp: Path) -> None:  # the expensive part (layout, conversions) runs outside the lock
         write_bpmn(parts.bpmn, tmp / "model.bpmn", name=name)
         if parts.petri is not None:
             write_pnml(*parts.petri, tmp / "model.pnml")
         if parts.tree is not None:
             write_ptml(parts.tree, tmp / "model.ptml")
+
+    return _write_version(ws, name, meta, write)
+
+
+def _write_version(ws: Workspace, name: str, meta: dict[str, Any], write: Callable[[Path], None]) -> ModelInfo:
+    """Save a new version of model ``name``: ``write`` fills a temporary directory, then under
+    the model's lock it gets the next number and its ``meta.json`` and is renamed into place.
+
+    ``meta`` gets ``files``, ``version`` and ``created`` filled in. Readers see a whole
+    version or none of it; a failure leaves no trace.
+    """
+    model_dir = ws.models_dir / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = model_dir / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        write(tmp)
         meta["files"] = sorted(p.name for p in tmp.iterdir())
         lock = FileLock(str(model_dir / ".lock"))
         try:

@@ -81,6 +81,7 @@ __all__ = [
     "to_iso",
     "transaction",
     "utcnow",
+    "where",
     "write",
 ]
 
@@ -533,6 +534,19 @@ def outbox_rows(log_name: str, events: Iterable[Event]) -> list[tuple[Any, ...]]
         rows.append((new_event_uid(), log_name, event.case_id, event.activity, to_iso(event.timestamp),
                      event.lifecycle, event.resource, json.dumps(attributes, sort_keys=True)))
     return rows
+
+
+def where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """`` WHERE a AND b`` (or ``""``) and its parameters, from ``(condition, value)`` filters.
+
+    A filter whose value is None is left out; its value is bound once per ``?`` in its condition.
+    """
+    parts, args = [], []
+    for sql, value in conditions:
+        if value is not None:
+            parts.append(sql)
+            args += [value] * sql.count("?")
+    return (" WHERE " + " AND ".join(parts) if parts else ""), args
 
 
 def new_event_uid() -> str:

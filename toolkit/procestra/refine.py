@@ -58,12 +58,11 @@ import json
 import math
 import os
 import re
-import shutil
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -71,7 +70,7 @@ from lxml import etree
 
 from .bpmn import BPMN_NS, XSI_NS
 from .connectors import Handler, check_handler
-from .errors import InvalidArgumentError, ModelError, StoreBusyError, UserError
+from .errors import InvalidArgumentError, ModelError, UserError
 from .sandbox import ConditionError, compile_expression, compile_script, is_iso_literal
 
 if TYPE_CHECKING:
@@ -1560,43 +1559,18 @@ def _pm4py_node(BPMN: Any, e: Element, proc: str) -> Any:
 
 
 def _save_version(ws: Workspace, name: str, xml: str, meta: dict[str, Any], extra: Any) -> ModelInfo:
-    """Write a new version directory the way :func:`procestra.models.save_model` does (atomic rename under lock)."""
-    from filelock import FileLock, Timeout
-
+    """Write a new version directory with :func:`procestra.models._write_version` (atomic rename under lock)."""
     from . import __version__
-    from .models import _META, ModelInfo, _next_version, _versions
+    from .models import _write_version
 
-    model_dir = ws.models_dir / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    tmp = model_dir / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
+    full = {"name": name, "version": None, "created": None, "source_log": None, "filter": None, "miner": None,
+            "params": {}, "quality": {}, **meta, "files": [], "procestra_version": __version__}  # fmt: skip
+
+    def write(tmp: Path) -> None:
         (tmp / "model.bpmn").write_text(xml, encoding="utf-8")
         extra(tmp)
-        full = {"name": name, "version": None, "created": None, "source_log": None, "filter": None, "miner": None,
-                "params": {}, "quality": {}, **meta, "files": sorted(p.name for p in tmp.iterdir()),
-                "procestra_version": __version__}  # fmt: skip
-        lock = FileLock(str(model_dir / ".lock"))
-        try:
-            lock.acquire(timeout=ws.store.timeout)
-        except Timeout as exc:
-            raise StoreBusyError(f"another process kept saving model {name!r} for {ws.store.timeout:.0f}s; try "
-                                 "again, or raise PROCESTRA_LOCK_TIMEOUT") from exc  # fmt: skip
-        try:
-            version = _next_version(model_dir)
-            full["version"], full["created"] = version, datetime.now(UTC).isoformat()
-            with open(tmp / _META, "w", encoding="utf-8") as fh:
-                json.dump(full, fh, indent=2, ensure_ascii=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            final = model_dir / f"v{version}"
-            os.rename(tmp, final)
-        finally:
-            lock.release()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return ModelInfo._from_meta(full, final, versions=len(_versions(model_dir)))
+
+    return _write_version(ws, name, full, write)
 
 
 def validate_model(source: Any, *, ws: Workspace | None = None) -> list[Problem]:

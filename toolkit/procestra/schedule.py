@@ -591,14 +591,8 @@ def list_runs(workspace: Workspace, *, job: str | None = None, status: str | Non
     if limit is not None and limit < 1:
         raise InvalidArgumentError(f"limit must be at least 1, not {limit}", parameter="limit")
     _prepare(workspace)
-    where, args = [], []
-    if job is not None:
-        where.append("job = ?")
-        args.append(job)
-    if status is not None:
-        where.append("status = ?")
-        args.append(status)
-    sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+    where, args = ops.where(("job = ?", job), ("status = ?", status))
+    sql = "SELECT * FROM runs" + where
     sql += " ORDER BY scheduled_for DESC, attempt DESC, queued_at DESC"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
