@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -341,6 +342,32 @@ def test_idempotency_key_differs_between_instances_of_one_element(ws: Workspace)
     assert keys == [idempotency_key(case, "Activity_work", i) for i in (1, 2, 3)] and len(set(keys)) == 3
     assert len(engine_handlers.effects(ws)) == 3
     assert_closed_loop(ws, "loop")
+
+
+def test_a_worker_waits_out_a_store_locked_past_its_timeout(orders: Workspace,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write lock held longer than the store's timeout is an OpsBusyError to the worker's claim:
+    the worker logs it, waits and carries on instead of ending."""
+    ws = orders
+    case = engine.start_case(ws, "orders", {"amount": 10, "channel": "web"})
+    monkeypatch.setenv("PROCESTRA_OPS_TIMEOUT", "0.2")
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with ops.transaction(ws, timeout=5):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5)
+    threading.Timer(1.0, release.set).start()  # well past the 0.2 s timeout
+    try:
+        report = work(ws)
+    finally:
+        release.set()
+        holder.join()
+    assert report.cases_completed == 1 and engine.get_case(ws, case).status == "completed"
 
 
 def test_a_worker_that_dies_mid_case_is_replaced_and_the_case_replays_exactly(ws: Workspace) -> None:

@@ -335,7 +335,7 @@ def _busy_or_error(where: object, exc: sqlite3.Error, timeout: float) -> OpsErro
                                    "the workspace's SQLite store with `procestra ops url --sqlite`")
     if "locked" in str(exc) or "busy" in str(exc):
         return OpsBusyError(f"the operational store {where} stayed locked by another process for "
-                            f"{timeout:.0f}s; retry, or raise PROCESTRA_OPS_TIMEOUT")
+                            f"{timeout:g}s; retry, or raise PROCESTRA_OPS_TIMEOUT")
     return OpsError(f"the operational store {where} failed: {exc}")
 
 
