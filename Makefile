@@ -64,7 +64,7 @@ demo: $(STAMP) sysdeps
 	$(BIN)/procestra -w $(DEMO_WS) runs --json
 	$(BIN)/procestra -w $(DEMO_WS) runs html
 	@echo "--- a to-be process that runs: save the refined loan model, run cases, mine the runs"
-	$(BIN)/python -c "from procestra import Workspace; from procestra.examples import loan_to_be, write_scoring_notebook as w; \
+	$(BIN)/python -c "from procestra import Workspace; from procestra.engine.examples import loan_to_be, write_scoring_notebook as w; \
 		ws = Workspace('$(DEMO_WS)'); w(ws.path / 'notebooks' / 'score_application.ipynb'); loan_to_be().save(ws)"
 	$(BIN)/procestra -w $(DEMO_WS) model validate loan-to-be
 	$(BIN)/procestra -w $(DEMO_WS) start loan-to-be --data '{"applicant": "A-1", "amount": 4000}' --key APP-1

@@ -42,7 +42,7 @@ def best_of(fn: Callable[[], Any], repeat: int, *, budget: float = 60.0) -> tupl
 
 def bench_log(ws: Any, log: str, repeat: int) -> dict[str, Any]:
     import pm4py
-    from procestra.discover import discover
+    from procestra.mining.discover import discover
 
     info = ws.info(log)
     df = ws.to_pandas(log)
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import pm4py  # noqa: F401  (imported before timing: the import is slow and prints a banner)
     from procestra import Workspace
-    from procestra.generate import generate_log
+    from procestra.mining.generate import generate_log
 
     print(f"Inductive miner: pm4py on a DataFrame vs procestra from the store "
           f"({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")

@@ -67,8 +67,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def build_model() -> Any:
-    from procestra.connectors import python
-    from procestra.refine import ToBeModel
+    from procestra.engine.connectors import python
+    from procestra.engine.tobe import ToBeModel
 
     m = ToBeModel(MODEL)
     m.declare("amount", "number", required=True)
@@ -100,8 +100,8 @@ def build_model() -> Any:
 
 
 def timer_model() -> Any:
-    from procestra.connectors import python
-    from procestra.refine import ToBeModel
+    from procestra.engine.connectors import python
+    from procestra.engine.tobe import ToBeModel
 
     m = ToBeModel("bench-timers")
     m.declare("due", "string", required=True)
@@ -116,7 +116,7 @@ def timer_model() -> Any:
 
 def amounts(n: int, seed: int) -> list[float]:
     """Case amounts from the project's generator (about half below 1000 after scaling)."""
-    from procestra.generate import generate_log
+    from procestra.mining.generate import generate_log
 
     table = generate_log(max(n * 12, 1000), seed=seed)
     seen: dict[str, float] = {}
@@ -146,8 +146,8 @@ def baseline(ws: Any, values: list[float], *, persist: bool = True, engine_class
     SpiffWorkflow running the cases one after another in one process). ``engine_class`` uses the
     engine's subclass of ``BpmnWorkflow`` (its faster task lookups) instead of SpiffWorkflow's own.
     """
-    from procestra.connectors import python, run_handler
-    from procestra.models import model_info
+    from procestra.engine.connectors import python, run_handler
+    from procestra.models.repository import model_info
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer

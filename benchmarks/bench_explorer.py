@@ -95,8 +95,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from procestra import Workspace, stats
-    from procestra.generate import generate_log
-    from procestra.widgets import Explorer
+    from procestra.mining.generate import generate_log
+    from procestra.widgets.explorer import Explorer
 
     rng = random.Random(args.seed)
     root = Path(args.workspace or tempfile.mkdtemp(prefix="bench-explorer-"))

@@ -28,7 +28,7 @@ def _peak_rss_mb() -> float:
 def run_one(events: int, process: str, lifecycle: bool, repeat: int) -> dict:
     """Time ``generate_log`` in this process; the best of ``repeat`` runs."""
     sys.path.insert(0, str(TOOLKIT))
-    from procestra.generate import generate_log
+    from procestra.mining.generate import generate_log
 
     baseline = _peak_rss_mb()
     best, rows = float("inf"), 0

@@ -66,7 +66,7 @@ def bench_csv(tmp: Path, events: int) -> dict:
     import pm4py
 
     from procestra import Workspace
-    from procestra.generate import generate_log, write_log
+    from procestra.mining.generate import generate_log, write_log
 
     csv = write_log(generate_log(events, seed=3), tmp / "gen.csv")
     n = sum(1 for _ in open(csv)) - 1
@@ -104,7 +104,7 @@ print(json.dumps({"events": r.events, "seconds": time.perf_counter() - t,
 
 
 def bench_rss(tmp: Path) -> dict:
-    from procestra.generate import generate_log, write_log
+    from procestra.mining.generate import generate_log, write_log
 
     out = {}
     base = 250_000

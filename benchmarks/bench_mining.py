@@ -83,8 +83,8 @@ def quiet_pm4py() -> Any:
 def prepare(path: Path, events: int) -> dict[str, float]:
     """Make sure ``path`` holds log ``bench`` of about ``events`` events, derived."""
     from procestra import LogNotFoundError, Workspace, stats
-    from procestra.filters import is_derived
-    from procestra.generate import generate_log
+    from procestra.mining.filters import is_derived
+    from procestra.mining.generate import generate_log
 
     out: dict[str, float] = {}
     ws = Workspace.init(path)
@@ -113,8 +113,8 @@ def prepare(path: Path, events: int) -> dict[str, float]:
 def child(path: str, repeat: int) -> None:
     """Time ours and the bare scan; print one JSON line with seconds and peak RSS."""
     from procestra import Workspace, stats
-    from procestra.filters import Filter
-    from procestra.store import table_names
+    from procestra.mining.filters import Filter
+    from procestra.schema import table_names
 
     ws = Workspace(path)
     with ws.store.read() as con:

@@ -57,8 +57,8 @@ def _bare(nb: Path, out: Path, n: int) -> float:
 
 def _scheduled(root: Path, nb: Path, n: int, tag: str, warm: bool = True) -> tuple[float, int]:
     from procestra import Workspace
-    from procestra.runner import LocalExecutor
-    from procestra.schedule import add_job, list_runs, tick
+    from procestra.schedule.runner import LocalExecutor
+    from procestra.schedule.scheduler import add_job, list_runs, tick
 
     ws = Workspace.init(root / f"ws-{tag}")
     add_job(ws, "bench", nb, cron="* * * * *", catchup="all", catchup_limit=n, overlap="queue", start=START,
@@ -97,7 +97,7 @@ def overhead(runs: int, rounds: int) -> dict[str, float]:
 
 
 def _dask_batch(ex, nb: Path, root: Path, jobs: int, tag: str) -> float:
-    from procestra.runner import RunSpec
+    from procestra.schedule.runner import RunSpec
 
     started = time.perf_counter()
     futures = [ex.submit(RunSpec(f"{tag}-{i}", str(nb), str(root / f"{tag}-{i}.ipynb"), html=False))
@@ -111,7 +111,7 @@ def _dask_batch(ex, nb: Path, root: Path, jobs: int, tag: str) -> float:
 def dask_scaling(jobs: int, wait: float, rounds: int) -> dict[str, float]:
     """Both clusters up at once; batches alternate between them so that load changes hit both."""
     from distributed import LocalCluster
-    from procestra.runner import DaskExecutor, RunSpec
+    from procestra.schedule.runner import DaskExecutor, RunSpec
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
     out: dict[str, float] = {"jobs": jobs * rounds, "w1": 0.0, "w2": 0.0}

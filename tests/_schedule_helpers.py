@@ -11,7 +11,7 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python
 
 # Records what the run received, so tests can see injected parameters and typed values.
 RECORD = (
-    "from procestra.runner import record_output\n"
+    "from procestra.schedule.runner import record_output\n"
     "record_output('scheduled_for', scheduled_for)\n"
     "record_output('run_id', run_id)\n"
     "record_output('attempt', attempt)"

@@ -47,14 +47,14 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def loan_table():
     """A small generated loan log (about 5,000 events) as an Arrow table."""
-    from procestra.generate import generate_log
+    from procestra.mining.generate import generate_log
 
     return generate_log(5_000, seed=42)
 
 
 @pytest.fixture(scope="session")
 def loan_csv(tmp_path_factory: pytest.TempPathFactory, loan_table) -> Path:
-    from procestra.generate import write_log
+    from procestra.mining.generate import write_log
 
     return write_log(loan_table, tmp_path_factory.mktemp("gen") / "loan.csv")
 
@@ -133,7 +133,7 @@ def pg_url(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
     import psycopg
 
-    from procestra import ops
+    from procestra.store import ops
 
     monkeypatch.delenv(ops.OPS_URL_ENV, raising=False)
     name = f"procestra_{uuid.uuid4().hex[:12]}"
@@ -167,10 +167,10 @@ def python3_kernel() -> None:
 # -- a small to-be model ---------------------------------------------------------------
 def small_model(name: str = "review") -> Any:
     """start -> Fraud check (python) -> amount < 1000 ? Automatic approval : Review (form) -> end."""
-    from procestra.connectors import python
-    from procestra.refine import FormField, ToBeModel
+    from procestra.engine.connectors import python
+    from procestra.engine.tobe import FormField, ToBeModel
 
-    h = "procestra.examples:"
+    h = "procestra.engine.examples:"
     m = ToBeModel(name)
     m.declare("applicant", "string", required=True)
     m.declare("amount", "number", required=True)

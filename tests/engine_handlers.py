@@ -19,8 +19,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from procestra import engine, ops
-from procestra.connectors import TaskContext, TaskError
+from procestra import engine
+from procestra.store import ops
+from procestra.engine.connectors import TaskContext, TaskError
 
 _SCHEMA = (
     ("CREATE TABLE IF NOT EXISTS calls (rowid INTEGER PRIMARY KEY, idempotency_key TEXT, case_id TEXT, task TEXT, "
@@ -162,7 +163,7 @@ def subprocess_env() -> dict[str, str]:
 
 def generated_orders(n: int, *, seed: int = 7) -> list[dict[str, Any]]:
     """Case data for ``n`` cases from the project's generator: applicant, amount and channel of generated cases."""
-    from procestra.generate import generate_log
+    from procestra.mining.generate import generate_log
 
     table = generate_log(n * 12, seed=seed)
     seen: dict[str, dict[str, Any]] = {}

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from bpmn_viewer import VIEWER_JS, BpmnViewer, chromium_path, ensure_bpmn_js
 from lxml import etree
-from procestra.bpmn import (
+from procestra.models.bpmn import (
     BPMN_NS,
     bpmn_to_petri,
     check_diagram,
@@ -26,7 +26,7 @@ from procestra.bpmn import (
     write_bpmn,
 )
 from procestra.errors import InvalidArgumentError, ModelError, UserError
-from procestra.render import render
+from procestra.models.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "tests" / "output"
@@ -68,7 +68,7 @@ def pm4py_frame(table: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def generated_log() -> Any:
-    from procestra.generate import generate_log
+    from procestra.mining.generate import generate_log
 
     return pm4py_frame(generate_log(3000, seed=1))
 

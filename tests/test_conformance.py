@@ -16,7 +16,7 @@ from procestra import (
     ModelError,
     Workspace,
 )
-from procestra.conformance import (
+from procestra.mining.conformance import (
     ConformanceResult,
     conform,
     conformance_runs,
@@ -24,11 +24,11 @@ from procestra.conformance import (
     deviations_table,
     drop_conformance,
 )
-from procestra.discover import discover
+from procestra.mining.discover import discover
 from procestra.errors import EmptyResultError, ModelNotFoundError
-from procestra.filters import Filter
-from procestra.generate import generate_log
-from procestra.models import save_model
+from procestra.mining.filters import Filter
+from procestra.mining.generate import generate_log
+from procestra.models.repository import save_model
 
 pm4py = pytest.importorskip("pm4py")
 
@@ -115,7 +115,7 @@ def test_alignments_equal_pm4py_on_the_full_log(gen: Workspace, noisy: Any) -> N
 def test_precision_needs_the_case_weights(gen: Workspace, noisy: Any) -> None:
     """pm4py's precision on a log of one trace per variant differs from the full log's;
     ours, with prefixes weighted by their cases, equals the full log's."""
-    from procestra.conformance import _variant_log
+    from procestra.mining.conformance import _variant_log
 
     df, (net, im, fm) = noisy
     variants = pm4py.get_variants(df)
@@ -289,7 +289,7 @@ def test_save_false_writes_nothing_and_dropped_logs_forget_runs(ws: Workspace) -
                                                   ("receipt.xes.gz", "receipt.bpmn")])
 def test_real_logs_with_their_bpmn_models(ws: Workspace, shared_dir: Path, log_file: str,
                                           model_file: str) -> None:
-    from procestra.bpmn import bpmn_to_petri, read_bpmn
+    from procestra.models.bpmn import bpmn_to_petri, read_bpmn
 
     log_path, model_path = shared_dir / "logs" / log_file, shared_dir / "models" / model_file
     ws.ingest(log_path, log="real", progress=False)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import nbformat
 import pytest
-from procestra.connectors import (
+from procestra.engine.connectors import (
     Handler,
     Redactor,
     SecretError,
@@ -375,7 +375,7 @@ def make_notebook(path: Path, body: str) -> Path:
 
 def test_notebook_runs_in_a_kernel_and_results_come_back_without_secrets(workspace):
     make_notebook(workspace / "score.ipynb",
-                  "import os\nfrom procestra.connectors import record_results\ntoken = os.environ['API_TOKEN']\n"
+                  "import os\nfrom procestra.engine.connectors import record_results\ntoken = os.environ['API_TOKEN']\n"
                   "print('using', token)\nrecord_results(risk=round(amount / (credit_score or 1), 3), "
                   "key=idempotency_key, case=os.environ['PROCESTRA_CASE_ID'], leak=token)")  # fmt: skip
     h = notebook("score.ipynb", parameters={"amount": "amount", "credit_score": "score"}, secrets=["API_TOKEN"])

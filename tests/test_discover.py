@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from procestra import InvalidArgumentError, LogNotFoundError, Workspace
-from procestra.discover import (
+from procestra.mining.discover import (
     DiscoveryResult,
     discover,
     fast_dfg_uvcl,
@@ -21,10 +21,10 @@ from procestra.discover import (
     log_variants,
 )
 from procestra.errors import EmptyResultError, UserError
-from procestra.generate import generate_log
+from procestra.mining.generate import generate_log
 
 # The module, not the function the package may re-export under the same name.
-disc = importlib.import_module("procestra.discover")
+disc = importlib.import_module("procestra.mining.discover")
 pm4py = pytest.importorskip("pm4py")
 
 from pm4py.algo.discovery.inductive.fall_through.activity_concurrent import (
@@ -202,7 +202,7 @@ def test_unknown_log(gen: Workspace) -> None:
 
 def test_empty_log_and_empty_filter_result(ws: Workspace) -> None:
     ws.ingest(generate_log(200, seed=1), log="small")
-    filters = pytest.importorskip("procestra.filters")
+    filters = pytest.importorskip("procestra.mining.filters")
     nothing = filters.Filter.case_size(min=10_000)
     for miner in disc.miners():
         with pytest.raises(EmptyResultError) as exc:
@@ -212,7 +212,7 @@ def test_empty_log_and_empty_filter_result(ws: Workspace) -> None:
 
 
 def test_filter_matches_pm4py_filtered_log(gen: Workspace) -> None:
-    filters = pytest.importorskip("procestra.filters")
+    filters = pytest.importorskip("procestra.mining.filters")
     flt = filters.Filter.variants(top=8)
     result = discover(gen, "loans", filter=flt)
     assert result.filter == flt.describe()
@@ -226,8 +226,8 @@ def test_filter_matches_pm4py_filtered_log(gen: Workspace) -> None:
 def test_variants_from_derived_tables_equal_those_from_events(gen: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """The variants read from the derived ``va_``/``cv_`` tables equal those aggregated
     from the events (same sequences, counts and order), with and without a case filter."""
-    filters = pytest.importorskip("procestra.filters")
-    from procestra.stats import derive_log
+    filters = pytest.importorskip("procestra.mining.filters")
+    from procestra.mining.stats import derive_log
 
     derive_log(gen, "loans")
     flt = filters.Filter.case_size(min=6) & filters.Filter.variants(top=20)
@@ -295,7 +295,7 @@ def test_result_displays_itself(gen: Workspace, monkeypatch: pytest.MonkeyPatch)
     if shutil.which("dot"):
         assert "<svg" in (result._repr_svg_() or "")
         assert "<svg" in result._repr_html_()
-    monkeypatch.setitem(sys.modules, "procestra.render", None)  # render.py not there: no crash
+    monkeypatch.setitem(sys.modules, "procestra.models.render", None)  # render.py not there: no crash
     assert result._repr_svg_() is None
     html = result._repr_html_()
     assert "<pre>" in html and "orders" in html

@@ -22,15 +22,17 @@ from typing import Any
 import engine_handlers
 import pytest
 from engine_handlers import assert_closed_loop, run_events, subprocess_env
-from procestra import Workspace, engine, ops
-from procestra.connectors import idempotency_key, python
+from procestra import Workspace, engine
+from procestra.store import ops
+from procestra.engine import runtime
+from procestra.engine.connectors import idempotency_key, python
 from procestra.errors import (
     InvalidArgumentError,
     ModelNotFoundError,
     ProcestraError,
     UserError,
 )
-from procestra.refine import FormError, FormField, Retry, ToBeModel, ValidationError
+from procestra.engine.tobe import FormError, FormField, Retry, ToBeModel, ValidationError
 
 H = "engine_handlers:"
 DECISION = [FormField("decision", "enum", allowed=("yes", "no"), label="Decision"),
@@ -373,7 +375,7 @@ def test_a_worker_waits_out_a_store_locked_past_its_timeout(orders: Workspace,
 def test_a_worker_that_dies_mid_case_is_replaced_and_the_case_replays_exactly(ws: Workspace) -> None:
     loop_model("effect_or_die").save(ws)
     limit, die_at = 40, 30  # 80 steps: past a periodic snapshot (every 50), then a crash before one is due
-    assert die_at * 2 > engine.SNAPSHOT_EVERY
+    assert die_at * 2 > runtime.SNAPSHOT_EVERY
     case = engine.start_case(ws, "loop", {"n": 0, "limit": limit, "die_at": die_at})
     with pytest.raises(KeyboardInterrupt):
         engine.Worker(ws, lease=0.3, poll=0.05).run_once()
@@ -813,8 +815,8 @@ def test_running_cases_stay_on_the_version_they_started_on(orders: Workspace) ->
         result = engine.conform_runs(ws, "orders", version=version)
         assert (result.model, result.n_cases, result.headline_fitness) == (f"orders@{version or 2}", 1, 1.0)
     # the new version's run does not fit the old model (Branch B is missing)
-    from procestra.conformance import conform
-    from procestra.filters import Filter
+    from procestra.mining.conformance import conform
+    from procestra.mining.filters import Filter
 
     flt = Filter.event_attribute("lifecycle", ["complete"], level="event") & Filter.cases([new])
     assert conform(ws, engine.runs_log("orders"), "orders@1", filter=flt).headline_fitness < 1.0

@@ -25,8 +25,10 @@ import test_engine as suite
 import test_engine_crash as crash
 from conftest import run_cli, small_model
 from engine_handlers import assert_closed_loop, generated_orders, subprocess_env
-from procestra import Workspace, engine, ops
-from procestra.engine import TaskStateError
+from procestra import Workspace, engine
+from procestra.store import ops
+from procestra.engine.runtime import TaskStateError
+from procestra.errors import ModelNotFoundError
 from test_engine import orders, timer_model, work  # noqa: F401 - orders: the suite's fixture
 
 pytestmark = pytest.mark.postgres
@@ -176,7 +178,7 @@ def test_an_unknown_model_is_a_clear_error_on_a_machine_without_files(ws: Worksp
     assert proc.returncode == 2 and proc.stderr.startswith("error: no model named 'nothere'")
     small_model().save(ws)
     engine.start_case(ws, "review", {"applicant": "a", "amount": 10})
-    with pytest.raises(engine.ModelNotFoundError, match="has no version 7"):
+    with pytest.raises(ModelNotFoundError, match="has no version 7"):
         engine.start_case(ws, "review", {"applicant": "a", "amount": 10}, version=7)
     assert len(engine.list_cases(other)) == 1
 
@@ -201,7 +203,7 @@ def test_workers_on_two_machines_killed_at_random_lose_nothing_and_repeat_nothin
 # -- the scheduler on PostgreSQL -----------------------------------------------------------------------------------
 def test_the_scheduler_adds_and_ticks_a_job_on_postgresql(ws: Workspace, tmp_path: Path, python3_kernel: None) -> None:
     from _schedule_helpers import recorder
-    from procestra.schedule import add_job, get_job, list_runs, pause_job, resume_job
+    from procestra.schedule.scheduler import add_job, get_job, list_runs, pause_job, resume_job
 
     notebook = recorder(tmp_path / "recorder.ipynb")
     add_job(ws, "nightly", notebook, cron="0 6 * * 1-5", timezone="Europe/Amsterdam", parameters={"n": 3},

@@ -26,8 +26,9 @@ from typing import Any
 import nbformat
 import pytest
 from bpmn_viewer import CHROMIUM_ARGS, chromium_path
-from procestra import Filter, LogSchema, Workspace, stats
-from procestra.widgets import Explorer
+from procestra import Filter, LogSchema, Workspace
+from procestra.mining import stats
+from procestra.widgets.explorer import Explorer
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_explore.ipynb"

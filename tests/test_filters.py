@@ -18,9 +18,9 @@ from procestra import (
     Workspace,
 )
 from procestra.errors import EmptyResultError
-from procestra import stats
-from procestra.filters import Filter, filtered_events_sql, is_derived, save_filtered
-from procestra.stats import derive_log, dfg, variants
+from procestra.mining import stats
+from procestra.mining.filters import Filter, filtered_events_sql, is_derived, save_filtered
+from procestra.mining.stats import derive_log, dfg, variants
 
 warnings.filterwarnings("ignore")
 pm4py = pytest.importorskip("pm4py")

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from procestra.errors import InvalidArgumentError
-from procestra.generate import PM4PY_COLUMNS, PROCESSES, generate_log, write_log
+from procestra.mining.generate import PM4PY_COLUMNS, PROCESSES, generate_log, write_log
 
 COLUMNS = ["case_id", "activity", "timestamp", "start_timestamp", "resource", "amount", "channel", "cost"]
 
@@ -213,7 +213,7 @@ def test_parquet_round_trip(tmp_path) -> None:  # noqa: ANN001
 def test_xes_needs_the_xes_module(tmp_path) -> None:  # noqa: ANN001
     table = generate_log(1_000)
     try:
-        from procestra.xes import write_xes  # noqa: F401  (another module, still being written)
+        from procestra.ingest.xes import write_xes  # noqa: F401  (another module, still being written)
     except ImportError:
         with pytest.raises(ImportError, match="write_xes"):
             write_log(table, tmp_path / "log.xes.gz")

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 from procestra import InvalidArgumentError, LogSchema, ModelError, Workspace
-from procestra.discover import discover
+from procestra.mining.discover import discover
 from procestra.errors import ModelNotFoundError, UserError
-from procestra.filters import Filter
-from procestra.generate import generate_log
-from procestra.models import (
+from procestra.mining.filters import Filter
+from procestra.mining.generate import generate_log
+from procestra.models.repository import (
     LoadedModel,
     ModelInfo,
     list_models,
@@ -180,7 +180,7 @@ _SAVER = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     from procestra import Workspace
-    from procestra.models import load_model, save_model
+    from procestra.models.repository import load_model, save_model
     ws = Workspace(sys.argv[1])
     model = load_model(ws, "seed")
     gate = Path(sys.argv[3])

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from _schedule_helpers import raising, trivial
 from procestra import InvalidArgumentError, Workspace
-from procestra.notify import Notify, send
-from procestra.runner import LocalExecutor
-from procestra.schedule import add_job, list_runs, tick
+from procestra.schedule.notify import Notify, send
+from procestra.schedule.runner import LocalExecutor
+from procestra.schedule.scheduler import add_job, list_runs, tick
 
 T0 = datetime(2025, 1, 6, tzinfo=UTC)
 

@@ -9,8 +9,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from procestra import InvalidArgumentError, Workspace, ops
-from procestra.ops import Event
+from procestra import InvalidArgumentError, Workspace
+from procestra.store import ops
+from procestra.store.ops import Event
 
 T0 = datetime(2025, 1, 6, 5, 0, tzinfo=UTC)
 
@@ -106,7 +107,8 @@ def test_flush_creates_then_appends_with_typed_attributes(ws: Workspace) -> None
 
 KILLED_FLUSH = """
 import os, sys
-from procestra import Workspace, ops
+from procestra import Workspace
+from procestra.store import ops
 ws = Workspace(sys.argv[1])
 def die(*a, **k):
     os.kill(os.getpid(), 9)   # after the DuckDB commit, before the rows are marked flushed
@@ -145,7 +147,8 @@ def test_flush_killed_between_store_commit_and_marking_neither_duplicates_nor_lo
 WRITER = """
 import sys
 from datetime import datetime, timezone
-from procestra import Workspace, ops
+from procestra import Workspace
+from procestra.store import ops
 ws = Workspace(sys.argv[1])
 tag = sys.argv[2]
 for i in range(int(sys.argv[3])):

@@ -20,10 +20,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import run_cli
-from procestra import Workspace, ops
-from procestra._ops_postgres import WRITE_LOCK_KEY, translate
+from procestra import Workspace
+from procestra.store import ops
+from procestra.store._postgres import WRITE_LOCK_KEY, translate
 from procestra.errors import ProcestraError, UserError
-from procestra.ops import Event
+from procestra.store.ops import Event
 
 pytestmark = pytest.mark.postgres
 T0 = datetime(2025, 1, 6, 5, 0, tzinfo=UTC)
@@ -69,7 +70,7 @@ def test_translation_of_placeholders_literals_locks_and_types(sqlite_sql: str, p
 
 
 def test_the_wrapper_answers_like_sqlite3_on_the_same_statements(pg_url: str, tmp_path: Path) -> None:
-    from procestra._ops_postgres import PgConnection
+    from procestra.store._postgres import PgConnection
 
     lite = sqlite3.connect(str(tmp_path / "same.sqlite"), isolation_level=None)
     lite.row_factory = sqlite3.Row

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from lxml import etree
 from procestra import Workspace, load_model
-from procestra.connectors import (
+from procestra.engine.connectors import (
     TaskError,
     http,
     idempotency_key,
@@ -32,8 +32,8 @@ from procestra.errors import (
     ModelNotFoundError,
     UserError,
 )
-from procestra.examples import effects, loan_to_be, write_scoring_notebook
-from procestra.refine import (
+from procestra.engine.examples import effects, loan_to_be, write_scoring_notebook
+from procestra.engine.tobe import (
     NS,
     FormError,
     FormField,
@@ -43,7 +43,7 @@ from procestra.refine import (
     ValidationError,
     validate_model,
 )
-from procestra.sandbox import ConditionError, SandboxScriptEngine
+from procestra.engine.sandbox import ConditionError, SandboxScriptEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "tests" / "output"
@@ -81,7 +81,7 @@ def test_loan_model_is_valid_and_round_trips_through_xml(tmp_path):
     credit = root.find(f".//{B}serviceTask[@id='Activity_credit_check']")
     handler = credit.find(f"{B}extensionElements/{P}handler")
     assert handler.get("kind") == "python"
-    assert json.loads(handler.find(f"{P}config").text) == {"target": "procestra.examples:credit_check"}
+    assert json.loads(handler.find(f"{P}config").text) == {"target": "procestra.engine.examples:credit_check"}
     assert credit.find(f"{B}extensionElements/{P}retry").get("maxAttempts") == "3"
     review = root.find(f".//{B}userTask[@id='Activity_underwriter_review']/{B}extensionElements/{P}humanTask")
     assert review.get("candidateGroup") == "underwriters" and review.get("due") == "PT8H"
@@ -333,7 +333,7 @@ def test_load_a_discovery_and_refine_it(ws, loan_csv):
     problems = model.validate()
     assert "untyped-task" in codes(problems) and all(p.element for p in problems if p.code != "no-end")
     assert all(p.name for p in problems if p.code == "untyped-task")
-    model.bind("Credit check", python("procestra.examples:credit_check", outputs=["credit_score"]))
+    model.bind("Credit check", python("procestra.engine.examples:credit_check", outputs=["credit_score"]))
     assert "Activity_credit_check" not in codes(model.validate()).get("untyped-task", [])
     with pytest.raises(ValidationError) as info:
         model.save(ws)
@@ -472,7 +472,7 @@ def test_validation_finds_each_kind_of_problem():
     found = codes(m.validate())
     assert found["unreachable"] == [orphan] and found["bad-script"] == [orphan]
     m.elements["Activity_score"].kind = "task"
-    m.bind("Score", python("procestra.examples:credit_check", outputs=["limit"]))
+    m.bind("Score", python("procestra.engine.examples:credit_check", outputs=["limit"]))
     assert "unknown-variable" not in codes(m.validate())  # limit now comes from the task before the gateway
     m.flow("Route", "Approve").condition = "amount <"
     assert codes(m.validate())["bad-condition"] == ["Gateway_route"]

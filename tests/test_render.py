@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from lxml import etree
 from procestra.errors import InvalidArgumentError, ProcestraError, UserError
-from procestra.render import (
+from procestra.models.render import (
     DFG,
     AcceptingPetriNet,
     Diagram,
@@ -32,7 +32,7 @@ EDGE = re.compile(r'^\s*("[^"]+"|\w+) -[->] ("[^"]+"|\w+)', re.MULTILINE)  # dig
 @pytest.fixture(scope="module")
 def pm_log():
     """A generated loan log (3,000 events) as a pm4py DataFrame."""
-    from procestra.generate import generate_log
+    from procestra.mining.generate import generate_log
 
     return generate_log(3000, seed=1).to_pandas().rename(columns={
         "case_id": "case:concept:name", "activity": "concept:name", "timestamp": "time:timestamp"})  # fmt: skip
@@ -216,7 +216,7 @@ def test_save_drawings_by_extension(models, tmp_path, ext):
 
 def test_save_models_as_bpmn_pnml_ptml(models, tmp_path):
     import pm4py
-    from procestra.bpmn import read_bpmn
+    from procestra.models.bpmn import read_bpmn
 
     net = save(models["petri"], tmp_path / "net.pnml")
     read_net, im, fm = pm4py.read_pnml(str(net))
@@ -341,7 +341,7 @@ def test_saved_dot_is_the_source(models, tmp_path: Path):
 
 
 def test_dfg_diff_compares_shares_of_cases() -> None:
-    from procestra.render import DFGDiff
+    from procestra.models.render import DFGDiff
 
     left = DFG(edges={("a", "b"): 50, ("b", "c"): 50}, start={"a": 50}, end={"c": 50})
     right = DFG(edges={("a", "b"): 100, ("b", "d"): 60, ("b", "c"): 40}, start={"a": 100}, end={"c": 40, "d": 60})
@@ -360,7 +360,7 @@ def test_dfg_diff_compares_shares_of_cases() -> None:
 
 
 def test_plots_are_svg() -> None:
-    from procestra.render import histogram_svg
+    from procestra.models.render import histogram_svg
 
     svg = histogram_svg([60.0, 3600.0, 7200.0, 86400.0])
     assert svg.startswith("<svg") and "1h" in svg

@@ -17,8 +17,8 @@ from _schedule_helpers import (
     sleeping,
     trivial,
 )
-from procestra import runner
-from procestra.runner import (
+from procestra.schedule import runner
+from procestra.schedule.runner import (
     LocalExecutor,
     NotebookError,
     ParameterError,
@@ -177,10 +177,10 @@ def test_kernels_started_ahead_are_used_once_in_the_right_directory_and_stopped(
     import time
 
     import psutil
-    from procestra.runner import KernelPool
+    from procestra.schedule.runner import KernelPool
 
     nb = make_notebook(tmp_path / "nb" / "cwd.ipynb", "x = 1",
-                       "import os\nfrom procestra.runner import record_output\nrecord_output('cwd', os.getcwd())\n"
+                       "import os\nfrom procestra.schedule import record_output\nrecord_output('cwd', os.getcwd())\n"
                        "record_output('pid', os.getpid())\nrecord_output('seen', 'marker' in globals())\nmarker = 1")
     slow = sleeping(tmp_path / "nb" / "slow.ipynb", 60)
     pool = KernelPool(1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from procestra.errors import UserError
-from procestra.sandbox import (
+from procestra.engine.sandbox import (
     LIMITS,
     ConditionError,
     SandboxScriptEngine,

@@ -17,9 +17,10 @@ from _schedule_helpers import (
     sleeping,
     trivial,
 )
-from procestra import Workspace, ops
-from procestra.runner import LocalExecutor, NotebookError, ParameterError
-from procestra.schedule import (
+from procestra import Workspace
+from procestra.store import ops
+from procestra.schedule.runner import LocalExecutor, NotebookError, ParameterError
+from procestra.schedule.scheduler import (
     JobError,
     JobNotFoundError,
     Scheduler,
@@ -53,10 +54,10 @@ def nbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "flaky": flaky(d / "flaky.ipynb", 3),
         "plain": make_notebook(d / "plain.ipynb", None, "print(1)"),
         "producer": make_notebook(d / "producer.ipynb", "region = 'north'",
-                                  "from procestra.runner import record_output\nrecord_output('rows', 42)\n"
+                                  "from procestra.schedule.runner import record_output\nrecord_output('rows', 42)\n"
                                   "record_output('region', region)"),
         "consumer": make_notebook(d / "consumer.ipynb", "rows = 0\nupstream = None",
-                                  "from procestra.runner import record_output\nrecord_output('got_rows', rows)\n"
+                                  "from procestra.schedule.runner import record_output\nrecord_output('got_rows', rows)\n"
                                   "record_output('got_upstream', upstream)"),
     }
 
@@ -75,7 +76,7 @@ def _jobs_in_store(ws: Workspace) -> list[str]:
 
 # -- definitions and bad input ---------------------------------------------------------------------
 def test_a_job_is_stored_with_every_field(ws: Workspace, nbs: dict[str, Path]) -> None:
-    from procestra.notify import Notify
+    from procestra.schedule.notify import Notify
 
     job = add_job(ws, "nightly", nbs["recorder"], cron="0 6 * * 1-5", timezone="Europe/Amsterdam",
                   parameters={"n": 2, "text": "x"}, timeout=600, retries=2, retry_backoff=30, overlap="queue",
@@ -357,7 +358,7 @@ def test_dask_executor_runs_jobs_on_a_real_local_cluster(ws: Workspace, nbs: dic
                                                          dask_address: str) -> None:
     import threading
 
-    from procestra.runner import DaskExecutor, RunSpec, get_executor
+    from procestra.schedule.runner import DaskExecutor, RunSpec, get_executor
 
     ex = get_executor("dask", address=dask_address)
     assert isinstance(ex, DaskExecutor) and ex.capacity == 2
@@ -395,7 +396,7 @@ def test_scheduler_tick_cli_with_the_dask_executor(tmp_path: Path, nbs: dict[str
 
 def test_dask_executor_needs_a_reachable_address() -> None:
     from procestra import InvalidArgumentError
-    from procestra.runner import get_executor
+    from procestra.schedule.runner import get_executor
 
     with pytest.raises(InvalidArgumentError, match="needs --address"):
         get_executor("dask")
@@ -407,7 +408,7 @@ def test_dask_executor_needs_a_reachable_address() -> None:
 
 def test_run_history_widget_colours_links_filters_and_closes(ws: Workspace, nbs: dict[str, Path],
                                                             executor: LocalExecutor) -> None:
-    from procestra.widgets import RunHistory
+    from procestra.widgets.explorer import RunHistory
 
     add_job(ws, "ok", nbs["trivial"], cron="0 6 * * *", start=T0)
     add_job(ws, "bad", nbs["raising"], cron="0 6 * * *", start=T0)

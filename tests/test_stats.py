@@ -18,8 +18,8 @@ from procestra import (
     Workspace,
     stats,
 )
-from procestra.filters import Filter, is_derived
-from procestra.generate import generate_log
+from procestra.mining.filters import Filter, is_derived
+from procestra.mining.generate import generate_log
 
 warnings.filterwarnings("ignore")
 pm4py = pytest.importorskip("pm4py")
@@ -354,7 +354,7 @@ def test_dotted_chart_samples_cases_evenly(ws: Workspace, loan_table) -> None:
     assert len(t[t["row"] == 0]) == len(ws.to_pandas("loan").query("`case:concept:name` == @case"))
     all_cases = stats.dotted_chart(ws, "loan", max_cases=10**9)
     assert all_cases.shown == all_cases.cases
-    from procestra.filters import Filter
+    from procestra.mining.filters import Filter
 
     empty = stats.dotted_chart(ws, "loan", Filter.case_size(min=10**6))
     assert empty.cases == 0 and len(empty) == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from procestra import StoreBusyError, Workspace
-from procestra.store import Store
+from procestra.store.events import Store
 
 READER = """
 import sys, time, json
@@ -31,7 +31,7 @@ print(json.dumps({"reads": reads, "seen": sorted(seen)}))
 
 @pytest.fixture(scope="module")
 def big_logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from procestra.generate import generate_log, write_log
+    from procestra.mining.generate import generate_log, write_log
 
     d = tmp_path_factory.mktemp("big")
     a = write_log(generate_log(300_000, seed=1), d / "a.csv")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from procestra import Filter, Workspace, stats
+from procestra import Filter, Workspace
+from procestra.mining import stats
 from procestra.errors import LogNotFoundError
-from procestra.widgets import Comparison, Explorer, VariantBrowser
+from procestra.widgets.explorer import Comparison, Explorer, VariantBrowser
 
 
 def _explorer_class() -> type[Explorer]:
@@ -18,7 +19,7 @@ def _explorer_class() -> type[Explorer]:
 @pytest.fixture(scope="module")
 def table():
     """A generated loan log (about 5,000 events) whose channel is a case attribute."""
-    from procestra.generate import generate_log
+    from procestra.mining.generate import generate_log
 
     t = generate_log(5_000, seed=1)
     return t.rename_columns(["case:channel" if c == "channel" else c for c in t.column_names])
@@ -189,7 +190,7 @@ def test_export_png_bpmn_and_csv(explorer: Explorer, tmp_path: Path) -> None:
     assert explorer.metric.value == "bpmn"  # a BPMN export is of the IMf model
     path = explorer.export_map(tmp_path / "map.bpmn")
     assert path is not None
-    from procestra.bpmn import read_bpmn
+    from procestra.models.bpmn import read_bpmn
 
     assert read_bpmn(path) is not None  # our own reader accepts it
     explorer.coverage_slider.value = 0.5
@@ -262,7 +263,7 @@ def test_comparison_highlights_the_dfg_difference(ws: Workspace, table) -> None:
 def test_inbox_renders_the_form_and_completes(tmp_path: Path) -> None:
     from conftest import small_model
     from procestra import engine
-    from procestra.widgets import Inbox
+    from procestra.widgets.explorer import Inbox
 
     ws = Workspace.init(tmp_path / "ws")
     small_model().save(ws)

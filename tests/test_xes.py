@@ -15,9 +15,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from procestra import xes
+from procestra.ingest import xes
 from procestra.errors import DataError, InvalidArgumentError, SourceError, SourceFormatError, TimestampError
-from procestra.xes import iter_xes_batches, read_xes_log_attributes, write_xes
+from procestra.ingest.xes import iter_xes_batches, read_xes_log_attributes, write_xes
 
 LOGS = Path(__file__).resolve().parents[1].parent / "shared" / "event_logs" / "logs"
 
@@ -490,7 +490,7 @@ def test_real_log_write_round_trip(tmp_path: Path, name: str) -> None:
 
 _RSS_SCRIPT = """
 import json, resource, sys
-from procestra.xes import iter_xes_batches
+from procestra.ingest.xes import iter_xes_batches
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 rows = sum(t.num_rows for t in iter_xes_batches(sys.argv[1]))
 print(json.dumps({"rows": rows, "grew_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base}))

@@ -8,7 +8,24 @@
 
 from __future__ import annotations
 
-from .errors import (
+from procestra.engine import (
+    ConditionError,
+    FormError,
+    FormField,
+    Handler,
+    HumanTask,
+    Problem,
+    Retry,
+    SecretError,
+    TaskContext,
+    TaskError,
+    TaskTimeoutError,
+    ToBeModel,
+    UnsafeExpressionError,
+    ValidationError,
+    validate_model,
+)
+from procestra.errors import (
     DataError,
     EmptyResultError,
     InvalidArgumentError,
@@ -26,23 +43,40 @@ from .errors import (
     UserError,
     WorkspaceError,
 )
-from . import stats
-from .bpmn import bpmn_to_petri, read_bpmn, write_bpmn
-from .conformance import ConformanceResult, conform, deviations
-from .connectors import Handler, SecretError, TaskContext, TaskError, TaskTimeoutError
-from .discover import DiscoveryResult, Miner, get_miner, miners, register_miner
-from .filters import Filter, save_filtered
-from .ingest import LoadResult, ingest
-from .ops import OpsBusyError, OpsError, OpsUnavailableError, OpsUrlError
-from .models import LoadedModel, ModelInfo, list_models, load_model, model_info, save_model
-from .quality import QualityIssue, QualityReport
-from .refine import FormError, FormField, HumanTask, Problem, Retry, ToBeModel, ValidationError, validate_model
-from .render import DFG, DFGDiff, save, show
-from .sandbox import ConditionError, UnsafeExpressionError
-from .schema import LogSchema
-from .workspace import LogInfo, Workspace
+from procestra.ingest import LoadResult, QualityIssue, QualityReport, ingest
+from procestra.mining import (
+    ConformanceResult,
+    DiscoveryResult,
+    Filter,
+    Miner,
+    conform,
+    deviations,
+    get_miner,
+    miners,
+    register_miner,
+    save_filtered,
+    stats,
+)
+from procestra.models import (
+    DFG,
+    DFGDiff,
+    LoadedModel,
+    ModelInfo,
+    bpmn_to_petri,
+    list_models,
+    load_model,
+    model_info,
+    read_bpmn,
+    save,
+    save_model,
+    show,
+    write_bpmn,
+)
+from procestra.schema import LogSchema
+from procestra.store import OpsBusyError, OpsError, OpsUnavailableError, OpsUrlError
+from procestra.version import __version__
+from procestra.workspace import LogInfo, Workspace
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Comparison",
@@ -145,20 +179,20 @@ _LAZY = {
     "Job": "schedule",
     "JobError": "schedule",
     "JobNotFoundError": "schedule",
-    "NotebookError": "runner",
-    "Notify": "notify",
-    "ParameterError": "runner",
+    "NotebookError": "schedule",
+    "Notify": "schedule",
+    "ParameterError": "schedule",
     "Run": "schedule",
     "RunHistory": "widgets",
     "RunNotFoundError": "schedule",
-    "RunResult": "runner",
+    "RunResult": "schedule",
     "Scheduler": "schedule",
     "VariantBrowser": "widgets",
     "add_job": "schedule",
     "list_jobs": "schedule",
     "list_runs": "schedule",
-    "record_output": "runner",
-    "run_notebook": "runner",
+    "record_output": "schedule",
+    "run_notebook": "schedule",
     "run_now": "schedule",
 }
 
@@ -167,7 +201,7 @@ def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(importlib.import_module(f"procestra.{_LAZY[name]}"), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'procestra' has no attribute {name!r}")

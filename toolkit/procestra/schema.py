@@ -29,9 +29,23 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from .errors import MappingError
+from procestra.errors import MappingError
 
-__all__ = ["LogSchema", "PM4PY_NAMES", "detect_schema", "unique_names"]
+__all__ = ["EVENT_COLUMNS", "LogSchema", "PM4PY_NAMES", "detect_schema", "quote_ident", "table_names", "unique_names"]
+
+#: The canonical event columns of every ``ev_<id>`` table, in order.
+EVENT_COLUMNS: tuple[str, ...] = ("event_id", "case_id", "activity", "ts", "start_ts", "lifecycle", "resource")
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier for DuckDB (doubling embedded quotes)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def table_names(log_id: int) -> tuple[str, str, str]:
+    """The event, event-attribute and case table names of log ``log_id`` (built from the id only)."""
+    log_id = int(log_id)
+    return f"ev_{log_id}", f"ea_{log_id}", f"ca_{log_id}"
 
 #: pm4py / XES column name of each role.
 PM4PY_NAMES: dict[str, str] = {

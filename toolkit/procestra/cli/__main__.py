@@ -1,0 +1,5 @@
+"""``python -m procestra.cli``."""
+
+from procestra.cli.main import run
+
+run()

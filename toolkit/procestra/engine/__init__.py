@@ -1,0 +1,43 @@
+"""The engine: to-be models (``ToBeModel``), their validation, the sandbox, connectors,
+and the runtime that runs cases on SpiffWorkflow with durable state.
+
+>>> from procestra import engine
+>>> engine.start_case(ws, "loan-to-be", {"amount": 5000})
+>>> engine.Worker(ws).run(until_idle=True)
+"""
+
+from procestra.engine.connectors import Handler, SecretError, TaskContext, TaskError, TaskTimeoutError
+from procestra.engine.sandbox import ConditionError, UnsafeExpressionError
+from procestra.engine.tobe import FormError, FormField, HumanTask, Problem, Retry, ToBeModel, ValidationError, validate_model
+from procestra.engine.runtime import (
+    CaseInfo,
+    CaseNotFoundError,
+    CaseStateError,
+    EngineError,
+    Step,
+    TaskNotFoundError,
+    TaskStateError,
+    WorkItem,
+    Worker,
+    WorkerReport,
+    cancel_case,
+    case_history,
+    claim_task,
+    complete_task,
+    conform_runs,
+    get_case,
+    list_cases,
+    list_tasks,
+    runs_log,
+    start_case,
+    start_cases,
+)
+
+__all__ = [
+    "ConditionError", "FormError", "FormField", "Handler", "HumanTask", "Problem", "Retry", "SecretError",
+    "TaskContext", "TaskError", "TaskTimeoutError", "ToBeModel", "UnsafeExpressionError", "ValidationError",
+    "validate_model",
+    "CaseInfo", "CaseNotFoundError", "CaseStateError", "EngineError", "Step", "TaskNotFoundError", "TaskStateError",
+    "WorkItem", "Worker", "WorkerReport", "cancel_case", "case_history", "claim_task", "complete_task",
+    "conform_runs", "get_case", "list_cases", "list_tasks", "runs_log", "start_case", "start_cases",
+]
