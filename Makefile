@@ -75,7 +75,15 @@ demo: $(STAMP) sysdeps
 	@echo "--- wrote the process maps $(DEMO_WS)/loan-map.svg and $(DEMO_WS)/loan-map-performance.svg,"
 	@echo "    the BPMN model $(DEMO_WS)/loan-asis.bpmn (opens in bpmn.io / Camunda Modeler) and its drawing $(DEMO_WS)/loan-asis.svg"
 
-test: $(STAMP) sysdeps
+# ruff, mypy (strict on store/, ingest/, mining/), the import layers, and the layout rules
+# import-linter cannot express (module size, depth, private names, one owner per table).
+lint: $(STAMP)
+	$(BIN)/ruff check toolkit tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	PROCESTRA_NO_PROGRESS=1 $(BIN)/python -m pytest -q -p no:randomly tests/test_layout.py tests/test_public_api.py
+
+test: $(STAMP) sysdeps lint
 	PROCESTRA_NO_PROGRESS=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
 
 bench: $(STAMP) sysdeps

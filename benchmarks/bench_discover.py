@@ -42,6 +42,7 @@ def best_of(fn: Callable[[], Any], repeat: int, *, budget: float = 60.0) -> tupl
 
 def bench_log(ws: Any, log: str, repeat: int) -> dict[str, Any]:
     import pm4py
+
     from procestra.mining.discover import discover
 
     info = ws.info(log)
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import pm4py  # noqa: F401  (imported before timing: the import is slow and prints a banner)
+
     from procestra import Workspace
     from procestra.mining.generate import generate_log
 

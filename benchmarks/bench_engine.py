@@ -146,8 +146,6 @@ def baseline(ws: Any, values: list[float], *, persist: bool = True, engine_class
     SpiffWorkflow running the cases one after another in one process). ``engine_class`` uses the
     engine's subclass of ``BpmnWorkflow`` (its faster task lookups) instead of SpiffWorkflow's own.
     """
-    from procestra.engine.connectors import python, run_handler
-    from procestra.models.repository import model_info
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
@@ -155,6 +153,9 @@ def baseline(ws: Any, values: list[float], *, persist: bool = True, engine_class
     from SpiffWorkflow.bpmn.serializer.default.task_spec import BpmnTaskSpecConverter
     from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
     from SpiffWorkflow.util.task import TaskState
+
+    from procestra.engine.connectors import python, run_handler
+    from procestra.models.repository import model_info
 
     config = dict(DEFAULT_CONFIG)
     config[ServiceTask] = BpmnTaskSpecConverter

@@ -69,7 +69,8 @@ def bench_csv(tmp: Path, events: int) -> dict:
     from procestra.mining.generate import generate_log, write_log
 
     csv = write_log(generate_log(events, seed=3), tmp / "gen.csv")
-    n = sum(1 for _ in open(csv)) - 1
+    with open(csv) as fh:
+        n = sum(1 for _ in fh) - 1
 
     def baseline() -> None:
         df = pd.read_csv(csv)

@@ -111,6 +111,7 @@ def _dask_batch(ex, nb: Path, root: Path, jobs: int, tag: str) -> float:
 def dask_scaling(jobs: int, wait: float, rounds: int) -> dict[str, float]:
     """Both clusters up at once; batches alternate between them so that load changes hit both."""
     from distributed import LocalCluster
+
     from procestra.schedule.runner import DaskExecutor, RunSpec
 
     logging.getLogger("distributed").setLevel(logging.ERROR)

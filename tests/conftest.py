@@ -9,9 +9,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-from typing import Any
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from procestra import engine
-from procestra.store import ops
 from procestra.engine.connectors import TaskContext, TaskError
+from procestra.store import ops
 
 _SCHEMA = (
     ("CREATE TABLE IF NOT EXISTS calls (rowid INTEGER PRIMARY KEY, idempotency_key TEXT, case_id TEXT, task TEXT, "

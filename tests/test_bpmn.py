@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bpmn_viewer import VIEWER_JS, BpmnViewer, chromium_path, ensure_bpmn_js
 from lxml import etree
+
+from bpmn_viewer import VIEWER_JS, BpmnViewer, chromium_path, ensure_bpmn_js
+from procestra.errors import InvalidArgumentError, ModelError, UserError
 from procestra.models.bpmn import (
     BPMN_NS,
     bpmn_to_petri,
@@ -25,7 +27,6 @@ from procestra.models.bpmn import (
     to_bpmn_xml,
     write_bpmn,
 )
-from procestra.errors import InvalidArgumentError, ModelError, UserError
 from procestra.models.render import render
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+
 from conftest import run_cli, small_model
 from procestra import Workspace
+
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from _schedule_helpers import make_notebook, raising, recorder, trivial
 from conftest import run_cli
 from procestra import Workspace
@@ -188,6 +189,7 @@ def test_two_daemons_never_run_one_slot_twice(tmp_path: Path) -> None:
 
 def test_a_killed_daemon_leaves_no_run_stuck_in_running_and_no_kernel(tmp_path: Path) -> None:
     import psutil
+
     from procestra.schedule.scheduler import add_job
 
     ws = Workspace.init(tmp_path / "ws")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from procestra import (
     InvalidArgumentError,
     LogNotFoundError,
@@ -16,6 +17,7 @@ from procestra import (
     ModelError,
     Workspace,
 )
+from procestra.errors import EmptyResultError, ModelNotFoundError
 from procestra.mining.conformance import (
     ConformanceResult,
     conform,
@@ -25,7 +27,6 @@ from procestra.mining.conformance import (
     drop_conformance,
 )
 from procestra.mining.discover import discover
-from procestra.errors import EmptyResultError, ModelNotFoundError
 from procestra.mining.filters import Filter
 from procestra.mining.generate import generate_log
 from procestra.models.repository import save_model

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import nbformat
 import pytest
+
 from procestra.engine.connectors import (
     Handler,
     Redactor,

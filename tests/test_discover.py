@@ -11,8 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pm4py
 import pytest
+from pm4py.algo.discovery.inductive.fall_through.activity_concurrent import (
+    ActivityConcurrentUVCL,
+)
+from pm4py.objects.process_tree.obj import ProcessTree
+from pm4py.util.compression import util as comut
+
 from procestra import InvalidArgumentError, LogNotFoundError, Workspace
+from procestra.errors import EmptyResultError, UserError
 from procestra.mining.discover import (
     DiscoveryResult,
     discover,
@@ -20,18 +28,10 @@ from procestra.mining.discover import (
     inductive_tree,
     log_variants,
 )
-from procestra.errors import EmptyResultError, UserError
 from procestra.mining.generate import generate_log
 
 # The module, not the function the package may re-export under the same name.
 disc = importlib.import_module("procestra.mining.discover")
-pm4py = pytest.importorskip("pm4py")
-
-from pm4py.algo.discovery.inductive.fall_through.activity_concurrent import (
-    ActivityConcurrentUVCL,
-)
-from pm4py.objects.process_tree.obj import ProcessTree
-from pm4py.util.compression import util as comut
 
 ORIGINAL_DFG = comut.discover_dfg_uvcl
 

@@ -19,20 +19,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import engine_handlers
 import pytest
+
+import engine_handlers
 from engine_handlers import assert_closed_loop, run_events, subprocess_env
 from procestra import Workspace, engine
-from procestra.store import ops
 from procestra.engine import runtime
 from procestra.engine.connectors import idempotency_key, python
+from procestra.engine.tobe import FormError, FormField, Retry, ToBeModel, ValidationError
 from procestra.errors import (
     InvalidArgumentError,
     ModelNotFoundError,
     ProcestraError,
     UserError,
 )
-from procestra.engine.tobe import FormError, FormField, Retry, ToBeModel, ValidationError
+from procestra.store import ops
 
 H = "engine_handlers:"
 DECISION = [FormField("decision", "enum", allowed=("yes", "no"), label="Decision"),
@@ -811,7 +812,7 @@ def test_running_cases_stay_on_the_version_they_started_on(orders: Workspace) ->
     assert "b_done" in old_info.data and "b_done" not in new_info.data
     assert_closed_loop(ws, "orders")
     # each version's runs are checked against the version they ran
-    for version, case in ((1, old), (2, new), (None, new)):
+    for version, _case in ((1, old), (2, new), (None, new)):
         result = engine.conform_runs(ws, "orders", version=version)
         assert (result.model, result.n_cases, result.headline_fitness) == (f"orders@{version or 2}", 1, 1.0)
     # the new version's run does not fit the old model (Branch B is missing)

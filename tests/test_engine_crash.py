@@ -34,9 +34,9 @@ from typing import Any
 import engine_handlers
 from engine_handlers import assert_closed_loop, generated_orders, subprocess_env
 from procestra import Workspace, engine
-from procestra.store import ops
 from procestra.engine.connectors import idempotency_key, python
 from procestra.engine.tobe import FormField, ToBeModel
+from procestra.store import ops
 
 KILLS = int(os.environ.get("PROCESTRA_CRASH_KILLS") or 50)
 CASES = int(os.environ.get("PROCESTRA_CRASH_CASES") or 200)

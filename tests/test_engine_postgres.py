@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 import test_engine as suite
 import test_engine_crash as crash
 from conftest import run_cli, small_model
 from engine_handlers import assert_closed_loop, generated_orders, subprocess_env
 from procestra import Workspace, engine
-from procestra.store import ops
 from procestra.engine.runtime import TaskStateError
 from procestra.errors import ModelNotFoundError
+from procestra.store import ops
 from test_engine import orders, timer_model, work  # noqa: F401 - orders: the suite's fixture
 
 pytestmark = pytest.mark.postgres
@@ -57,7 +58,7 @@ def other(tmp_path: Path, pg_url: str, ws: Workspace) -> Workspace:
     """Another machine's workspace: the same store, none of the main workspace's files."""
     away = Workspace.init(tmp_path / "other-machine")
     ops.set_url(away, pg_url)
-    assert ops.events_home(away) == ops._workspace_id(ws)
+    assert ops.events_home(away) == ops.workspace_id(ws)
     return away
 
 

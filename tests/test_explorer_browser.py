@@ -25,6 +25,7 @@ from typing import Any
 
 import nbformat
 import pytest
+
 from bpmn_viewer import CHROMIUM_ARGS, chromium_path
 from procestra import Filter, LogSchema, Workspace
 from procestra.mining import stats

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -73,7 +73,7 @@ def test_case_attributes_are_constant_per_case(log: tuple[str, pd.DataFrame]) ->
 # --------------------------------------------------------------------------- determinism
 
 
-def test_same_seed_same_bytes(tmp_path) -> None:  # noqa: ANN001
+def test_same_seed_same_bytes(tmp_path) -> None:
     a, b = generate_log(5_000, seed=11), generate_log(5_000, seed=11)
     assert a.equals(b) and a.schema.metadata == b.schema.metadata
     pa_, pb = write_log(a, tmp_path / "a.parquet"), write_log(b, tmp_path / "b.parquet")
@@ -156,7 +156,7 @@ def test_manual_work_starts_in_business_hours() -> None:
 
 
 def test_start_accepts_aware_datetimes_and_dates() -> None:
-    aware = generate_log(1_000, start=datetime(2024, 1, 7, 23, tzinfo=timezone.utc))
+    aware = generate_log(1_000, start=datetime(2024, 1, 7, 23, tzinfo=UTC))
     naive = generate_log(1_000, start="2024-01-08T00:00")
     assert aware.equals(naive)  # 23:00 UTC is midnight in Amsterdam
 
@@ -180,7 +180,7 @@ def test_lifecycle_pairs(lifecycle_log: pd.DataFrame) -> None:
 # --------------------------------------------------------------------------- writing
 
 
-def _read_text(path, fmt: str) -> pd.DataFrame:  # noqa: ANN001
+def _read_text(path, fmt: str) -> pd.DataFrame:
     if fmt == "csv":
         df = pd.read_csv(path, dtype={"case_id": str})
     else:
@@ -192,7 +192,7 @@ def _read_text(path, fmt: str) -> pd.DataFrame:  # noqa: ANN001
 
 @pytest.mark.parametrize("name", ["log.csv", "log.jsonl", "log.json"])
 @pytest.mark.parametrize("lifecycle", [False, True])
-def test_text_formats_round_trip(tmp_path, name: str, lifecycle: bool) -> None:  # noqa: ANN001
+def test_text_formats_round_trip(tmp_path, name: str, lifecycle: bool) -> None:
     table = generate_log(3_000, seed=9, lifecycle=lifecycle, start="2024-03-25")  # spans the DST change
     path = write_log(table, tmp_path / name)
     got = _read_text(path, "csv" if name.endswith(".csv") else "json")
@@ -203,14 +203,14 @@ def test_text_formats_round_trip(tmp_path, name: str, lifecycle: bool) -> None: 
     assert "+01:00" in first or "+02:00" in first  # ISO times with the Amsterdam offset
 
 
-def test_parquet_round_trip(tmp_path) -> None:  # noqa: ANN001
+def test_parquet_round_trip(tmp_path) -> None:
     table = generate_log(3_000, seed=9, lifecycle=True)
     path = write_log(table, str(tmp_path / "log.parquet"))
     assert pq.read_table(path).equals(table)
     pd.testing.assert_frame_equal(pd.read_parquet(path), table.to_pandas())
 
 
-def test_xes_needs_the_xes_module(tmp_path) -> None:  # noqa: ANN001
+def test_xes_needs_the_xes_module(tmp_path) -> None:
     table = generate_log(1_000)
     try:
         from procestra.ingest.xes import write_xes  # noqa: F401  (another module, still being written)
@@ -265,13 +265,13 @@ def test_unknown_process_lists_the_known_ones() -> None:
 
 
 @pytest.mark.parametrize("name", ["log.txt", "log", "missing/log.csv"])
-def test_bad_paths(tmp_path, name: str) -> None:  # noqa: ANN001
+def test_bad_paths(tmp_path, name: str) -> None:
     with pytest.raises(InvalidArgumentError) as info:
         write_log(generate_log(100), tmp_path / name)
     assert info.value.parameter == "path"
 
 
-def test_path_that_is_a_folder(tmp_path) -> None:  # noqa: ANN001
+def test_path_that_is_a_folder(tmp_path) -> None:
     (tmp_path / "log.csv").mkdir()
     with pytest.raises(InvalidArgumentError):
         write_log(generate_log(100), tmp_path / "log.csv")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -45,7 +45,7 @@ def write(path: Path, text: str | bytes) -> Path:
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def events(ws: Workspace, log: str) -> list[tuple]:
@@ -100,7 +100,7 @@ def test_offsets_in_values_win_over_timezone_option(ws: Workspace, tmp_path: Pat
 def test_epoch_timestamps(ws: Workspace, tmp_path: Path) -> None:
     src = write(tmp_path / "e.csv", "case_id,activity,timestamp\nx,a,1700000000000\nx,b,1700000060000\n")
     ws.ingest(src, log="e", timestamp_format="epoch_ms")
-    assert events(ws, "e")[1][2] == datetime.fromtimestamp(1700000060, tz=timezone.utc)
+    assert events(ws, "e")[1][2] == datetime.fromtimestamp(1700000060, tz=UTC)
 
 
 def test_dataframe_and_json_lines(ws: Workspace, tmp_path: Path) -> None:

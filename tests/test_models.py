@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from procestra import InvalidArgumentError, LogSchema, ModelError, Workspace
-from procestra.mining.discover import discover
 from procestra.errors import ModelNotFoundError, UserError
+from procestra.mining.discover import discover
 from procestra.mining.filters import Filter
 from procestra.mining.generate import generate_log
 from procestra.models.repository import (

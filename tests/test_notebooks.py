@@ -14,6 +14,7 @@ from typing import Any
 import nbformat
 import papermill
 import pytest
+
 from procestra import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from _schedule_helpers import raising, trivial
 from procestra import InvalidArgumentError, Workspace
 from procestra.schedule.notify import Notify, send

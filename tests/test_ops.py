@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from procestra import InvalidArgumentError, Workspace
 from procestra.store import ops
 from procestra.store.ops import Event

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from conftest import run_cli
 from procestra import Workspace
+from procestra.errors import ProcestraError, UserError
 from procestra.store import ops
 from procestra.store._postgres import WRITE_LOCK_KEY, translate
-from procestra.errors import ProcestraError, UserError
 from procestra.store.ops import Event
 
 pytestmark = pytest.mark.postgres
@@ -220,7 +221,7 @@ def test_outbox_commits_with_the_transaction_and_flushes_into_duckdb(pws: Worksp
 def test_only_the_events_home_flushes_a_shared_store(pws: Workspace, pg_url: str, tmp_path: Path) -> None:
     other = Workspace.init(tmp_path / "other-machine")
     assert ops.set_url(other, pg_url).backend == "postgresql"
-    assert ops.events_home(other) == ops.events_home(pws) == ops._workspace_id(pws)  # the first one keeps it
+    assert ops.events_home(other) == ops.events_home(pws) == ops.workspace_id(pws)  # the first one keeps it
     with ops.transaction(other) as con:
         ops.emit(con, "jobs", _events(4))
     skipped = ops.flush_outbox(other)
@@ -230,7 +231,7 @@ def test_only_the_events_home_flushes_a_shared_store(pws: Workspace, pg_url: str
     assert ops.flush_outbox(pws).events == 4 and pws.info("jobs").events == 4
     # the CLI moves the home, and the other workspace flushes from then on
     home = json.loads(run_cli("ops", "url", "--events-home", "--json", workspace=other.path, check=True).stdout)
-    assert home["events_home"] == home["workspace"] == ops._workspace_id(other)
+    assert home["events_home"] == home["workspace"] == ops.workspace_id(other)
     with ops.transaction(pws) as con:
         ops.emit(con, "jobs", _events(2, case="late"))
     assert ops.flush_outbox(pws).skipped is not None
@@ -302,13 +303,13 @@ def test_bad_urls_and_an_unreachable_server_are_one_clear_error_without_the_pass
 def test_a_lost_server_connection_is_an_ops_error_and_the_next_connection_works(pws: Workspace, pg_url: str,
                                                                                   postgres_url: str) -> None:
     ops.prepare(pws)
-    con = ops._open(pws)
+    con = ops.open_connection(pws)
     pid = con.execute("SELECT pg_backend_pid()").fetchone()[0]
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
     with pytest.raises(sqlite3.OperationalError) as info:
         con.execute("SELECT count(*) FROM outbox")
-    error = ops._busy_or_error(ops._where(pws), info.value, 1.0)
+    error = ops.busy_or_error(ops.display_location(pws), info.value, 1.0)
     assert isinstance(error, ops.OpsUnavailableError) and "cannot be reached" in str(error)
     con.close()
     assert ops.outbox_stats(pws).pending == 0  # a new connection works

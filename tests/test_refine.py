@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from lxml import etree
+
 from procestra import Workspace, load_model
 from procestra.engine.connectors import (
     TaskError,
@@ -26,13 +27,8 @@ from procestra.engine.connectors import (
     run_handler,
     shell,
 )
-from procestra.errors import (
-    InvalidArgumentError,
-    ModelError,
-    ModelNotFoundError,
-    UserError,
-)
 from procestra.engine.examples import effects, loan_to_be, write_scoring_notebook
+from procestra.engine.sandbox import ConditionError, SandboxScriptEngine
 from procestra.engine.tobe import (
     NS,
     FormError,
@@ -43,7 +39,12 @@ from procestra.engine.tobe import (
     ValidationError,
     validate_model,
 )
-from procestra.engine.sandbox import ConditionError, SandboxScriptEngine
+from procestra.errors import (
+    InvalidArgumentError,
+    ModelError,
+    ModelNotFoundError,
+    UserError,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "tests" / "output"

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from lxml import etree
+
 from procestra.errors import InvalidArgumentError, ProcestraError, UserError
 from procestra.models.render import (
     DFG,
@@ -216,6 +217,7 @@ def test_save_drawings_by_extension(models, tmp_path, ext):
 
 def test_save_models_as_bpmn_pnml_ptml(models, tmp_path):
     import pm4py
+
     from procestra.models.bpmn import read_bpmn
 
     net = save(models["petri"], tmp_path / "net.pnml")

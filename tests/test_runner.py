@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
 from _schedule_helpers import (
     flaky,
     kernel_killer,
@@ -177,6 +178,7 @@ def test_kernels_started_ahead_are_used_once_in_the_right_directory_and_stopped(
     import time
 
     import psutil
+
     from procestra.schedule.runner import KernelPool
 
     nb = make_notebook(tmp_path / "nb" / "cwd.ipynb", "x = 1",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from procestra.errors import UserError
+
 from procestra.engine.sandbox import (
     LIMITS,
     ConditionError,
@@ -22,6 +22,7 @@ from procestra.engine.sandbox import (
     execute,
     is_iso_literal,
 )
+from procestra.errors import UserError
 
 DATA = {
     "amount": 12_500, "score": 0.71, "channel": "Online", "tags": ["vip", "returning"], "flag": False,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from _schedule_helpers import (
     flaky,
     kernel_killer,
@@ -18,7 +19,6 @@ from _schedule_helpers import (
     trivial,
 )
 from procestra import Workspace
-from procestra.store import ops
 from procestra.schedule.runner import LocalExecutor, NotebookError, ParameterError
 from procestra.schedule.scheduler import (
     JobError,
@@ -36,6 +36,7 @@ from procestra.schedule.scheduler import (
     tick,
     write_history,
 )
+from procestra.store import ops
 
 U = UTC
 T0 = datetime(2025, 1, 6, 0, 0, tzinfo=U)  # a Monday

@@ -113,9 +113,8 @@ def test_busy_store_times_out_with_a_clear_error(tmp_path: Path) -> None:
         assert holder.stdout.readline().strip() == "ready"
         slow = Store(ws.store.path, timeout=1.0)
         started = time.monotonic()
-        with pytest.raises(StoreBusyError, match="stayed locked"):
-            with slow.read():
-                pass
+        with pytest.raises(StoreBusyError, match="stayed locked"), slow.read():
+            pass
         assert time.monotonic() - started >= 0.9
     finally:
         holder.kill()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from procestra import Filter, Workspace
-from procestra.mining import stats
 from procestra.errors import LogNotFoundError
+from procestra.mining import stats
 from procestra.widgets.explorer import Comparison, Explorer, VariantBrowser
 
 
@@ -82,7 +82,7 @@ def test_query_evaluates_to_the_same_dfg(explorer: Explorer) -> None:
     explorer.attribute_select.value = (("channel", "online"), ("channel", "broker"))
     explorer.end_select.value = explorer.end_select.options[:1]
     scope = {"ws": explorer.workspace, "stats": stats, "Filter": Filter}
-    exec(f"result = {explorer.query}", scope)  # noqa: S102 - the point of the test
+    exec(f"result = {explorer.query}", scope)
     shown = explorer._state(explorer.filter).dfg
     assert scope["result"].to_pm4py() == shown.to_pm4py()
     assert scope["result"].cases == shown.cases > 0
@@ -172,7 +172,7 @@ def test_duration_and_event_attribute_filters(explorer: Explorer) -> None:
     explorer.duration_slider.index = (lo, hi // 2)
     assert "Filter.duration(" in explorer.query
     scope = {"ws": explorer.workspace, "stats": stats, "Filter": Filter}
-    exec(f"result = {explorer.query}", scope)  # noqa: S102
+    exec(f"result = {explorer.query}", scope)
     assert f"<b>{scope['result'].cases:,}</b> of" in explorer.summary.value
     if explorer.event_select.options:
         explorer.event_select.value = (explorer.event_select.options[0][1],)

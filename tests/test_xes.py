@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from procestra.ingest import xes
 from procestra.errors import DataError, InvalidArgumentError, SourceError, SourceFormatError, TimestampError
+from procestra.ingest import xes
 from procestra.ingest.xes import iter_xes_batches, read_xes_log_attributes, write_xes
 
 LOGS = Path(__file__).resolve().parents[1].parent / "shared" / "event_logs" / "logs"

@@ -77,7 +77,6 @@ from procestra.store import OpsBusyError, OpsError, OpsUnavailableError, OpsUrlE
 from procestra.version import __version__
 from procestra.workspace import LogInfo, Workspace
 
-
 __all__ = [
     "Comparison",
     "ConditionError",

@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,7 +64,7 @@ def cli_endpoint(func: F) -> F:
             _fail(" ".join(str(exc).split("\n")), 1)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
-        except Exception as exc:  # noqa: BLE001 - the last line of defence
+        except Exception as exc:
             if debug:
                 raise
             _fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
@@ -280,16 +281,16 @@ def parse_filters(specs: tuple[str, ...]) -> Any:
             raise InvalidArgumentError(f"--filter {spec!r}: expected KEY=VALUE; {FILTER_HELP}", parameter="filter")
 
         def values() -> list[str]:
-            return [v for v in value.split(",") if v != ""]
+            return [v for v in value.split(",") if v != ""]  # noqa: B023 - called in this iteration
 
         def span(cast: Callable[[str], Any]) -> tuple[Any, Any]:
-            lo, dots, hi = value.partition("..")
+            lo, dots, hi = value.partition("..")  # noqa: B023 - called in this iteration
             if not dots:
-                raise InvalidArgumentError(f"--filter {spec!r}: expected MIN..MAX", parameter="filter")
+                raise InvalidArgumentError(f"--filter {spec!r}: expected MIN..MAX", parameter="filter")  # noqa: B023
             try:
                 return (cast(lo) if lo else None), (cast(hi) if hi else None)
             except ValueError:
-                raise InvalidArgumentError(f"--filter {spec!r}: {lo!r}..{hi!r} are not numbers",
+                raise InvalidArgumentError(f"--filter {spec!r}: {lo!r}..{hi!r} are not numbers",  # noqa: B023
                                            parameter="filter") from None
 
         try:
@@ -569,7 +570,7 @@ def model_validate(state: _State, model: str, as_json: bool) -> None:
     """
     from procestra.engine.tobe import validate_model
 
-    ws = state.workspace() if not Path(model).suffix.lower() == ".bpmn" else None
+    ws = state.workspace() if Path(model).suffix.lower() != ".bpmn" else None
     problems = validate_model(model, ws=ws)
     errors = [p for p in problems if p.severity == "error"]
     if as_json:
@@ -738,7 +739,7 @@ def _params(pairs: tuple[str, ...], notebook: str | None) -> dict[str, Any]:
 
 def _when(text: str | None, option: str) -> Any:
     """An ISO 8601 time from the command line (no offset means UTC)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     if text is None:
         return None
@@ -747,7 +748,7 @@ def _when(text: str | None, option: str) -> Any:
     except ValueError:
         raise InvalidArgumentError(f"{option} {text!r} is not an ISO 8601 time such as 2025-03-31T06:00:00+02:00",
                                    parameter=option.lstrip("-")) from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _executor_options(func: F) -> F:
@@ -1125,7 +1126,7 @@ def ops_url(state: _State, url: str | None, use_sqlite: bool, events_home: bool,
                                            "`procestra ops url postgresql://...` first", parameter="events_home")
             ops.claim_events_home(ws)
     info: dict[str, Any] = here.to_dict()
-    info["workspace"] = ops._workspace_id(ws)
+    info["workspace"] = ops.workspace_id(ws)
     try:
         info["events_home"] = ops.events_home(ws)
     except ProcestraError as exc:  # the server is down: still show where the store is

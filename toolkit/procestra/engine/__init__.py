@@ -7,8 +7,6 @@ and the runtime that runs cases on SpiffWorkflow with durable state.
 """
 
 from procestra.engine.connectors import Handler, SecretError, TaskContext, TaskError, TaskTimeoutError
-from procestra.engine.sandbox import ConditionError, UnsafeExpressionError
-from procestra.engine.tobe import FormError, FormField, HumanTask, Problem, Retry, ToBeModel, ValidationError, validate_model
 from procestra.engine.runtime import (
     CaseInfo,
     CaseNotFoundError,
@@ -17,9 +15,9 @@ from procestra.engine.runtime import (
     Step,
     TaskNotFoundError,
     TaskStateError,
-    WorkItem,
     Worker,
     WorkerReport,
+    WorkItem,
     cancel_case,
     case_history,
     claim_task,
@@ -31,6 +29,17 @@ from procestra.engine.runtime import (
     runs_log,
     start_case,
     start_cases,
+)
+from procestra.engine.sandbox import ConditionError, UnsafeExpressionError
+from procestra.engine.tobe import (
+    FormError,
+    FormField,
+    HumanTask,
+    Problem,
+    Retry,
+    ToBeModel,
+    ValidationError,
+    validate_model,
 )
 
 __all__ = [

@@ -68,8 +68,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from procestra.errors import InvalidArgumentError, ProcestraError, UserError
 from procestra.engine.sandbox import ConditionError, compile_expression
+from procestra.errors import InvalidArgumentError, ProcestraError, UserError
 
 __all__ = [
     "RESULTS_MIME",

@@ -35,21 +35,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import sqlite3
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from procestra.store import ops
 from procestra.errors import InvalidArgumentError, ModelNotFoundError, ProcestraError, UserError
+from procestra.store import ops
 
 if TYPE_CHECKING:
     from procestra.engine.tobe import Element, ToBeModel
@@ -200,7 +200,7 @@ def runs_log(model: str) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(t: datetime) -> str:
@@ -380,8 +380,8 @@ def _model(ws: Home, name: str, version: int | None = None) -> _Model:
 
     On a PostgreSQL store shared by several machines, see :func:`_shared_model`.
     """
-    from procestra.models.repository import model_info
     from procestra.engine.tobe import ToBeModel
+    from procestra.models.repository import model_info
 
     stamp = None
     if version is None:  # the latest version: known while the model's directory is unchanged
@@ -458,8 +458,8 @@ def _shared_model(ws: Home, name: str, version: int | None) -> _Model:
     """
     import hashlib
 
-    from procestra.models.repository import model_info
     from procestra.engine.tobe import ToBeModel
+    from procestra.models.repository import model_info
 
     _prepare(ws)
     try:
@@ -493,7 +493,7 @@ def _shared_model(ws: Home, name: str, version: int | None) -> _Model:
             log.warning("model %r version %s of %s differs from the version %s published to the shared operational "
                         "store %s by another workspace; the published one runs. Save your model as a new version "
                         "(and copy process_models/%s/ to the other workspaces) to run it", name, v, ws.path, v,
-                        ops._where(ws), name)
+                        ops.display_location(ws), name)
             info = None
     if info is None:
         assert stored is not None
@@ -942,9 +942,8 @@ class _Runner:
                 return
             # human tasks: apply completions, open new work items
             for task in self.wf.get_tasks(state=TS.READY):
-                if getattr(task.task_spec, "manual", False):
-                    if self._user_task(task):
-                        return
+                if getattr(task.task_spec, "manual", False) and self._user_task(task):
+                    return
             # service tasks: one handler call per round
             waiting_retry: list[datetime] = []
             for task in self.wf.get_tasks(state=TS.STARTED):
@@ -959,7 +958,7 @@ class _Runner:
             self._block(waiting_retry)
         except ProcestraError as exc:
             self._fail(str(exc))
-        except Exception as exc:  # SpiffWorkflow errors: a model fault, not a worker crash
+        except Exception as exc:  # noqa: BLE001 - SpiffWorkflow errors: a model fault, not a worker crash
             self._fail(f"{type(exc).__name__}: {exc}")
 
     def _engine_steps(self) -> None:
@@ -1120,8 +1119,8 @@ class _Runner:
 
     def _throw(self, el: str, code: str | None, message: str) -> None:
         """Throw a BPMN error from task ``el``: its error boundary event catches it."""
-        from SpiffWorkflow.bpmn.util.event import BpmnEvent
         from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import ErrorEventDefinition
+        from SpiffWorkflow.bpmn.util.event import BpmnEvent
 
         task = self._find(el, self.TaskState.STARTED | self.TaskState.READY)
         target = task.workflow if task is not None else self.wf
@@ -1198,7 +1197,7 @@ def _timer_due(value: Any) -> datetime:
         t = TimerEventDefinition.get_datetime(str(value))
     except Exception:  # noqa: BLE001 - a date timer's raw expression
         t = TimerEventDefinition.parse_time_or_duration(str(value))
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -1256,12 +1255,12 @@ class Worker:
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         if self._con is None:  # SQLite, or the PostgreSQL wrapper with the same surface (ops.connect)
-            self._con = ops._open(self.workspace, ops._timeout())
+            self._con = ops.open_connection(self.workspace, ops.lock_timeout())
         try:
             yield self._con
         except sqlite3.OperationalError as exc:  # busy, or a lost server connection: the next round reconnects
             self._close()
-            raise ops._busy_or_error(ops._where(self.workspace), exc, ops._timeout()) from exc
+            raise ops.busy_or_error(ops.display_location(self.workspace), exc, ops.lock_timeout()) from exc
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -68,10 +68,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lxml import etree
 
-from procestra.models.bpmn import BPMN_NS, XSI_NS
 from procestra.engine.connectors import Handler, check_handler
-from procestra.errors import InvalidArgumentError, ModelError, UserError
 from procestra.engine.sandbox import ConditionError, compile_expression, compile_script, is_iso_literal
+from procestra.errors import InvalidArgumentError, ModelError, UserError
+from procestra.models.bpmn import BPMN_NS, XSI_NS
 
 if TYPE_CHECKING:
     from procestra.models.repository import ModelInfo
@@ -455,7 +455,7 @@ class ToBeModel:
         picks one process (id or name) of a file with several pools. Diagrams of files are
         re-laid out on save; vendor extensions and lanes are dropped (see :attr:`notes`).
         """
-        from procestra.models.repository import LoadedModel, _is_path, _parts, model_info
+        from procestra.models.repository import LoadedModel, is_model_path, model_info, model_parts
 
         if isinstance(source, ToBeModel):
             return source.copy()
@@ -468,7 +468,7 @@ class ToBeModel:
                 if name is not None:
                     model.name = name
                 return model
-        if isinstance(source, (str, os.PathLike)) and _is_path(source):
+        if isinstance(source, (str, os.PathLike)) and is_model_path(source):
             path = Path(source)
             if path.suffix.lower() != ".bpmn":
                 raise InvalidArgumentError(f"{path.name!r}: a to-be model is read from a .bpmn file",
@@ -485,7 +485,7 @@ class ToBeModel:
             model = cls.from_xml((info.path / "model.bpmn").read_bytes(), source=info.ref)
             model.name = info.name
         else:
-            parts = _parts(source)
+            parts = model_parts(source)
             from procestra.models.bpmn import to_bpmn_xml
 
             if parts.bpmn is None:
@@ -881,9 +881,9 @@ class ToBeModel:
     def add_call_activity(self, name: str, called: str, *, id: str | None = None, after: str | None = None,
                           before: str | None = None, parent: str | None = None) -> str:
         """Add a call activity running the saved model ``called`` ("name" or "name@version")."""
-        from procestra.models.repository import _split_ref, validate_model_name
+        from procestra.models.repository import split_ref, validate_model_name
 
-        ref, _ = _split_ref(called, None)
+        ref, _ = split_ref(called, None)
         validate_model_name(ref, parameter="called")
         el = self._add("callActivity", name, id, parent, "Activity_", called=called)
         self._splice(el, after, before)
@@ -1560,8 +1560,8 @@ def _pm4py_node(BPMN: Any, e: Element, proc: str) -> Any:
 
 def _save_version(ws: Home, name: str, xml: str, meta: dict[str, Any], extra: Any) -> ModelInfo:
     """Write a new version directory with :func:`procestra.models._write_version` (atomic rename under lock)."""
+    from procestra.models.repository import write_version
     from procestra.version import __version__
-    from procestra.models.repository import _write_version
 
     full = {"name": name, "version": None, "created": None, "source_log": None, "filter": None, "miner": None,
             "params": {}, "quality": {}, **meta, "files": [], "procestra_version": __version__}  # fmt: skip
@@ -1570,7 +1570,7 @@ def _save_version(ws: Home, name: str, xml: str, meta: dict[str, Any], extra: An
         (tmp / "model.bpmn").write_text(xml, encoding="utf-8")
         extra(tmp)
 
-    return _write_version(ws, name, full, write)
+    return write_version(ws, name, full, write)
 
 
 def validate_model(source: Any, *, ws: Home | None = None) -> list[Problem]:

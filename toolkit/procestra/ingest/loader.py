@@ -34,10 +34,9 @@ import duckdb
 
 from procestra.errors import DataError, InvalidArgumentError, TimestampError, UserError
 from procestra.ingest.quality import QualityIssue, QualityReport, check_quality
-from procestra.schema import LogSchema, detect_schema, unique_names
-from procestra.progress import Progress, progress_display
 from procestra.ingest.sources import CONVERT_ERROR_RE, SourceInfo, detect_kind, file_hash, mask_url, read_source
-from procestra.schema import quote_ident, table_names
+from procestra.progress import Progress, progress_display
+from procestra.schema import LogSchema, detect_schema, quote_ident, table_names, unique_names
 from procestra.store import catalogue
 from procestra.store.catalogue import validate_log_name
 

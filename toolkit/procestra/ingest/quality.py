@@ -8,10 +8,9 @@ data rows of the source; for XES, the event's position in the file).
 from __future__ import annotations
 
 import html
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import json
 
 import duckdb
 

@@ -27,9 +27,7 @@ import pyarrow as pa
 
 from procestra.errors import InvalidArgumentError, SourceConnectionError, SourceFormatError
 from procestra.progress import Progress
-from procestra.schema import unique_names
-from procestra.schema import quote_ident
-from procestra.store import catalogue
+from procestra.schema import quote_ident, unique_names
 
 __all__ = ["SourceInfo", "detect_kind", "read_source"]
 

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from procestra.errors import EmptyResultError, InvalidArgumentError
-from procestra.schema import PM4PY_NAMES
-from procestra.schema import quote_ident, table_names
+from procestra.schema import PM4PY_NAMES, quote_ident, table_names
 from procestra.store import catalogue
 
 if TYPE_CHECKING:

@@ -45,9 +45,9 @@ import duckdb
 import pyarrow as pa
 
 from procestra.errors import EmptyResultError, InvalidArgumentError
-from procestra.store.derived import derived_tables, is_derived
 from procestra.schema import EVENT_COLUMNS, quote_ident, table_names
 from procestra.store import catalogue
+from procestra.store.derived import derived_tables, is_derived
 
 if TYPE_CHECKING:
     from procestra.store.catalogue import LogInfo

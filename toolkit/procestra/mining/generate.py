@@ -397,7 +397,7 @@ def _simulate(model: _Model, arrivals: np.ndarray, amount: np.ndarray, noise: fl
     return counts, chunks
 
 
-def _cases(model: _Model, n: int, seed: int, noise: float, start_local: int, clock: _Clock):  # noqa: ANN202
+def _cases(model: _Model, n: int, seed: int, noise: float, start_local: int, clock: _Clock):
     """Case attributes and simulated instances for ``n`` cases; one stream per purpose."""
     rng_case, rng_sim, rng_post = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     arrivals = clock.utc(_arrivals(n, start_local, rng_case))

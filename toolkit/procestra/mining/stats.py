@@ -59,14 +59,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import duckdb
 import pyarrow as pa
 
 from procestra.errors import InvalidArgumentError
 from procestra.mining.filters import Filter, FilterPlan, plan_filter, seconds_sql
-from procestra.store.derived import derive, derive_log, drop_derived, is_derived, underive
-from procestra.schema import table_names
 from procestra.store import catalogue
+from procestra.store.derived import derive, derive_log, drop_derived, is_derived, underive
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from procestra.store.home import Home
 
 __all__ = [
+    "ModelParts", "is_model_path", "model_parts", "split_ref", "write_version",
     "MODEL_FILE_TYPES",
     "LoadedModel",
     "ModelInfo",
@@ -194,7 +195,7 @@ class LoadedModel:
 
 # -- model kinds ---------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Parts:
+class ModelParts:
     """One model in every form we can give it (None where a conversion does not exist)."""
 
     kind: str
@@ -230,7 +231,7 @@ def _bpmn_from(kind: str, *model: Any) -> Any:
         raise ModelError(f"cannot convert the {kind} to BPMN: {type(exc).__name__}: {exc}") from exc
 
 
-def _parts(model: Any) -> _Parts:
+def model_parts(model: Any) -> ModelParts:
     """What ``model`` is, and its tree, Petri net and BPMN forms."""
     from pm4py.objects.bpmn.obj import BPMN
     from pm4py.objects.petri_net.obj import PetriNet
@@ -243,43 +244,43 @@ def _parts(model: Any) -> _Parts:
         kind = model.info.kind if model.info is not None else "process tree" if model.tree is not None else "BPMN"
         bpmn = model.bpmn if model.bpmn is not None else _bpmn_from("Petri net", *model.petri)
         if model.info is None:
-            return _Parts(kind, model.tree, model.petri, bpmn)
+            return ModelParts(kind, model.tree, model.petri, bpmn)
         origin = model.info
-        return _Parts(kind, model.tree, model.petri, bpmn, source_log=origin.source_log, filter=origin.filter,
+        return ModelParts(kind, model.tree, model.petri, bpmn, source_log=origin.source_log, filter=origin.filter,
                       miner=origin.miner, params=dict(origin.params))
     if _is_discovery(model):
         miner = getattr(model, "miner", None)
         if model.tree is not None:
-            inner = _parts(model.tree)
+            inner = model_parts(model.tree)
         elif model.net is not None:
-            inner = _parts((model.net, model.initial_marking, model.final_marking))
+            inner = model_parts((model.net, model.initial_marking, model.final_marking))
         elif model.bpmn is not None:
-            inner = _parts(model.bpmn)
+            inner = model_parts(model.bpmn)
         elif callable(getattr(model, "to_petri", None)):  # heuristics nets, DFGs
             try:
-                inner = _parts(tuple(model.to_petri()))
+                inner = model_parts(tuple(model.to_petri()))
             except ModelError:
                 raise
             except Exception as exc:
                 raise ModelError(f"the {miner} result has no model to save: {exc}") from exc
         else:
             raise InvalidArgumentError("the discovery result holds no model", parameter="model")
-        return _Parts(inner.kind, inner.tree, inner.petri, inner.bpmn, source_log=getattr(model, "log", None),
+        return ModelParts(inner.kind, inner.tree, inner.petri, inner.bpmn, source_log=getattr(model, "log", None),
                       filter=getattr(model, "filter", None), miner=miner,
                       params=dict(getattr(model, "params", None) or {}))
     if isinstance(model, ProcessTree):
-        return _Parts("process tree", model, _petri_from("process tree", model), _bpmn_from("process tree", model))
+        return ModelParts("process tree", model, _petri_from("process tree", model), _bpmn_from("process tree", model))
     if isinstance(model, AcceptingPetriNet):
         model = (model.net, model.initial_marking, model.final_marking)
     if isinstance(model, tuple) and len(model) == 3 and isinstance(model[0], PetriNet):
         net, im, fm = model
-        return _Parts("Petri net", None, (net, im, fm), _bpmn_from("Petri net", net, im, fm))
+        return ModelParts("Petri net", None, (net, im, fm), _bpmn_from("Petri net", net, im, fm))
     if isinstance(model, BPMN):
         try:
             petri: tuple[Any, Any, Any] | None = bpmn_to_petri(model)
         except ModelError:
             petri = None  # still worth keeping as BPMN
-        return _Parts("BPMN", None, petri, model)
+        return ModelParts("BPMN", None, petri, model)
     raise InvalidArgumentError(
         f"cannot use a {type(model).__name__} as a process model: give a process tree, a Petri net "
         "(net, initial_marking, final_marking), a BPMN model or a discovery result", parameter="model")
@@ -287,7 +288,7 @@ def _parts(model: Any) -> _Parts:
 
 def petri_of(model: Any) -> tuple[Any, Any, Any]:
     """``(net, im, fm)`` of a tree, Petri net triple, BPMN, :class:`LoadedModel` or discovery result."""
-    parts = _parts(model)
+    parts = model_parts(model)
     if parts.petri is None:
         from procestra.models.bpmn import bpmn_to_petri
 
@@ -362,11 +363,11 @@ def save_model(
 
     >>> save_model(ws, "loans", discover(ws, "loans"), quality=conform(ws, "loans", "loans"))
     """
-    from procestra.version import __version__
     from procestra.models.bpmn import write_bpmn, write_pnml, write_ptml
+    from procestra.version import __version__
 
     validate_model_name(name)
-    parts = _parts(model)
+    parts = model_parts(model)
     flt = filter if filter is None or isinstance(filter, str) else (
         filter.describe() if callable(getattr(filter, "describe", None)) else str(filter))
     meta: dict[str, Any] = {
@@ -387,10 +388,10 @@ def save_model(
         if parts.tree is not None:
             write_ptml(parts.tree, tmp / "model.ptml")
 
-    return _write_version(ws, name, meta, write)
+    return write_version(ws, name, meta, write)
 
 
-def _write_version(ws: Home, name: str, meta: dict[str, Any], write: Callable[[Path], None]) -> ModelInfo:
+def write_version(ws: Home, name: str, meta: dict[str, Any], write: Callable[[Path], None]) -> ModelInfo:
     """Save a new version of model ``name``: ``write`` fills a temporary directory, then under
     the model's lock it gets the next number and its ``meta.json`` and is renamed into place.
 
@@ -454,7 +455,7 @@ def list_models(ws: Home) -> list[ModelInfo]:
     return out
 
 
-def _split_ref(ref: str, version: int | None) -> tuple[str, int | None]:
+def split_ref(ref: str, version: int | None) -> tuple[str, int | None]:
     """``"name@3"`` -> ``("name", 3)``; a version in both places must agree."""
     name, at, tail = ref.rpartition("@")
     if not at:
@@ -470,7 +471,7 @@ def _split_ref(ref: str, version: int | None) -> tuple[str, int | None]:
 
 def model_info(ws: Home, name: str, version: int | None = None) -> ModelInfo:
     """What ``meta.json`` says about ``name`` (latest version, or ``version``; ``"name@2"`` works too)."""
-    name, version = _split_ref(name, version)
+    name, version = split_ref(name, version)
     validate_model_name(name)
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise InvalidArgumentError(f"version must be a positive integer, not {version!r}", parameter="version")
@@ -483,7 +484,7 @@ def model_info(ws: Home, name: str, version: int | None = None) -> ModelInfo:
     return _read_meta(ws.models_dir / name / f"v{chosen}", len(versions))
 
 
-def _is_path(ref: Any) -> bool:
+def is_model_path(ref: Any) -> bool:
     if isinstance(ref, os.PathLike):
         return True
     return isinstance(ref, str) and ("/" in ref or os.sep in ref or ref.lower().endswith(MODEL_FILE_TYPES))
@@ -558,7 +559,7 @@ def load_model(ws: Home | None, name_or_path: str | os.PathLike[str], version: i
 
     from procestra.models.bpmn import bpmn_to_petri, read_bpmn
 
-    if _is_path(name_or_path):
+    if is_model_path(name_or_path):
         if version is not None:
             raise InvalidArgumentError("version= applies to saved models, not to files", parameter="version")
         return _load_file(Path(name_or_path))

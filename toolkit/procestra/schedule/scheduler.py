@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from procestra.store import ops
 from procestra.errors import InvalidArgumentError, UserError
 from procestra.schedule.notify import Notify
-from procestra.store.ops import Event, from_iso, to_iso, utcnow
 from procestra.schedule.runner import CellError, Executor, LocalExecutor, RunResult, RunSpec
+from procestra.store import ops
+from procestra.store.ops import Event, from_iso, to_iso, utcnow
 
 if TYPE_CHECKING:
     from procestra.store.home import Home

@@ -54,6 +54,11 @@ if TYPE_CHECKING:
     from procestra.store.home import Home
 
 __all__ = [
+    "busy_or_error",
+    "display_location",
+    "lock_timeout",
+    "open_connection",
+    "workspace_id",
     "Event",
     "FlushResult",
     "OpsBusyError",
@@ -270,7 +275,7 @@ def set_url(workspace: Home, url: str | None, *, events_home: bool | None = None
         file.unlink(missing_ok=True)
         return location(workspace)
     url = _check_url(url, "url")
-    _pg_open(url, _timeout()).close()  # reachable, and the credentials work
+    _pg_open(url, lock_timeout()).close()  # reachable, and the credentials work
     _forget_schema(url)  # a database made again under the same URL: check its schema again
     tmp = file.with_name(f".{OPS_URL_FILE}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -291,13 +296,13 @@ def _pg_open(url: str, timeout: float) -> Any:
     return PgConnection.open(url, timeout)
 
 
-def _timeout() -> float:
+def lock_timeout() -> float:
     return float(os.environ.get("PROCESTRA_OPS_TIMEOUT") or 30.0)
 
 
-def _open(workspace: Home, timeout: float | None = None) -> Any:
+def open_connection(workspace: Home, timeout: float | None = None) -> Any:
     """A new connection to the workspace's store: a ``sqlite3.Connection``, or an ``_ops_postgres.PgConnection``."""
-    t = _timeout() if timeout is None else timeout
+    t = lock_timeout() if timeout is None else timeout
     target = _target(workspace)
     if target.backend == "postgresql":
         return _pg_open(target.dsn, t)
@@ -320,16 +325,16 @@ def _open_sqlite(path: str, timeout: float) -> sqlite3.Connection:
         con.execute("PRAGMA foreign_keys = ON")
     except sqlite3.OperationalError as exc:
         con.close()
-        raise _busy_or_error(path, exc, timeout) from exc
+        raise busy_or_error(path, exc, timeout) from exc
     return con
 
 
-def _where(workspace: Home) -> str:
+def display_location(workspace: Home) -> str:
     """The workspace's store for error messages: the SQLite path or the redacted URL."""
     return _target(workspace).shown
 
 
-def _busy_or_error(where: object, exc: sqlite3.Error, timeout: float) -> OpsError:
+def busy_or_error(where: object, exc: sqlite3.Error, timeout: float) -> OpsError:
     if isinstance(exc, _ConnectionLost):
         return OpsUnavailableError(f"the operational store {where} cannot be reached: {exc}; check that the "
                                    "PostgreSQL server is running and reachable from this machine, or go back to "
@@ -347,7 +352,7 @@ def connect(workspace: Home, *, timeout: float | None = None) -> Iterator[sqlite
     SQLite gives a ``sqlite3.Connection``; PostgreSQL a wrapper with the same surface
     (``execute``, ``executemany``, rows by index and name, ``sqlite3`` exceptions).
     """
-    t = _timeout() if timeout is None else timeout
+    t = lock_timeout() if timeout is None else timeout
     target = _target(workspace)
     if target.backend == "postgresql":
         con: Any = _pg_open(target.dsn, t)
@@ -358,7 +363,7 @@ def connect(workspace: Home, *, timeout: float | None = None) -> Iterator[sqlite
     except sqlite3.OperationalError as exc:
         if target.backend == "postgresql" and "no such table" in str(exc):
             _forget_schema(target.dsn)  # the database was dropped and made again: migrate again next time
-        raise _busy_or_error(target.shown, exc, t) from exc
+        raise busy_or_error(target.shown, exc, t) from exc
     finally:
         con.close()
 
@@ -594,7 +599,7 @@ class FlushResult:
         return d
 
 
-def _workspace_id(workspace: Home) -> str:
+def workspace_id(workspace: Home) -> str:
     """This workspace among those sharing a store: host name and absolute path."""
     return f"{socket.gethostname()}:{Path(workspace.path).resolve()}"
 
@@ -606,7 +611,7 @@ def events_home(workspace: Home) -> str | None:
     claimed it (:func:`claim_events_home`, :func:`set_url`), or None when none has yet.
     """
     if backend(workspace) == "sqlite":
-        return _workspace_id(workspace)
+        return workspace_id(workspace)
     ensure_schema(workspace, "shared", _SHARED_MIGRATIONS)
     with connect(workspace) as con:
         row = con.execute("SELECT value FROM settings WHERE key = 'events_home'").fetchone()
@@ -619,7 +624,7 @@ def claim_events_home(workspace: Home, *, force: bool = True) -> str:
     Returns the events home afterwards. Stop the flushers (workers) of the old home first,
     so that a batch in flight is not also sent there.
     """
-    me = _workspace_id(workspace)
+    me = workspace_id(workspace)
     if backend(workspace) == "sqlite":
         return me
     ensure_schema(workspace, "shared", _SHARED_MIGRATIONS)
@@ -654,11 +659,11 @@ def flush_outbox(workspace: Home, *, batch_size: int = 20000, lock_timeout: floa
     started = time.perf_counter()
     _ensure_outbox(workspace)
     if backend(workspace) == "postgresql":
-        home, me = events_home(workspace), _workspace_id(workspace)
+        home, me = events_home(workspace), workspace_id(workspace)
         if home != me:
-            why = (f"the run events of {_where(workspace)} go to the event store of {home}, not of this workspace; "
+            why = (f"the run events of {display_location(workspace)} go to the event store of {home}, not of this workspace; "
                    "flush there" if home else
-                   f"no workspace is the events home of {_where(workspace)} yet; run `procestra ops url "
+                   f"no workspace is the events home of {display_location(workspace)} yet; run `procestra ops url "
                    "--events-home` in the workspace whose event store should receive the run events")
             if why not in _warned_home:  # once per process: a worker away from home flushes every few seconds
                 _warned_home.add(why)

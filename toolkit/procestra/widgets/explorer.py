@@ -44,13 +44,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from procestra.mining import stats
 from procestra.errors import InvalidArgumentError, ProcestraError
+from procestra.mining import stats
 from procestra.mining.filters import Filter, save_filtered
 from procestra.models.render import DFG as RenderDFG
 from procestra.models.render import DFGDiff, dotted_chart_svg, filter_dfg, histogram_svg, human_duration, render
