@@ -62,7 +62,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import pyarrow as pa
 
 from procestra.errors import InvalidArgumentError
-from procestra.mining.filters import Filter, FilterPlan, plan_filter, seconds_sql
+from procestra.mining.filters import Filter, plan_filter
+from procestra.mining.plan import FilterPlan, seconds_sql
 from procestra.store import catalogue
 from procestra.store.derived import derive, derive_log, drop_derived, is_derived, underive
 
