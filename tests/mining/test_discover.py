@@ -193,6 +193,36 @@ def test_invalid_parameters(gen: Workspace) -> None:
     assert exc.value.parameter == "filter"
 
 
+def test_miner_params_are_typed_frozen_and_checked() -> None:
+    """Each built-in miner reads its options into a frozen dataclass: defaults filled in, values
+    checked, an option it does not take named in the error."""
+    from dataclasses import FrozenInstanceError
+
+    p = disc.InductiveParams.parse("inductive", {"noise_threshold": 0.2})
+    assert p == disc.InductiveParams(noise_threshold=0.2, disable_fallthroughs=False)
+    assert p.to_dict() == {"noise_threshold": 0.2, "disable_fallthroughs": False}
+    with pytest.raises(FrozenInstanceError):
+        p.noise_threshold = 0.5  # type: ignore[misc]
+    h = disc.HeuristicsParams.parse("heuristics", {"min_act_count": 3})
+    assert (h.min_act_count, h.dependency_threshold) == (3, 0.5)
+    assert disc.get_miner("heuristics").parameters == disc.HeuristicsParams.names()  # type: ignore[attr-defined]
+    assert disc.MinerParams.names() == () and disc.MinerParams.parse("dfg", {}).to_dict() == {}
+    with pytest.raises(InvalidArgumentError) as exc:
+        disc.MinerParams.parse("alpha", {"noise_threshold": 0.1})
+    assert exc.value.parameter == "noise_threshold" and "alpha miner (it takes no options)" in str(exc.value)
+    with pytest.raises(InvalidArgumentError) as exc:
+        disc.InductiveParams.parse("inductive", {"noise_threshold": 2})
+    assert exc.value.parameter == "noise_threshold"
+    assert set(disc.MinerOptions.__annotations__) == {*disc.InductiveParams.names(), *disc.HeuristicsParams.names()}
+
+
+def test_a_user_miner_declaring_parameters_gets_unknown_options_rejected(gen: Workspace, registry: None) -> None:
+    disc.register_miner(FlowerMiner())
+    with pytest.raises(InvalidArgumentError) as exc:
+        discover(gen, "loans", "flower", dependency_threshold=0.9)
+    assert exc.value.parameter == "dependency_threshold" and "flower" in str(exc.value)
+
+
 def test_unknown_log(gen: Workspace) -> None:
     for miner in disc.miners():
         with pytest.raises(LogNotFoundError) as exc:

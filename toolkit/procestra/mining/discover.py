@@ -53,10 +53,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import chain, pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypedDict, Unpack, runtime_checkable
 
 import numpy as np
 
@@ -67,6 +67,8 @@ from procestra.store import catalogue
 if TYPE_CHECKING:
     import duckdb
 
+    from procestra.mining.filters import Filter
+    from procestra.mining.plan import FilterPlan
     from procestra.store.home import Home
 
 __all__ = [
@@ -74,8 +76,12 @@ __all__ = [
     "DFGMiner",
     "DiscoveryResult",
     "HeuristicsMiner",
+    "HeuristicsParams",
     "InductiveMiner",
+    "InductiveParams",
     "Miner",
+    "MinerOptions",
+    "MinerParams",
     "accelerated",
     "discover",
     "fast_dfg_uvcl",
@@ -189,20 +195,110 @@ class DiscoveryResult:
         return head + (svg if svg is not None else f"<pre>{html.escape(str(self.model))}</pre>")
 
 
+# -- options ---------------------------------------------------------------------------------
+class MinerOptions(TypedDict, total=False):
+    """The options of the built-in miners, as keywords of :func:`discover`; each miner takes some
+    (:class:`InductiveParams`, :class:`HeuristicsParams`) and rejects the others."""
+
+    noise_threshold: float
+    disable_fallthroughs: bool
+    dependency_threshold: float
+    and_threshold: float
+    loop_two_threshold: float
+    min_act_count: int
+    min_dfg_occurrences: int
+
+
+@dataclass(frozen=True)
+class MinerParams:
+    """The checked options of a miner; this base takes none (``dfg``, ``alpha``)."""
+
+    @classmethod
+    def parse(cls, miner: str, options: Mapping[str, object]) -> Self:
+        """The options given to ``miner``, checked, defaults filled in; an option it does not
+        take, or a value out of range, raises :class:`InvalidArgumentError` naming it."""
+        _reject_unknown(miner, options, cls.names())
+        return replace(cls(), **options)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The options this kind of miner takes."""
+        return tuple(f.name for f in fields(cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InductiveParams(MinerParams):
+    """Options of the inductive miner: IMf with ``noise_threshold`` in (0, 1], IM at 0."""
+
+    noise_threshold: float = 0.0
+    disable_fallthroughs: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "noise_threshold", _share(self.noise_threshold, "noise_threshold"))
+        if not isinstance(self.disable_fallthroughs, bool):
+            raise InvalidArgumentError("disable_fallthroughs must be True or False", parameter="disable_fallthroughs")
+
+
+@dataclass(frozen=True)
+class HeuristicsParams(MinerParams):
+    """Options of the heuristics miner (classic), with pm4py's defaults."""
+
+    dependency_threshold: float = 0.5
+    and_threshold: float = 0.65
+    loop_two_threshold: float = 0.5
+    min_act_count: int = 1
+    min_dfg_occurrences: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("dependency_threshold", "and_threshold", "loop_two_threshold"):
+            object.__setattr__(self, name, _share(getattr(self, name), name))
+        for name in ("min_act_count", "min_dfg_occurrences"):
+            object.__setattr__(self, name, _count(getattr(self, name), name))
+
+
+def _reject_unknown(miner: str, options: Mapping[str, object], accepted: tuple[str, ...]) -> None:
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = f"it takes {', '.join(accepted)}" if accepted else "it takes no options"
+        raise InvalidArgumentError(f"unknown option {unknown[0]!r}: {unknown[0]} does not apply to the {miner} miner "
+                                   f"({takes})", parameter=unknown[0])
+
+
+def _share(value: object, name: str) -> float:
+    """A number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
+        raise InvalidArgumentError(f"{name} must be a number between 0 and 1, not {value!r}", parameter=name)
+    return float(value)
+
+
+def _count(value: object, name: str) -> int:
+    """A non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0:
+        raise InvalidArgumentError(f"{name} must be a non-negative integer, not {value!r}", parameter=name)
+    return int(value)
+
+
 # -- miners and their registry ------------------------------------------------------------
 @runtime_checkable
 class Miner(Protocol):
-    """A discovery algorithm: ``name`` in the registry, ``discover`` reading the store."""
+    """A discovery algorithm: ``name`` in the registry, ``discover`` reading the store.
+
+    A miner may also declare ``parameters``, the names of the options it takes;
+    :func:`discover` then rejects any other option before calling it.
+    """
 
     @property
     def name(self) -> str:
         """The name to register and call the miner by."""
         ...
 
-    def discover(self, workspace: Home, log: str, *, filter: Any = None,
-                 **params: Any) -> DiscoveryResult:
-        """Discover a model of ``log`` (optionally filtered); unknown ``params`` raise
-        :class:`InvalidArgumentError`."""
+    def discover(self, workspace: Home, log: str, *, filter: Filter | None = None,
+                 **options: Unpack[MinerOptions]) -> DiscoveryResult:
+        """Discover a model of ``log`` (optionally filtered); an option the miner does not take
+        raises :class:`InvalidArgumentError`."""
         ...
 
 
@@ -215,12 +311,12 @@ def register_miner(miner: Miner, *, replace: bool = False) -> None:
 
     >>> class Flower:
     ...     name = "flower"
-    ...     def discover(self, workspace, log, *, filter=None, **params): ...
+    ...     def discover(self, workspace, log, *, filter=None, **options): ...
     >>> register_miner(Flower())
     """
     if not isinstance(miner, Miner) or not isinstance(getattr(miner, "name", None), str) or not miner.name:
         raise InvalidArgumentError("a miner needs a non-empty string `name` and a "
-                                   "`discover(workspace, log, *, filter=None, **params)` method",
+                                   "`discover(workspace, log, *, filter=None, **options)` method",
                                    parameter="miner")
     with _REGISTRY_LOCK:
         if not replace and _REGISTRY.get(miner.name, miner) is not miner:
@@ -250,65 +346,34 @@ def discover(
     log: str,
     miner: str | Miner = "inductive",
     *,
-    filter: Any = None,
-    noise_threshold: float = 0.0,
-    dependency_threshold: float = 0.5,
-    **params: Any,
+    filter: Filter | None = None,
+    **options: Unpack[MinerOptions],
 ) -> DiscoveryResult:
     """Discover a process model of ``log`` with ``miner`` (a registered name or a :class:`Miner`).
 
-    ``noise_threshold`` goes to the inductive miner (IMf when above 0),
-    ``dependency_threshold`` to the heuristics miner; other miner options go in ``params``
-    (e.g. ``and_threshold`` for heuristics). ``filter`` is a :class:`procestra.mining.filters.Filter`.
+    ``options`` are the miner's (:class:`MinerOptions`): ``noise_threshold`` for the
+    inductive miner (IMf when above 0), ``dependency_threshold``, ``and_threshold`` ...
+    for the heuristics miner; one the miner does not take raises
+    :class:`InvalidArgumentError` naming it. ``filter`` is a :class:`procestra.mining.filters.Filter`.
 
     >>> discover(ws, "loans")                                  # IM, the whole log
+    >>> discover(ws, "loans", "inductive", noise_threshold=0.2)
     >>> discover(ws, "loans", "heuristics", dependency_threshold=0.9)
     """
     m = get_miner(miner) if isinstance(miner, str) or not isinstance(miner, Miner) else miner
     accepted = getattr(m, "parameters", None)
-    for name, value, default in (("noise_threshold", noise_threshold, 0.0),
-                                 ("dependency_threshold", dependency_threshold, 0.5)):
-        if accepted is not None and name in accepted:
-            params[name] = value
-        elif value != default:
-            raise InvalidArgumentError(f"{name} does not apply to the {m.name} miner", parameter=name)
-    return m.discover(workspace, log, filter=filter, **params)
+    if accepted is not None:
+        _reject_unknown(m.name, options, tuple(accepted))
+    return m.discover(workspace, log, filter=filter, **options)
 
 
-# -- parameters -----------------------------------------------------------------------------
-def _check_params(miner: str, given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        accepted = ", ".join(defaults) or "none"
-        raise InvalidArgumentError(f"unknown option {unknown[0]!r} for the {miner} miner (accepted: {accepted})",
-                                   parameter=unknown[0])
-    return {**defaults, **given}
-
-
-def _share(value: Any, name: str) -> float:
-    """A number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
-        raise InvalidArgumentError(f"{name} must be a number between 0 and 1, not {value!r}", parameter=name)
-    return float(value)
-
-
-def _count(value: Any, name: str) -> int:
-    """A non-negative integer."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise InvalidArgumentError(f"{name} must be a non-negative integer, not {value!r}", parameter=name)
-    return int(value)
-
-
-def _describe(flt: Any) -> str | None:
-    if flt is None:
-        return None
-    describe = getattr(flt, "describe", None)
-    return str(describe()) if callable(describe) else str(flt)
+def _describe(flt: Filter | None) -> str | None:
+    return None if flt is None else flt.describe()
 
 
 # -- inputs from the store --------------------------------------------------------------------
-def _plan(con: duckdb.DuckDBPyConnection, log_id: int, flt: Any) -> Any:
-    """The compiled filter (``procestra.mining.filters.FilterPlan``), or None without that module."""
+def _plan(con: duckdb.DuckDBPyConnection, log_id: int, flt: Filter | None) -> FilterPlan | None:
+    """The compiled filter (``procestra.mining.plan.FilterPlan``), or None without the filters module."""
     if importlib.util.find_spec("procestra.mining.filters") is None:
         if flt is not None:
             raise InvalidArgumentError("filters need procestra.mining.filters, which this installation lacks; "
@@ -319,7 +384,7 @@ def _plan(con: duckdb.DuckDBPyConnection, log_id: int, flt: Any) -> Any:
     return plan_filter(con, log_id, flt)
 
 
-def _no_cases(log: str, flt: Any) -> EmptyResultError:
+def _no_cases(log: str, flt: Filter | None) -> EmptyResultError:
     if flt is None:
         return EmptyResultError(f"log {log!r} has no events to mine")
     return EmptyResultError(f"no cases match the filter ({_describe(flt)}) in log {log!r}; "
@@ -348,7 +413,7 @@ FROM s GROUP BY v ORDER BY first_case
 """
 
 
-def _read_variants(con: duckdb.DuckDBPyConnection, log_id: int, flt: Any) -> Variants:
+def _read_variants(con: duckdb.DuckDBPyConnection, log_id: int, flt: Filter | None) -> Variants:
     """The variants (of the filtered cases), ordered by first case id as pm4py orders them."""
     plan = _plan(con, log_id, flt)
     if plan is not None and plan.fast:
@@ -364,7 +429,7 @@ def _read_variants(con: duckdb.DuckDBPyConnection, log_id: int, flt: Any) -> Var
     return Counter({tuple(map(lookup, v)): int(n) for v, n, _, _ in rows})
 
 
-def log_variants(workspace: Home, log: str, filter: Any = None) -> Variants:
+def log_variants(workspace: Home, log: str, filter: Filter | None = None) -> Variants:
     """The variants of ``log`` as pm4py's inductive miner sees them: activity tuple -> cases.
 
     Ordered (as a dict) by each variant's first case id, which is pm4py's order.
@@ -424,7 +489,7 @@ def _follows(variants: Variants) -> _Follows:
     )
 
 
-def _read(workspace: Home, log: str, flt: Any) -> tuple[Variants, float]:
+def _read(workspace: Home, log: str, flt: Filter | None) -> tuple[Variants, float]:
     """The variants of ``log`` (filtered) from a short-lived connection, and the time the read
     started; no cases raise :class:`EmptyResultError`."""
     started = time.perf_counter()
@@ -714,16 +779,14 @@ class InductiveMiner:
     """pm4py's inductive miner (IMf when ``noise_threshold > 0``) on the variants from SQL."""
 
     name: str = "inductive"
-    parameters: tuple[str, ...] = ("noise_threshold", "disable_fallthroughs")
+    parameters: tuple[str, ...] = InductiveParams.names()
 
-    def discover(self, workspace: Home, log: str, *, filter: Any = None, **params: Any) -> DiscoveryResult:
-        p = _check_params(self.name, params, {"noise_threshold": 0.0, "disable_fallthroughs": False})
-        p["noise_threshold"] = _share(p["noise_threshold"], "noise_threshold")
-        if not isinstance(p["disable_fallthroughs"], bool):
-            raise InvalidArgumentError("disable_fallthroughs must be True or False", parameter="disable_fallthroughs")
+    def discover(self, workspace: Home, log: str, *, filter: Filter | None = None,
+                 **options: Unpack[MinerOptions]) -> DiscoveryResult:
+        p = InductiveParams.parse(self.name, options)
         variants, started = _read(workspace, log, filter)
-        tree = inductive_tree(variants, **p)
-        return DiscoveryResult(self.name, p, log, _describe(filter), tree=tree,
+        tree = inductive_tree(variants, noise_threshold=p.noise_threshold, disable_fallthroughs=p.disable_fallthroughs)
+        return DiscoveryResult(self.name, p.to_dict(), log, _describe(filter), tree=tree,
                                seconds=time.perf_counter() - started)
 
 
@@ -732,13 +795,14 @@ class DFGMiner:
     """Directly-follows counts with start and end activities, in pm4py's format."""
 
     name: str = "dfg"
-    parameters: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = MinerParams.names()
 
-    def discover(self, workspace: Home, log: str, *, filter: Any = None, **params: Any) -> DiscoveryResult:
-        p = _check_params(self.name, params, {})
+    def discover(self, workspace: Home, log: str, *, filter: Filter | None = None,
+                 **options: Unpack[MinerOptions]) -> DiscoveryResult:
+        p = MinerParams.parse(self.name, options)
         variants, started = _read(workspace, log, filter)
         f = _follows(variants)
-        return DiscoveryResult(self.name, p, log, _describe(filter), dfg=(f.dfg, f.start, f.end),
+        return DiscoveryResult(self.name, p.to_dict(), log, _describe(filter), dfg=(f.dfg, f.start, f.end),
                                seconds=time.perf_counter() - started)
 
 
@@ -747,17 +811,11 @@ class HeuristicsMiner:
     """pm4py's heuristics miner (classic) on DFG, window-2 and triple counts from SQL."""
 
     name: str = "heuristics"
-    parameters: tuple[str, ...] = ("dependency_threshold", "and_threshold", "loop_two_threshold",
-                                   "min_act_count", "min_dfg_occurrences")
+    parameters: tuple[str, ...] = HeuristicsParams.names()
 
-    def discover(self, workspace: Home, log: str, *, filter: Any = None, **params: Any) -> DiscoveryResult:
-        p = _check_params(self.name, params, {"dependency_threshold": 0.5, "and_threshold": 0.65,
-                                              "loop_two_threshold": 0.5, "min_act_count": 1,
-                                              "min_dfg_occurrences": 1})
-        for name in ("dependency_threshold", "and_threshold", "loop_two_threshold"):
-            p[name] = _share(p[name], name)
-        for name in ("min_act_count", "min_dfg_occurrences"):
-            p[name] = _count(p[name], name)
+    def discover(self, workspace: Home, log: str, *, filter: Filter | None = None,
+                 **options: Unpack[MinerOptions]) -> DiscoveryResult:
+        p = HeuristicsParams.parse(self.name, options)
         variants, started = _read(workspace, log, filter)
         f = _follows(variants)
         from pm4py.algo.discovery.heuristics.variants import classic
@@ -766,10 +824,10 @@ class HeuristicsMiner:
         heu = classic.apply_heu_dfg(
             f.dfg, activities=list(f.activities), activities_occurrences=f.activities,
             start_activities=f.start, end_activities=f.end, dfg_window_2=f.window2, freq_triples=f.triples,
-            parameters={hp.DEPENDENCY_THRESH: p["dependency_threshold"], hp.AND_MEASURE_THRESH: p["and_threshold"],
-                        hp.LOOP_LENGTH_TWO_THRESH: p["loop_two_threshold"], hp.MIN_ACT_COUNT: p["min_act_count"],
-                        hp.MIN_DFG_OCCURRENCES: p["min_dfg_occurrences"]})
-        return DiscoveryResult(self.name, p, log, _describe(filter), heuristics_net=heu,
+            parameters={hp.DEPENDENCY_THRESH: p.dependency_threshold, hp.AND_MEASURE_THRESH: p.and_threshold,
+                        hp.LOOP_LENGTH_TWO_THRESH: p.loop_two_threshold, hp.MIN_ACT_COUNT: p.min_act_count,
+                        hp.MIN_DFG_OCCURRENCES: p.min_dfg_occurrences})
+        return DiscoveryResult(self.name, p.to_dict(), log, _describe(filter), heuristics_net=heu,
                                seconds=time.perf_counter() - started)
 
 
@@ -778,16 +836,17 @@ class AlphaMiner:
     """pm4py's classic alpha miner on the DFG and start/end activities from SQL."""
 
     name: str = "alpha"
-    parameters: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = MinerParams.names()
 
-    def discover(self, workspace: Home, log: str, *, filter: Any = None, **params: Any) -> DiscoveryResult:
-        p = _check_params(self.name, params, {})
+    def discover(self, workspace: Home, log: str, *, filter: Filter | None = None,
+                 **options: Unpack[MinerOptions]) -> DiscoveryResult:
+        p = MinerParams.parse(self.name, options)
         variants, started = _read(workspace, log, filter)
         f = _follows(variants)
         from pm4py.algo.discovery.alpha.variants import classic
 
         net, im, fm = classic.apply_dfg_sa_ea(f.dfg, f.start, f.end)
-        return DiscoveryResult(self.name, p, log, _describe(filter), net=net, initial_marking=im,
+        return DiscoveryResult(self.name, p.to_dict(), log, _describe(filter), net=net, initial_marking=im,
                                final_marking=fm, seconds=time.perf_counter() - started)
 
 
