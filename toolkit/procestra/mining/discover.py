@@ -152,7 +152,8 @@ class DiscoveryResult:
                 self._cache["petri"] = pm4py.convert_to_petri_net(*self.dfg)
             else:
                 raise ProcestraError(f"the {self.miner} result holds no model to convert")
-        return self._cache["petri"]  # type: ignore[no-any-return]
+        petri: tuple[Any, Any, Any] = self._cache["petri"]
+        return petri
 
     def to_bpmn(self) -> Any:
         """The model as a pm4py BPMN diagram (from the tree when there is one, else the Petri net)."""
@@ -501,7 +502,7 @@ def _read(workspace: Home, log: str, flt: Filter | None) -> tuple[Variants, floa
 
 
 # -- the vectorised DFG of a variant log ----------------------------------------------------
-class _Codes(dict):  # type: ignore[type-arg]
+class _Codes(dict[Any, int]):
     """Activity -> small integer, assigned on first sight."""
 
     def __missing__(self, key: Any) -> int:
@@ -601,7 +602,8 @@ def _recall(log: Mapping[Any, Any]) -> _Encoded | None:
     if last is None or len(last[0]) != len(log) or not all(map(operator.is_, log, last[0])) \
             or list(log.values()) != last[1]:
         return None
-    return last[2]  # type: ignore[no-any-return]
+    enc: _Encoded = last[2]
+    return enc
 
 
 def fast_dfg_uvcl(log: Mapping[Any, Any]) -> Any:

@@ -596,7 +596,7 @@ def save_filtered(workspace: Home, log: str, flt: Filter, new_log: str) -> LogIn
                                        parameter="new_log")
         sql, params = filtered_events_sql(con, src_id, flt)
         con.execute(f"CREATE OR REPLACE TEMP TABLE __kept AS {sql}", params)
-        events = con.execute("SELECT count(*) FROM __kept").fetchone()[0]
+        events = con.execute("SELECT count(*) FROM __kept").fetchall()[0][0]
         if not events:
             raise EmptyResultError(f"the filter keeps no events of log {log!r}: {flt.describe()}",
                                    filter=repr(flt))
@@ -622,7 +622,7 @@ def save_filtered(workspace: Home, log: str, flt: Filter, new_log: str) -> LogIn
         fields = {k: v for k, v in mapping.items() if k in LogSchema.__dataclass_fields__}
         schema = LogSchema(**{**fields, "case_attributes": tuple(mapping.get("case_attributes") or ())})
         content_hash = hashlib.sha256(f"{src['content_hash']}|{flt!r}".encode()).hexdigest()
-        cases, acts = con.execute(f"SELECT count(DISTINCT case_id), count(DISTINCT activity) FROM {ev}").fetchone()
+        cases, acts = con.execute(f"SELECT count(DISTINCT case_id), count(DISTINCT activity) FROM {ev}").fetchall()[0]
         source = f"log {log!r} filtered: {flt.describe()}"
         quality = QualityReport(rows_read=int(events), events=int(events), cases=int(cases), activities=int(acts),
                                 notes=[f"filtered from log {log!r} with {flt!r}"])

@@ -226,7 +226,7 @@ class FilterPlan:
             raise InvalidArgumentError(f"cannot filter on attribute {name!r} of type {typ}", parameter="name")
         present = [v for v in values if v is not None]
         for v in present:
-            ok = self.con.execute(f"SELECT TRY_CAST($v AS {typ}) IS NOT NULL", {"v": v}).fetchone()[0]
+            ok = self.con.execute(f"SELECT TRY_CAST($v AS {typ}) IS NOT NULL", {"v": v}).fetchall()[0][0]
             if not ok:
                 raise InvalidArgumentError(f"{v!r} is not a valid {typ} value for attribute {name!r}",
                                            parameter="values")

@@ -127,7 +127,7 @@ class _Table:
     title: ClassVar[str] = ""
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def to_arrow(self) -> pa.Table:
         return self.table
@@ -137,7 +137,8 @@ class _Table:
 
     def to_pylist(self) -> list[dict[str, Any]]:
         """One dict per row."""
-        return self.table.to_pylist()
+        rows: list[dict[str, Any]] = self.table.to_pylist()
+        return rows
 
     def _repr_html_(self) -> str:
         return _html_table(self.title, self.table)
@@ -244,7 +245,8 @@ class CaseDurations(_Table):
     def mean(self) -> float | None:
         import pyarrow.compute as pc
 
-        return pc.mean(self.table.column("duration_s")).as_py()
+        value = pc.mean(self.table.column("duration_s")).as_py()
+        return None if value is None else float(value)
 
     @property
     def median(self) -> float | None:
@@ -430,7 +432,7 @@ def dotted_chart(workspace: Home, log: str, filter: Filter | None = None, *, max
         raise InvalidArgumentError(f"max_cases must be a whole number of at least 1, not {max_cases!r}",
                                    parameter="max_cases")
     with _planned(workspace, log, filter) as plan:
-        total = plan.run(f"SELECT count(*) FROM {plan.facts_rel()}").fetchone()[0]
+        total = plan.run(f"SELECT count(*) FROM {plan.facts_rel()}").fetchall()[0][0]
         step = max(1, math.ceil(total / max_cases))
         picked = plan.add(
             f"""SELECT case_id, (rn - 1) // {step} AS row FROM (
@@ -479,7 +481,7 @@ def _instances(plan: FilterPlan) -> tuple[str, str]:
     """
     has_start_ts, has_start_lc = plan.con.execute(
         f"SELECT count(start_ts) > 0, count(*) FILTER (WHERE lower(lifecycle) = 'start') > 0 FROM {plan.ev}"
-    ).fetchone()
+    ).fetchall()[0]
     e = plan.events_rel()
     if has_start_ts:
         basis = "start_ts"

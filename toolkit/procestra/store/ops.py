@@ -189,7 +189,7 @@ def redact(url: str) -> str:
     return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", url)
 
 
-def _check_url(url: Any, source: str) -> str:
+def _check_url(url: object, source: str) -> str:
     """``url`` if it is a PostgreSQL URL that libpq can parse, else :class:`OpsUrlError` naming ``source``."""
     if not isinstance(url, str) or not url.strip():
         raise OpsUrlError(f"{source}: the operational store URL is empty; give a postgresql://user:password@host/db "

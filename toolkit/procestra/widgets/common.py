@@ -73,7 +73,7 @@ class Composite:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.root)
+        display(self.root)  # type: ignore[no-untyped-call]  # IPython.display ships no annotations
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
         return self.root._repr_mimebundle_(include=include, exclude=exclude)

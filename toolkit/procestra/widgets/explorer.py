@@ -353,7 +353,7 @@ class Explorer(Composite):
             qs = [i / 20 for i in range(21)]
             (values,) = con.execute(
                 f"SELECT quantile_disc(epoch_us(last_ts) - epoch_us(first_ts), $q) FROM {ca}", {"q": qs}
-            ).fetchone()
+            ).fetchall()[0]
         steps = sorted({round((v or 0) / 1e6, 3) for v in (values or [0])})
         if len(steps) == 1:
             steps.append(steps[0] + 1.0)
@@ -368,7 +368,7 @@ class Explorer(Composite):
             if level == "case":
                 columns = [(n, t, ca) for n, t in sorted(self.info.case_attributes.items())]
             else:
-                has_resource = con.execute(f"SELECT count(resource) > 0 FROM {ev}").fetchone()[0]
+                has_resource = con.execute(f"SELECT count(resource) > 0 FROM {ev}").fetchall()[0][0]
                 columns = ([("resource", "VARCHAR", ev)] if has_resource else []) + \
                     [(n, t, ea) for n, t in sorted(self.info.event_attributes.items())]
             for name, typ, table in columns:
@@ -655,7 +655,8 @@ class Explorer(Composite):
                 data = to_bpmn_xml(self._model(state, f))
             _write(target, data)
         except (ProcestraError, OSError) as exc:
-            return self._failed(target, exc)
+            self._failed(target, exc)
+            return None
         self._ok(f"map written to {target}")
         return target
 
@@ -679,7 +680,8 @@ class Explorer(Composite):
             target.parent.mkdir(parents=True, exist_ok=True)
             export(self.workspace, self.log, target, self.filter or None)
         except (ProcestraError, OSError) as exc:
-            return self._failed(target, exc)
+            self._failed(target, exc)
+            return None
         self._ok(f"filtered log written to {target}")
         return target
 
