@@ -198,22 +198,24 @@ def test_miner_params_are_typed_frozen_and_checked() -> None:
     checked, an option it does not take named in the error."""
     from dataclasses import FrozenInstanceError
 
-    p = disc.InductiveParams.parse("inductive", {"noise_threshold": 0.2})
-    assert p == disc.InductiveParams(noise_threshold=0.2, disable_fallthroughs=False)
+    from procestra.mining.params import HeuristicsParams, InductiveParams, MinerOptions, MinerParams
+
+    p = InductiveParams.parse("inductive", {"noise_threshold": 0.2})
+    assert p == InductiveParams(noise_threshold=0.2, disable_fallthroughs=False)
     assert p.to_dict() == {"noise_threshold": 0.2, "disable_fallthroughs": False}
     with pytest.raises(FrozenInstanceError):
         p.noise_threshold = 0.5  # type: ignore[misc]
-    h = disc.HeuristicsParams.parse("heuristics", {"min_act_count": 3})
+    h = HeuristicsParams.parse("heuristics", {"min_act_count": 3})
     assert (h.min_act_count, h.dependency_threshold) == (3, 0.5)
-    assert disc.get_miner("heuristics").parameters == disc.HeuristicsParams.names()  # type: ignore[attr-defined]
-    assert disc.MinerParams.names() == () and disc.MinerParams.parse("dfg", {}).to_dict() == {}
+    assert disc.get_miner("heuristics").parameters == HeuristicsParams.names()  # type: ignore[attr-defined]
+    assert MinerParams.names() == () and MinerParams.parse("dfg", {}).to_dict() == {}
     with pytest.raises(InvalidArgumentError) as exc:
-        disc.MinerParams.parse("alpha", {"noise_threshold": 0.1})
+        MinerParams.parse("alpha", {"noise_threshold": 0.1})
     assert exc.value.parameter == "noise_threshold" and "alpha miner (it takes no options)" in str(exc.value)
     with pytest.raises(InvalidArgumentError) as exc:
-        disc.InductiveParams.parse("inductive", {"noise_threshold": 2})
+        InductiveParams.parse("inductive", {"noise_threshold": 2})
     assert exc.value.parameter == "noise_threshold"
-    assert set(disc.MinerOptions.__annotations__) == {*disc.InductiveParams.names(), *disc.HeuristicsParams.names()}
+    assert set(MinerOptions.__annotations__) == {*InductiveParams.names(), *HeuristicsParams.names()}
 
 
 def test_a_user_miner_declaring_parameters_gets_unknown_options_rejected(gen: Workspace, registry: None) -> None:

@@ -46,21 +46,21 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import numbers
 import operator
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from itertools import chain, pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypedDict, Unpack, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Unpack, runtime_checkable
 
 import numpy as np
 
 from procestra.errors import EmptyResultError, InvalidArgumentError, ProcestraError
+from procestra.mining.params import HeuristicsParams, InductiveParams, MinerOptions, MinerParams, reject_unknown
 from procestra.schema import table_names
 from procestra.store import catalogue
 
@@ -76,12 +76,8 @@ __all__ = [
     "DFGMiner",
     "DiscoveryResult",
     "HeuristicsMiner",
-    "HeuristicsParams",
     "InductiveMiner",
-    "InductiveParams",
     "Miner",
-    "MinerOptions",
-    "MinerParams",
     "accelerated",
     "discover",
     "fast_dfg_uvcl",
@@ -196,92 +192,6 @@ class DiscoveryResult:
         return head + (svg if svg is not None else f"<pre>{html.escape(str(self.model))}</pre>")
 
 
-# -- options ---------------------------------------------------------------------------------
-class MinerOptions(TypedDict, total=False):
-    """The options of the built-in miners, as keywords of :func:`discover`; each miner takes some
-    (:class:`InductiveParams`, :class:`HeuristicsParams`) and rejects the others."""
-
-    noise_threshold: float
-    disable_fallthroughs: bool
-    dependency_threshold: float
-    and_threshold: float
-    loop_two_threshold: float
-    min_act_count: int
-    min_dfg_occurrences: int
-
-
-@dataclass(frozen=True)
-class MinerParams:
-    """The checked options of a miner; this base takes none (``dfg``, ``alpha``)."""
-
-    @classmethod
-    def parse(cls, miner: str, options: Mapping[str, object]) -> Self:
-        """The options given to ``miner``, checked, defaults filled in; an option it does not
-        take, or a value out of range, raises :class:`InvalidArgumentError` naming it."""
-        _reject_unknown(miner, options, cls.names())
-        return replace(cls(), **options)
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        """The options this kind of miner takes."""
-        return tuple(f.name for f in fields(cls))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class InductiveParams(MinerParams):
-    """Options of the inductive miner: IMf with ``noise_threshold`` in (0, 1], IM at 0."""
-
-    noise_threshold: float = 0.0
-    disable_fallthroughs: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "noise_threshold", _share(self.noise_threshold, "noise_threshold"))
-        if not isinstance(self.disable_fallthroughs, bool):
-            raise InvalidArgumentError("disable_fallthroughs must be True or False", parameter="disable_fallthroughs")
-
-
-@dataclass(frozen=True)
-class HeuristicsParams(MinerParams):
-    """Options of the heuristics miner (classic), with pm4py's defaults."""
-
-    dependency_threshold: float = 0.5
-    and_threshold: float = 0.65
-    loop_two_threshold: float = 0.5
-    min_act_count: int = 1
-    min_dfg_occurrences: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("dependency_threshold", "and_threshold", "loop_two_threshold"):
-            object.__setattr__(self, name, _share(getattr(self, name), name))
-        for name in ("min_act_count", "min_dfg_occurrences"):
-            object.__setattr__(self, name, _count(getattr(self, name), name))
-
-
-def _reject_unknown(miner: str, options: Mapping[str, object], accepted: tuple[str, ...]) -> None:
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        takes = f"it takes {', '.join(accepted)}" if accepted else "it takes no options"
-        raise InvalidArgumentError(f"unknown option {unknown[0]!r}: {unknown[0]} does not apply to the {miner} miner "
-                                   f"({takes})", parameter=unknown[0])
-
-
-def _share(value: object, name: str) -> float:
-    """A number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
-        raise InvalidArgumentError(f"{name} must be a number between 0 and 1, not {value!r}", parameter=name)
-    return float(value)
-
-
-def _count(value: object, name: str) -> int:
-    """A non-negative integer."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0:
-        raise InvalidArgumentError(f"{name} must be a non-negative integer, not {value!r}", parameter=name)
-    return int(value)
-
-
 # -- miners and their registry ------------------------------------------------------------
 @runtime_checkable
 class Miner(Protocol):
@@ -352,7 +262,7 @@ def discover(
 ) -> DiscoveryResult:
     """Discover a process model of ``log`` with ``miner`` (a registered name or a :class:`Miner`).
 
-    ``options`` are the miner's (:class:`MinerOptions`): ``noise_threshold`` for the
+    ``options`` are the miner's (:class:`procestra.mining.params.MinerOptions`): ``noise_threshold`` for the
     inductive miner (IMf when above 0), ``dependency_threshold``, ``and_threshold`` ...
     for the heuristics miner; one the miner does not take raises
     :class:`InvalidArgumentError` naming it. ``filter`` is a :class:`procestra.mining.filters.Filter`.
@@ -364,7 +274,7 @@ def discover(
     m = get_miner(miner) if isinstance(miner, str) or not isinstance(miner, Miner) else miner
     accepted = getattr(m, "parameters", None)
     if accepted is not None:
-        _reject_unknown(m.name, options, tuple(accepted))
+        reject_unknown(m.name, options, tuple(accepted))
     return m.discover(workspace, log, filter=filter, **options)
 
 
