@@ -83,8 +83,8 @@ def quiet_pm4py() -> Any:
 def prepare(path: Path, events: int) -> dict[str, float]:
     """Make sure ``path`` holds log ``bench`` of about ``events`` events, derived."""
     from procestra import LogNotFoundError, Workspace, stats
-    from procestra.mining.filters import is_derived
     from procestra.mining.generate import generate_log
+    from procestra.store.derived import is_derived
 
     out: dict[str, float] = {}
     ws = Workspace.init(path)

@@ -21,6 +21,7 @@ from typing import Any
 
 from procestra import engine
 from procestra.engine.connectors import TaskContext, TaskError
+from procestra.ingest.outbox import flush_outbox
 from procestra.store import ops
 
 _SCHEMA = (
@@ -212,7 +213,7 @@ def journal_events(ws: Any, model: str) -> Counter[tuple[Any, ...]]:
 
 def assert_closed_loop(ws: Any, model: str) -> None:
     """After a flush, the runs log holds exactly the journal's events, and each task step has start + complete."""
-    ops.flush_outbox(ws)
+    flush_outbox(ws)
     assert ops.outbox_stats(ws).pending == 0
     events, expected = run_events(ws, model), journal_events(ws, model)
     assert events == expected, (f"only in the events: {events - expected}\n"

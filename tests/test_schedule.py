@@ -409,7 +409,7 @@ def test_dask_executor_needs_a_reachable_address() -> None:
 
 def test_run_history_widget_colours_links_filters_and_closes(ws: Workspace, nbs: dict[str, Path],
                                                             executor: LocalExecutor) -> None:
-    from procestra.widgets.explorer import RunHistory
+    from procestra.widgets import RunHistory
 
     add_job(ws, "ok", nbs["trivial"], cron="0 6 * * *", start=T0)
     add_job(ws, "bad", nbs["raising"], cron="0 6 * * *", start=T0)

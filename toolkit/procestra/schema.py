@@ -26,7 +26,7 @@ In pm4py's DataFrame format (``to_pandas``) the roles are named
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from procestra.errors import MappingError
@@ -146,12 +146,12 @@ def detect_schema(columns: list[str], given: LogSchema | None = None, *, source:
         if getattr(given, role) is not None:
             continue
         for cand in candidates:
-            col = by_exact.get(cand) or by_norm.get(_norm(cand))
-            if col is not None and col not in used:
-                found[role] = col
-                used.add(col)
+            match = by_exact.get(cand) or by_norm.get(_norm(cand))
+            if match is not None and match not in used:
+                found[role] = match
+                used.add(match)
                 break
-    schema = replace(given, **found)
+    schema = LogSchema(**{**given.roles(), **found}, case_attributes=given.case_attributes)
     missing = [r for r in _REQUIRED if getattr(schema, r) is None]
     if missing:
         role = missing[0]

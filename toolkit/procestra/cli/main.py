@@ -1152,9 +1152,9 @@ def ops_url(state: _State, url: str | None, use_sqlite: bool, events_home: bool,
 @cli_endpoint
 def ops_flush(state: _State, as_json: bool) -> None:
     """Move queued run and job events from the operational store into the event store now."""
-    from procestra.store import ops
+    from procestra.ingest.outbox import flush_outbox
 
-    result = ops.flush_outbox(state.workspace())
+    result = flush_outbox(state.workspace())
     if as_json:
         _emit_json(result.to_dict())
     elif result.skipped:

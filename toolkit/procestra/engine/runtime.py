@@ -26,7 +26,7 @@ external effects can be deduplicated. Timers and retry back-offs set the case's
 **Closed loop**: each executed step (service, user and script tasks) goes, in the same
 transaction, to the outbox as a ``start`` and a ``complete`` event (case, activity,
 resource, outcome, error, attempt) for the log ``runs:<model>``, which
-:func:`procestra.ops.flush_outbox` moves into the event store. :func:`conform_runs` checks
+:func:`procestra.ingest.outbox.flush_outbox` moves into the event store. :func:`conform_runs` checks
 those runs against the model they ran.
 """
 
@@ -1321,8 +1321,10 @@ class Worker:
         return self.report
 
     def _flush(self) -> None:
+        from procestra.ingest.outbox import flush_outbox
+
         try:
-            ops.flush_outbox(self.workspace)
+            flush_outbox(self.workspace)
         except ProcestraError as exc:  # the store is busy: the next flush sends them
             log.warning("could not flush run events yet: %s", exc)
 
@@ -1529,10 +1531,11 @@ def conform_runs(ws: Home, model: str, version: int | None = None, **options: An
     only (the ``complete`` events of successful attempts, and of tasks that ended in their
     error boundary), so retries and failed attempts do not count as extra activities. Flushes pending run events into the event store first.
     """
+    from procestra.ingest.outbox import flush_outbox
     from procestra.mining.conformance import conform
     from procestra.mining.filters import Filter
 
-    ops.flush_outbox(ws)
+    flush_outbox(ws)
     cases = list_cases(ws, model=model)
     if version is None:
         version = max((c.version for c in cases), default=None)

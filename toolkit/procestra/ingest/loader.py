@@ -323,14 +323,14 @@ def _ts_expr(
     sample = f"(SELECT {q} AS v FROM raw WHERE nullif(trim({q}), '') IS NOT NULL LIMIT 20000)"
     n_iso, n = con.execute(
         f"SELECT count(*) FILTER (WHERE TRY_CAST(trim(v) AS TIMESTAMP) IS NOT NULL), count(*) FROM {sample}"
-    ).fetchone()
+    ).fetchall()[0]
     if n == 0 or n_iso == n:
         return iso, "ISO 8601"
     best, best_n = "ISO 8601", n_iso
     for cand in _CANDIDATE_FORMATS:
         k = con.execute(
             f"SELECT count(*) FILTER (WHERE try_strptime(trim(v), ?) IS NOT NULL) FROM {sample}", [cand]
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if k > best_n:
             best, best_n = cand, k
     if best == "ISO 8601":
@@ -374,6 +374,7 @@ def _stage(
             raise DataError(f"has type {types[col]}; the {role} must be a plain value",
                             source=src, column=col)
 
+    assert schema.timestamp is not None  # detect_schema maps every required role or raises
     ts_sql, ts_parser = _ts_expr(con, schema.timestamp, types[schema.timestamp], fmt, "timestamp", src, tz)
     if schema.start_timestamp:
         st_sql, _ = _ts_expr(con, schema.start_timestamp, types[schema.start_timestamp], fmt,
@@ -452,7 +453,7 @@ def _stage(
     )
     counts = con.execute(
         "SELECT " + ", ".join(f"count(*) FILTER (WHERE {where})" for _, _, where in checks) + " FROM stg0"
-    ).fetchone()
+    ).fetchall()[0]
     for (kind, message, where), n in zip(checks, counts):
         if n:
             sample = con.execute(
@@ -482,7 +483,7 @@ def _stage(
     )
     events, cases, activities = con.execute(
         "SELECT count(*), (SELECT count(*) FROM ca), count(DISTINCT activity) FROM stg"
-    ).fetchone()
+    ).fetchall()[0]
     if events == 0:
         reasons = "; ".join(f"{i.count:,} {i.message}" for i in issues)
         raise DataError(f"no events left to load: {reasons}", source=src)
@@ -514,11 +515,11 @@ def _explain_bad_timestamp(con: duckdb.DuckDBPyConnection, value: str, parser: s
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             return f"unknown timezone {zone.group(1)!r} in timestamp {value!r}; use an IANA zone name or an offset"
     other = None
-    if con.execute("SELECT TRY_CAST(trim(?) AS TIMESTAMP) IS NOT NULL", [value]).fetchone()[0]:
+    if con.execute("SELECT TRY_CAST(trim(?) AS TIMESTAMP) IS NOT NULL", [value]).fetchall()[0][0]:
         other = "ISO 8601"
     else:
         for cand in _CANDIDATE_FORMATS:
-            if con.execute("SELECT try_strptime(trim(?), ?) IS NOT NULL", [value, cand]).fetchone()[0]:
+            if con.execute("SELECT try_strptime(trim(?), ?) IS NOT NULL", [value, cand]).fetchall()[0][0]:
                 other = cand
                 break
     used = f"format {fmt!r}" if fmt else (f"the format {parser!r} used by the other rows" if parser else "a timestamp")
@@ -610,7 +611,7 @@ def _append(con: duckdb.DuckDBPyConnection, log_id: int) -> int:
             SELECT 1 FROM {ev} e WHERE e.case_id = s.case_id AND e.activity = s.activity AND e.ts = s.ts
               AND e.lifecycle IS NOT DISTINCT FROM s.lifecycle AND e.resource IS NOT DISTINCT FROM s.resource)"""
     )
-    added = con.execute("SELECT count(*) FROM _new").fetchone()[0]
+    added = con.execute("SELECT count(*) FROM _new").fetchall()[0][0]
     con.execute(f"INSERT INTO {ev} SELECT new_id, case_id, activity, ts, start_ts, lifecycle, resource "
                 "FROM _new ORDER BY new_id")
     _widen(con, ea, "s_ea")

@@ -114,7 +114,7 @@ def _issue(
     con: duckdb.DuckDBPyConnection, kind: str, message: str, where_sql: str,
     example_sql: str = "NULL", *, table: str = "stg", severity: str = "warning",
 ) -> QualityIssue | None:
-    count = con.execute(f"SELECT count(*) FROM {table} WHERE {where_sql}").fetchone()[0]
+    count = con.execute(f"SELECT count(*) FROM {table} WHERE {where_sql}").fetchall()[0][0]
     if not count:
         return None
     sample = con.execute(

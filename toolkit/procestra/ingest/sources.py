@@ -201,7 +201,7 @@ def _detect_encoding(path: Path) -> str:
 
 def _csv_dialect(path: Path, encoding: str, delimiter: str | None) -> tuple[str, list[str]]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding=encoding, errors="replace", newline="") as f:  # type: ignore[operator]
+    with opener(path, "rt", encoding=encoding, errors="replace", newline="") as f:
         sample = f.read(64 << 10)
     if not sample.strip():
         raise SourceFormatError("the file is empty", source=str(path))
@@ -220,7 +220,7 @@ def _diagnose_csv(path: Path, encoding: str, delimiter: str, ncols: int) -> Sour
     """Find the first bad line with Python's csv module, for a precise message."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding=encoding, newline="") as f:  # type: ignore[operator]
+        with opener(path, "rt", encoding=encoding, newline="") as f:
             reader = csv.reader(f, delimiter=delimiter)
             for lineno, row in enumerate(reader, start=1):
                 if lineno > 1 and row and len(row) != ncols:
@@ -230,7 +230,7 @@ def _diagnose_csv(path: Path, encoding: str, delimiter: str, ncols: int) -> Sour
                         source=str(path), row=lineno - 1,
                     )
     except UnicodeDecodeError as exc:
-        with opener(path, "rb") as fb:  # type: ignore[operator]
+        with opener(path, "rb") as fb:
             data = fb.read(exc.start + 1) if hasattr(exc, "start") else b""
         line = data.count(b"\n") + 1
         return SourceFormatError(
@@ -379,7 +379,7 @@ def _read_json(con: duckdb.DuckDBPyConnection, path: Path, content_hash: str) ->
             row=int(line.group(1)) if line else None,
         ) from None
     _flatten_structs(con)
-    rows = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+    rows = con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
     return SourceInfo("json", str(path), content_hash, int(rows))
 
 

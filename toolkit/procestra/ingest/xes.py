@@ -38,6 +38,7 @@ only the later parts.
 from __future__ import annotations
 
 import gzip as _gzip
+import io
 import itertools
 import os
 import pyexpat
@@ -45,7 +46,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -108,7 +109,7 @@ def _chunks(source: str) -> Iterator[bytes]:
         raw = open(source, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise SourceError(f"cannot open the file: {exc.strerror or exc}", source=source) from exc
-    stream: IO[bytes] = _gzip.GzipFile(fileobj=raw, mode="rb") if raw.read(2) == b"\x1f\x8b" else raw
+    stream: io.BufferedIOBase = _gzip.GzipFile(fileobj=raw, mode="rb") if raw.read(2) == b"\x1f\x8b" else raw
     raw.seek(0)
     try:
         while chunk := stream.read(_CHUNK):
@@ -203,6 +204,7 @@ class _Reader:
                     key = f"{top[0]}.{top[1]}"
                     top[1] += 1
                 else:
+                    assert k is not None  # checked above: only a list item goes without a key
                     key = f"{top}.{k}" if isinstance(top, str) else k
                 v = attrs.get("value")
                 if v is not None and t < _LIST:
@@ -295,10 +297,10 @@ def _scan(region: bytes, trace0: int) -> _Raw:
     q = np.flatnonzero(a == 34)
     if len(q) != 4 * len(pos):  # each attribute has exactly key="..." value="..." and no other quote exists
         raise _Fallback
-    q = q.reshape(-1, 4)
-    end = q[:, 3]
-    ok = (q[:, 0] == pos + _LIT_LEN[lit_of] - 1) & (q[:, 2] == q[:, 1] + 8)
-    ok &= (a.take(q[:, 1:2] + np.arange(1, 9), mode="clip") == _VALUE_EQ).all(axis=1)
+    quads = q.reshape(-1, 4)
+    end = quads[:, 3]
+    ok = (quads[:, 0] == pos + _LIT_LEN[lit_of] - 1) & (quads[:, 2] == quads[:, 1] + 8)
+    ok &= (a.take(quads[:, 1:2] + np.arange(1, 9), mode="clip") == _VALUE_EQ).all(axis=1)
     after = a.take(end[:, None] + np.arange(1, 4), mode="clip")
     slash = np.where(after[:, 0] == 32, 1, 0)  # "/>" or " />"
     ok &= (after[np.arange(len(after)), slash] == 47) & (after[np.arange(len(after)), slash + 1] == 62)
@@ -313,9 +315,9 @@ def _scan(region: bytes, trace0: int) -> _Raw:
     if len(pos) and ((at < 0) | (pos > trc.take(at, mode="clip"))).any():  # a log attribute among traces
         raise _Fallback
     # A zero-copy view of the region cut at the quotes: items 4i and 4i+2 are the key and value of attribute i.
-    offsets = np.append((q + _QUOTE_SHIFT).ravel(), len(region)).astype(np.int32)
+    offsets = np.append((quads + _QUOTE_SHIFT).ravel(), len(region)).astype(np.int32)
     cut = pa.StringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(region))
-    keys, values = cut.take(np.arange(0, 4 * len(q), 4)), cut.take(np.arange(2, 4 * len(q), 4))
+    keys, values = cut.take(np.arange(0, 4 * len(quads), 4)), cut.take(np.arange(2, 4 * len(quads), 4))
     text = np.concatenate([_text_bytes(keys), _text_bytes(values)])
     if ((text == 9) | (text == 10) | (text == 13)).any():  # whitespace that XML would normalise
         raise _Fallback
@@ -487,8 +489,11 @@ def _build(raw: _Raw, source: str) -> pa.Table:
         rows = pos if event else seg_first[pos]
         found = np.unique(raw.types[idx])
         column = key if event else CASE_PREFIX + key
-        arr = _typed(int(found[0]) if len(found) == 1 else _STR, raw.values.take(idx),
-                     lambda i, rows=rows: raw.row0 + int(rows[i]), source, column)
+
+        def row_of(i: int, rows: np.ndarray = rows) -> int:
+            return raw.row0 + int(rows[i])
+
+        arr = _typed(int(found[0]) if len(found) == 1 else _STR, raw.values.take(idx), row_of, source, column)
         size = n if event else nseg
         if len(pos) != size:
             spread = np.full(size, -1, dtype=np.int64)

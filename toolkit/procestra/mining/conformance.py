@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
+    from procestra.mining.filters import Filter
     from procestra.store.home import Home
 
 __all__ = ["ConformanceResult", "Method", "conform", "conformance_runs", "deviations", "deviations_table",
@@ -164,7 +165,7 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
 
 
 # -- variants from the store --------------------------------------------------------------------
-def _events_sql(con: duckdb.DuckDBPyConnection, log_id: int, flt: Any) -> tuple[str, dict[str, Any]]:
+def _events_sql(con: duckdb.DuckDBPyConnection, log_id: int, flt: Filter | None) -> tuple[str, dict[str, Any]]:
     """The events to check (columns of ``ev_<id>``) as a relation, and its named parameters."""
     if flt is None:
         return table_names(log_id)[0], {}
@@ -194,7 +195,7 @@ class _LogVariants:
     cases: pa.Table
 
 
-def _read_variants(con: duckdb.DuckDBPyConnection, log_id: int, flt: Any) -> _LogVariants:
+def _read_variants(con: duckdb.DuckDBPyConnection, log_id: int, flt: Filter | None) -> _LogVariants:
     events, params = _events_sql(con, log_id, flt)
     con.execute(_CASE_VARIANTS_SQL.format(events=events), params)
     con.execute(_VARIANTS_SQL)
@@ -494,11 +495,8 @@ def _activity_warnings(model: _Model, log_activities: set[str]) -> list[str]:
     return out
 
 
-def _describe(flt: Any) -> str | None:
-    if flt is None:
-        return None
-    describe = getattr(flt, "describe", None)
-    return str(describe()) if callable(describe) else str(flt)
+def _describe(flt: Filter | None) -> str | None:
+    return None if flt is None else flt.describe()
 
 
 def _check_args(method: Any, sample_variants: Any) -> None:
@@ -516,7 +514,7 @@ def conform(
     model: Any,
     *,
     method: Method = "tokens",
-    filter: Any = None,
+    filter: Filter | None = None,
     sample_variants: int | None = None,
     progress: bool | ProgressFn = True,
     save: bool = True,

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import numbers
 import operator
 import sys
 import threading
@@ -56,17 +55,20 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain, pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Unpack, runtime_checkable
 
 import numpy as np
 
 from procestra.errors import EmptyResultError, InvalidArgumentError, ProcestraError
+from procestra.mining.params import HeuristicsParams, InductiveParams, MinerOptions, MinerParams, reject_unknown
 from procestra.schema import table_names
 from procestra.store import catalogue
 
 if TYPE_CHECKING:
     import duckdb
 
+    from procestra.mining.filters import Filter
+    from procestra.mining.plan import FilterPlan
     from procestra.store.home import Home
 
 __all__ = [
@@ -146,7 +148,8 @@ class DiscoveryResult:
                 self._cache["petri"] = pm4py.convert_to_petri_net(*self.dfg)
             else:
                 raise ProcestraError(f"the {self.miner} result holds no model to convert")
-        return self._cache["petri"]  # type: ignore[no-any-return]
+        petri: tuple[Any, Any, Any] = self._cache["petri"]
+        return petri
 
     def to_bpmn(self) -> Any:
         """The model as a pm4py BPMN diagram (from the tree when there is one, else the Petri net)."""
@@ -192,17 +195,21 @@ class DiscoveryResult:
 # -- miners and their registry ------------------------------------------------------------
 @runtime_checkable
 class Miner(Protocol):
-    """A discovery algorithm: ``name`` in the registry, ``discover`` reading the store."""
+    """A discovery algorithm: ``name`` in the registry, ``discover`` reading the store.
+
+    A miner may also declare ``parameters``, the names of the options it takes;
+    :func:`discover` then rejects any other option before calling it.
+    """
 
     @property
     def name(self) -> str:
         """The name to register and call the miner by."""
         ...
 
-    def discover(self, workspace: Home, log: str, *, filter: Any = None,
-                 **params: Any) -> DiscoveryResult:
-        """Discover a model of ``log`` (optionally filtered); unknown ``params`` raise
-        :class:`InvalidArgumentError`."""
+    def discover(self, workspace: Home, log: str, *, filter: Filter | None = None,
+                 **options: Unpack[MinerOptions]) -> DiscoveryResult:
+        """Discover a model of ``log`` (optionally filtered); an option the miner does not take
+        raises :class:`InvalidArgumentError`."""
         ...
 
 
@@ -215,12 +222,12 @@ def register_miner(miner: Miner, *, replace: bool = False) -> None:
 
     >>> class Flower:
     ...     name = "flower"
-    ...     def discover(self, workspace, log, *, filter=None, **params): ...
+    ...     def discover(self, workspace, log, *, filter=None, **options): ...
     >>> register_miner(Flower())
     """
     if not isinstance(miner, Miner) or not isinstance(getattr(miner, "name", None), str) or not miner.name:
         raise InvalidArgumentError("a miner needs a non-empty string `name` and a "
-                                   "`discover(workspace, log, *, filter=None, **params)` method",
+                                   "`discover(workspace, log, *, filter=None, **options)` method",
                                    parameter="miner")
     with _REGISTRY_LOCK:
         if not replace and _REGISTRY.get(miner.name, miner) is not miner:
@@ -250,65 +257,34 @@ def discover(
     log: str,
     miner: str | Miner = "inductive",
     *,
-    filter: Any = None,
-    noise_threshold: float = 0.0,
-    dependency_threshold: float = 0.5,
-    **params: Any,
+    filter: Filter | None = None,
+    **options: Unpack[MinerOptions],
 ) -> DiscoveryResult:
     """Discover a process model of ``log`` with ``miner`` (a registered name or a :class:`Miner`).
 
-    ``noise_threshold`` goes to the inductive miner (IMf when above 0),
-    ``dependency_threshold`` to the heuristics miner; other miner options go in ``params``
-    (e.g. ``and_threshold`` for heuristics). ``filter`` is a :class:`procestra.mining.filters.Filter`.
+    ``options`` are the miner's (:class:`procestra.mining.params.MinerOptions`): ``noise_threshold`` for the
+    inductive miner (IMf when above 0), ``dependency_threshold``, ``and_threshold`` ...
+    for the heuristics miner; one the miner does not take raises
+    :class:`InvalidArgumentError` naming it. ``filter`` is a :class:`procestra.mining.filters.Filter`.
 
     >>> discover(ws, "loans")                                  # IM, the whole log
+    >>> discover(ws, "loans", "inductive", noise_threshold=0.2)
     >>> discover(ws, "loans", "heuristics", dependency_threshold=0.9)
     """
     m = get_miner(miner) if isinstance(miner, str) or not isinstance(miner, Miner) else miner
     accepted = getattr(m, "parameters", None)
-    for name, value, default in (("noise_threshold", noise_threshold, 0.0),
-                                 ("dependency_threshold", dependency_threshold, 0.5)):
-        if accepted is not None and name in accepted:
-            params[name] = value
-        elif value != default:
-            raise InvalidArgumentError(f"{name} does not apply to the {m.name} miner", parameter=name)
-    return m.discover(workspace, log, filter=filter, **params)
+    if accepted is not None:
+        reject_unknown(m.name, options, tuple(accepted))
+    return m.discover(workspace, log, filter=filter, **options)
 
 
-# -- parameters -----------------------------------------------------------------------------
-def _check_params(miner: str, given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        accepted = ", ".join(defaults) or "none"
-        raise InvalidArgumentError(f"unknown option {unknown[0]!r} for the {miner} miner (accepted: {accepted})",
-                                   parameter=unknown[0])
-    return {**defaults, **given}
-
-
-def _share(value: Any, name: str) -> float:
-    """A number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
-        raise InvalidArgumentError(f"{name} must be a number between 0 and 1, not {value!r}", parameter=name)
-    return float(value)
-
-
-def _count(value: Any, name: str) -> int:
-    """A non-negative integer."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise InvalidArgumentError(f"{name} must be a non-negative integer, not {value!r}", parameter=name)
-    return int(value)
-
-
-def _describe(flt: Any) -> str | None:
-    if flt is None:
-        return None
-    describe = getattr(flt, "describe", None)
-    return str(describe()) if callable(describe) else str(flt)
+def _describe(flt: Filter | None) -> str | None:
+    return None if flt is None else flt.describe()
 
 
 # -- inputs from the store --------------------------------------------------------------------
-def _plan(con: duckdb.DuckDBPyConnection, log_id: int, flt: Any) -> Any:
-    """The compiled filter (``procestra.mining.filters.FilterPlan``), or None without that module."""
+def _plan(con: duckdb.DuckDBPyConnection, log_id: int, flt: Filter | None) -> FilterPlan | None:
+    """The compiled filter (``procestra.mining.plan.FilterPlan``), or None without the filters module."""
     if importlib.util.find_spec("procestra.mining.filters") is None:
         if flt is not None:
             raise InvalidArgumentError("filters need procestra.mining.filters, which this installation lacks; "
@@ -319,7 +295,7 @@ def _plan(con: duckdb.DuckDBPyConnection, log_id: int, flt: Any) -> Any:
     return plan_filter(con, log_id, flt)
 
 
-def _no_cases(log: str, flt: Any) -> EmptyResultError:
+def _no_cases(log: str, flt: Filter | None) -> EmptyResultError:
     if flt is None:
         return EmptyResultError(f"log {log!r} has no events to mine")
     return EmptyResultError(f"no cases match the filter ({_describe(flt)}) in log {log!r}; "
@@ -348,7 +324,7 @@ FROM s GROUP BY v ORDER BY first_case
 """
 
 
-def _read_variants(con: duckdb.DuckDBPyConnection, log_id: int, flt: Any) -> Variants:
+def _read_variants(con: duckdb.DuckDBPyConnection, log_id: int, flt: Filter | None) -> Variants:
     """The variants (of the filtered cases), ordered by first case id as pm4py orders them."""
     plan = _plan(con, log_id, flt)
     if plan is not None and plan.fast:
@@ -364,7 +340,7 @@ def _read_variants(con: duckdb.DuckDBPyConnection, log_id: int, flt: Any) -> Var
     return Counter({tuple(map(lookup, v)): int(n) for v, n, _, _ in rows})
 
 
-def log_variants(workspace: Home, log: str, filter: Any = None) -> Variants:
+def log_variants(workspace: Home, log: str, filter: Filter | None = None) -> Variants:
     """The variants of ``log`` as pm4py's inductive miner sees them: activity tuple -> cases.
 
     Ordered (as a dict) by each variant's first case id, which is pm4py's order.
@@ -424,7 +400,7 @@ def _follows(variants: Variants) -> _Follows:
     )
 
 
-def _read(workspace: Home, log: str, flt: Any) -> tuple[Variants, float]:
+def _read(workspace: Home, log: str, flt: Filter | None) -> tuple[Variants, float]:
     """The variants of ``log`` (filtered) from a short-lived connection, and the time the read
     started; no cases raise :class:`EmptyResultError`."""
     started = time.perf_counter()
@@ -436,7 +412,7 @@ def _read(workspace: Home, log: str, flt: Any) -> tuple[Variants, float]:
 
 
 # -- the vectorised DFG of a variant log ----------------------------------------------------
-class _Codes(dict):  # type: ignore[type-arg]
+class _Codes(dict[Any, int]):
     """Activity -> small integer, assigned on first sight."""
 
     def __missing__(self, key: Any) -> int:
@@ -536,7 +512,8 @@ def _recall(log: Mapping[Any, Any]) -> _Encoded | None:
     if last is None or len(last[0]) != len(log) or not all(map(operator.is_, log, last[0])) \
             or list(log.values()) != last[1]:
         return None
-    return last[2]  # type: ignore[no-any-return]
+    enc: _Encoded = last[2]
+    return enc
 
 
 def fast_dfg_uvcl(log: Mapping[Any, Any]) -> Any:
@@ -714,16 +691,14 @@ class InductiveMiner:
     """pm4py's inductive miner (IMf when ``noise_threshold > 0``) on the variants from SQL."""
 
     name: str = "inductive"
-    parameters: tuple[str, ...] = ("noise_threshold", "disable_fallthroughs")
+    parameters: tuple[str, ...] = InductiveParams.names()
 
-    def discover(self, workspace: Home, log: str, *, filter: Any = None, **params: Any) -> DiscoveryResult:
-        p = _check_params(self.name, params, {"noise_threshold": 0.0, "disable_fallthroughs": False})
-        p["noise_threshold"] = _share(p["noise_threshold"], "noise_threshold")
-        if not isinstance(p["disable_fallthroughs"], bool):
-            raise InvalidArgumentError("disable_fallthroughs must be True or False", parameter="disable_fallthroughs")
+    def discover(self, workspace: Home, log: str, *, filter: Filter | None = None,
+                 **options: Unpack[MinerOptions]) -> DiscoveryResult:
+        p = InductiveParams.parse(self.name, options)
         variants, started = _read(workspace, log, filter)
-        tree = inductive_tree(variants, **p)
-        return DiscoveryResult(self.name, p, log, _describe(filter), tree=tree,
+        tree = inductive_tree(variants, noise_threshold=p.noise_threshold, disable_fallthroughs=p.disable_fallthroughs)
+        return DiscoveryResult(self.name, p.to_dict(), log, _describe(filter), tree=tree,
                                seconds=time.perf_counter() - started)
 
 
@@ -732,13 +707,14 @@ class DFGMiner:
     """Directly-follows counts with start and end activities, in pm4py's format."""
 
     name: str = "dfg"
-    parameters: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = MinerParams.names()
 
-    def discover(self, workspace: Home, log: str, *, filter: Any = None, **params: Any) -> DiscoveryResult:
-        p = _check_params(self.name, params, {})
+    def discover(self, workspace: Home, log: str, *, filter: Filter | None = None,
+                 **options: Unpack[MinerOptions]) -> DiscoveryResult:
+        p = MinerParams.parse(self.name, options)
         variants, started = _read(workspace, log, filter)
         f = _follows(variants)
-        return DiscoveryResult(self.name, p, log, _describe(filter), dfg=(f.dfg, f.start, f.end),
+        return DiscoveryResult(self.name, p.to_dict(), log, _describe(filter), dfg=(f.dfg, f.start, f.end),
                                seconds=time.perf_counter() - started)
 
 
@@ -747,17 +723,11 @@ class HeuristicsMiner:
     """pm4py's heuristics miner (classic) on DFG, window-2 and triple counts from SQL."""
 
     name: str = "heuristics"
-    parameters: tuple[str, ...] = ("dependency_threshold", "and_threshold", "loop_two_threshold",
-                                   "min_act_count", "min_dfg_occurrences")
+    parameters: tuple[str, ...] = HeuristicsParams.names()
 
-    def discover(self, workspace: Home, log: str, *, filter: Any = None, **params: Any) -> DiscoveryResult:
-        p = _check_params(self.name, params, {"dependency_threshold": 0.5, "and_threshold": 0.65,
-                                              "loop_two_threshold": 0.5, "min_act_count": 1,
-                                              "min_dfg_occurrences": 1})
-        for name in ("dependency_threshold", "and_threshold", "loop_two_threshold"):
-            p[name] = _share(p[name], name)
-        for name in ("min_act_count", "min_dfg_occurrences"):
-            p[name] = _count(p[name], name)
+    def discover(self, workspace: Home, log: str, *, filter: Filter | None = None,
+                 **options: Unpack[MinerOptions]) -> DiscoveryResult:
+        p = HeuristicsParams.parse(self.name, options)
         variants, started = _read(workspace, log, filter)
         f = _follows(variants)
         from pm4py.algo.discovery.heuristics.variants import classic
@@ -766,10 +736,10 @@ class HeuristicsMiner:
         heu = classic.apply_heu_dfg(
             f.dfg, activities=list(f.activities), activities_occurrences=f.activities,
             start_activities=f.start, end_activities=f.end, dfg_window_2=f.window2, freq_triples=f.triples,
-            parameters={hp.DEPENDENCY_THRESH: p["dependency_threshold"], hp.AND_MEASURE_THRESH: p["and_threshold"],
-                        hp.LOOP_LENGTH_TWO_THRESH: p["loop_two_threshold"], hp.MIN_ACT_COUNT: p["min_act_count"],
-                        hp.MIN_DFG_OCCURRENCES: p["min_dfg_occurrences"]})
-        return DiscoveryResult(self.name, p, log, _describe(filter), heuristics_net=heu,
+            parameters={hp.DEPENDENCY_THRESH: p.dependency_threshold, hp.AND_MEASURE_THRESH: p.and_threshold,
+                        hp.LOOP_LENGTH_TWO_THRESH: p.loop_two_threshold, hp.MIN_ACT_COUNT: p.min_act_count,
+                        hp.MIN_DFG_OCCURRENCES: p.min_dfg_occurrences})
+        return DiscoveryResult(self.name, p.to_dict(), log, _describe(filter), heuristics_net=heu,
                                seconds=time.perf_counter() - started)
 
 
@@ -778,16 +748,17 @@ class AlphaMiner:
     """pm4py's classic alpha miner on the DFG and start/end activities from SQL."""
 
     name: str = "alpha"
-    parameters: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = MinerParams.names()
 
-    def discover(self, workspace: Home, log: str, *, filter: Any = None, **params: Any) -> DiscoveryResult:
-        p = _check_params(self.name, params, {})
+    def discover(self, workspace: Home, log: str, *, filter: Filter | None = None,
+                 **options: Unpack[MinerOptions]) -> DiscoveryResult:
+        p = MinerParams.parse(self.name, options)
         variants, started = _read(workspace, log, filter)
         f = _follows(variants)
         from pm4py.algo.discovery.alpha.variants import classic
 
         net, im, fm = classic.apply_dfg_sa_ea(f.dfg, f.start, f.end)
-        return DiscoveryResult(self.name, p, log, _describe(filter), net=net, initial_marking=im,
+        return DiscoveryResult(self.name, p.to_dict(), log, _describe(filter), net=net, initial_marking=im,
                                final_marking=fm, seconds=time.perf_counter() - started)
 
 

@@ -35,7 +35,7 @@ def pm4py_select(con: duckdb.DuckDBPyConnection, log_id: int, kept: str | None =
     ev, ea, ca = table_names(log_id)
     present = con.execute(
         f"SELECT count(start_ts) > 0, count(lifecycle) > 0, count(resource) > 0 FROM {ev}"
-    ).fetchone()
+    ).fetchall()[0]
     cols = [
         f"e.case_id AS {quote_ident(PM4PY_NAMES['case'])}",
         f"e.activity AS {quote_ident(PM4PY_NAMES['activity'])}",
@@ -106,7 +106,7 @@ def export(workspace: Home, log: str, to: str | os.PathLike[str], filter: Filter
 
                 sql, params = filtered_events_sql(con, log_id, filter)
                 con.execute(f"CREATE OR REPLACE TEMP TABLE __kept AS SELECT event_id FROM ({sql})", params)
-                if not con.execute("SELECT count(*) FROM __kept").fetchone()[0]:
+                if not con.execute("SELECT count(*) FROM __kept").fetchall()[0][0]:
                     raise EmptyResultError(f"the filter keeps no events of log {log!r}; nothing to export")
                 kept = "__kept"
             query = pm4py_select(con, log_id, kept)
@@ -141,7 +141,7 @@ def activity_instances(workspace: Home, log: str) -> pd.DataFrame:
     with workspace.store.read() as con:
         log_id = catalogue.log_id(con, log)
         ev = table_names(log_id)[0]
-        has_start = con.execute(f"SELECT count(start_ts) > 0 FROM {ev}").fetchone()[0]
+        has_start = con.execute(f"SELECT count(start_ts) > 0 FROM {ev}").fetchall()[0][0]
         if has_start:
             sql = (f"SELECT case_id, activity, resource, coalesce(start_ts, ts) AS start, ts AS end "
                    f"FROM {ev} WHERE lifecycle IS NULL OR lower(lifecycle) = 'complete'")

@@ -21,11 +21,11 @@ import json
 import math
 import numbers
 import os
-from collections import namedtuple
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any, NamedTuple, TypeGuard
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -199,7 +199,16 @@ PROCESSES: dict[str, ProcessDefinition] = {LOAN.name: LOAN, ORDER.name: ORDER}
 
 
 # The transitions out of one node as arrays; target -1 ends the case, delay is in microseconds.
-_Moves = namedtuple("_Moves", "target weight lo hi delay decay max_visits guarded looped")
+class _Moves(NamedTuple):
+    target: np.ndarray
+    weight: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    delay: np.ndarray
+    decay: np.ndarray
+    max_visits: np.ndarray
+    guarded: bool
+    looped: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,8 +239,9 @@ def _compile(proc: ProcessDefinition) -> _Model:
             raise ValueError(f"{proc.name}: node {name!r} has no transitions or an unknown target")
         col = [np.array(c, np.float64) for c in zip(*[(t.weight, *t.amount, t.delay * MINUTE, t.decay, t.max_visits)
                                                       for t in ts])]  # fmt: skip
-        moves.append(_Moves(np.array([-1 if t.target is None else index[t.target] for t in ts]), *col,
-                            guarded=any(t.amount != (0.0, math.inf) for t in ts),
+        weight, lo, hi, delay, decay, max_visits = col
+        moves.append(_Moves(np.array([-1 if t.target is None else index[t.target] for t in ts]), weight, lo, hi,
+                            delay, decay, max_visits, guarded=any(t.amount != (0.0, math.inf) for t in ts),
                             looped=any(t.decay != 1.0 or t.max_visits < 250 for t in ts)))  # fmt: skip
     role = np.zeros(len(nodes), np.int8)
     for first, second in proc.parallel:
@@ -239,22 +249,23 @@ def _compile(proc: ProcessDefinition) -> _Model:
             raise ValueError(f"{proc.name}: parallel node {first!r} must lead only to {second!r}")
         role[index[first]], role[index[second]] = 1, 2
     spec = [proc.activities[label] for label in labels]
-    node = {"act": np.array([acts.index(label) for label in labels], np.int16), "role": role,
+    node: dict[str, np.ndarray] = {"act": np.array([acts.index(label) for label in labels], np.int16), "role": role,
             "protected": np.array([i == 0 or any(t.target is None for t in proc.flow[n]) for i, n in enumerate(nodes)]),
             "wait": np.array([s.wait * MINUTE for s in spec]), "wait_sigma": np.array([s.wait_sigma for s in spec]),
             "dur": np.array([s.duration * MINUTE for s in spec]), "manual": np.array([s.manual for s in spec]),
             "dur_sigma": np.array([s.duration_sigma for s in spec])}  # fmt: skip
-    pools, resources, first, cdfs = list(proc.pools), [], [], []
+    pools, resources, pool_first = list(proc.pools), list[str](), list[int]()
+    cdfs: list[np.ndarray] = []
     for pool in pools:
         size, skew = proc.pools[pool]
-        first.append(len(resources))
+        pool_first.append(len(resources))
         resources += [pool] if size == 1 else [f"{pool}_{i:02d}" for i in range(1, size + 1)]
         w = 1.0 / np.arange(1, size + 1) ** skew  # Zipf: the first people do most of the work
         cdfs.append(np.cumsum(w) / w.sum())
     specs = [proc.activities[a] for a in acts]
     act = {"pool": np.array([pools.index(s.pool) for s in specs], np.int16),
            "cost": np.array([s.cost for s in specs]), "rate": np.array([s.rate for s in specs])}  # fmt: skip
-    return _Model(proc, acts, resources, moves, node, act, cdfs, np.array(first))
+    return _Model(proc, acts, resources, moves, node, act, cdfs, np.array(pool_first))
 
 
 @dataclass(frozen=True, eq=False)
@@ -265,13 +276,13 @@ class _Clock:
     offsets: np.ndarray
 
     def _bin(self, t: np.ndarray) -> np.ndarray:
-        return np.clip((t - self.t0) // _BIN, 0, self.offsets.size - 1)
+        return np.asarray(np.clip((t - self.t0) // _BIN, 0, self.offsets.size - 1))
 
     def local(self, t: np.ndarray) -> np.ndarray:
-        return t + self.offsets[self._bin(t)]
+        return np.asarray(t + self.offsets[self._bin(t)])
 
     def utc(self, local: np.ndarray) -> np.ndarray:
-        return local - self.offsets[self._bin(local - self.offsets[self._bin(local)])]
+        return np.asarray(local - self.offsets[self._bin(local - self.offsets[self._bin(local)])])
 
 
 @functools.lru_cache(maxsize=16)
@@ -309,7 +320,7 @@ def _arrivals(n: int, start_local: int, rng: np.random.Generator) -> np.ndarray:
     day = t // DAY
     lam = np.concatenate([[0.0], np.cumsum(_ARRIVALS[(day + 3) % 7, (t - day * DAY) // HOUR])])
     s = np.cumsum(rng.exponential(size=n)) * (lam[int(days * 24)] / n)
-    return start_local + (np.interp(s, lam, np.arange(hours + 1)) * HOUR).astype(np.int64)
+    return np.asarray(start_local + (np.interp(s, lam, np.arange(hours + 1)) * HOUR).astype(np.int64))
 
 
 def _choose(model: _Model, node: np.ndarray, case: np.ndarray, amount: np.ndarray,
@@ -346,13 +357,18 @@ def _simulate(model: _Model, arrivals: np.ndarray, amount: np.ndarray, noise: fl
     repeated activity (done again right away) or a skipped one (not logged, takes no time).
     """
     n, p = arrivals.size, noise / 3
-    case = np.arange(n, dtype=np.int32)
-    node = np.zeros(n, np.int16)
+    # one element per running case; typed as plain arrays, as they are narrowed together below
+    case: np.ndarray = np.arange(n, dtype=np.int32)
+    node: np.ndarray = np.zeros(n, np.int16)
     cursor, blk_ready, blk_end = arrivals.copy(), arrivals.copy(), arrivals.copy()
-    reps = np.zeros(n, np.int8)
+    reps: np.ndarray = np.zeros(n, np.int8)
+    nxt: np.ndarray
+    delay: np.ndarray
+    rep: np.ndarray
+    skip: np.ndarray
     visits = np.zeros((n, len(model.moves)), np.uint8)
-    counts = np.zeros(n, np.int32)
-    chunks = []
+    counts: np.ndarray = np.zeros(n, np.int32)
+    chunks: list[tuple[np.ndarray, ...]] = []
     for step in range(10_000):
         if case.size == 0:
             break
@@ -397,7 +413,8 @@ def _simulate(model: _Model, arrivals: np.ndarray, amount: np.ndarray, noise: fl
     return counts, chunks
 
 
-def _cases(model: _Model, n: int, seed: int, noise: float, start_local: int, clock: _Clock):
+def _cases(model: _Model, n: int, seed: int, noise: float, start_local: int, clock: _Clock
+           ) -> tuple[np.ndarray, list[tuple[np.ndarray, ...]], np.ndarray, np.ndarray, np.random.Generator]:
     """Case attributes and simulated instances for ``n`` cases; one stream per purpose."""
     rng_case, rng_sim, rng_post = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     arrivals = clock.utc(_arrivals(n, start_local, rng_case))
@@ -504,7 +521,7 @@ def _order_in_case(case: np.ndarray, t: np.ndarray) -> np.ndarray | None:
 
 
 def _to_table(model: _Model, k: int, cols: dict[str, np.ndarray], amount: np.ndarray,
-              channel: np.ndarray, meta: dict) -> pa.Table:  # fmt: skip
+              channel: np.ndarray, meta: dict[str, Any]) -> pa.Table:  # fmt: skip
     proc = model.proc
     width = max(6, len(str(k)))
     digits = pc.utf8_lpad(pa.array(np.arange(1, k + 1)).cast(pa.string()), width, "0")
@@ -534,25 +551,27 @@ def _to_table(model: _Model, k: int, cols: dict[str, np.ndarray], amount: np.nda
 
 def _check_args(events: object, seed: object, process: object, timezone: object,
                 lifecycle: object, noise: object) -> None:  # fmt: skip
-    def integer(x: object) -> bool:
+    def integer(x: object) -> TypeGuard[numbers.Integral]:
         return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
-    if not integer(events) or not 1 <= events <= MAX_EVENTS:  # type: ignore[operator]
+    if not integer(events) or not 1 <= int(events) <= MAX_EVENTS:
         raise InvalidArgumentError(f"events must be an integer from 1 to {MAX_EVENTS:,}, not {events!r}",
                                    parameter="events")  # fmt: skip
-    if not integer(seed) or seed < 0:  # type: ignore[operator]
+    if not integer(seed) or int(seed) < 0:
         raise InvalidArgumentError(f"seed must be a non-negative integer, not {seed!r}", parameter="seed")
     if not isinstance(process, str) or process not in PROCESSES:
         raise InvalidArgumentError(f"unknown process {process!r}; known processes: {', '.join(sorted(PROCESSES))}",
                                    parameter="process")  # fmt: skip
     try:
-        ZoneInfo(timezone)  # type: ignore[arg-type]
+        if not isinstance(timezone, str):
+            raise TypeError(timezone)
+        ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
         raise InvalidArgumentError(f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Amsterdam'",
                                    parameter="timezone") from None  # fmt: skip
     if not isinstance(lifecycle, (bool, np.bool_)):
         raise InvalidArgumentError(f"lifecycle must be True or False, not {lifecycle!r}", parameter="lifecycle")
-    if not isinstance(noise, numbers.Real) or isinstance(noise, bool) or not 0 <= noise < 1:
+    if not isinstance(noise, numbers.Real) or isinstance(noise, bool) or not 0 <= float(noise) < 1:
         raise InvalidArgumentError(f"noise must be a number in [0, 1), not {noise!r}", parameter="noise")
 
 

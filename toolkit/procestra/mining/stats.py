@@ -62,7 +62,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import pyarrow as pa
 
 from procestra.errors import InvalidArgumentError
-from procestra.mining.filters import Filter, FilterPlan, plan_filter, seconds_sql
+from procestra.mining.filters import Filter, plan_filter
+from procestra.mining.plan import FilterPlan, seconds_sql
 from procestra.store import catalogue
 from procestra.store.derived import derive, derive_log, drop_derived, is_derived, underive
 
@@ -126,7 +127,7 @@ class _Table:
     title: ClassVar[str] = ""
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def to_arrow(self) -> pa.Table:
         return self.table
@@ -136,7 +137,8 @@ class _Table:
 
     def to_pylist(self) -> list[dict[str, Any]]:
         """One dict per row."""
-        return self.table.to_pylist()
+        rows: list[dict[str, Any]] = self.table.to_pylist()
+        return rows
 
     def _repr_html_(self) -> str:
         return _html_table(self.title, self.table)
@@ -243,7 +245,8 @@ class CaseDurations(_Table):
     def mean(self) -> float | None:
         import pyarrow.compute as pc
 
-        return pc.mean(self.table.column("duration_s")).as_py()
+        value = pc.mean(self.table.column("duration_s")).as_py()
+        return None if value is None else float(value)
 
     @property
     def median(self) -> float | None:
@@ -429,7 +432,7 @@ def dotted_chart(workspace: Home, log: str, filter: Filter | None = None, *, max
         raise InvalidArgumentError(f"max_cases must be a whole number of at least 1, not {max_cases!r}",
                                    parameter="max_cases")
     with _planned(workspace, log, filter) as plan:
-        total = plan.run(f"SELECT count(*) FROM {plan.facts_rel()}").fetchone()[0]
+        total = plan.run(f"SELECT count(*) FROM {plan.facts_rel()}").fetchall()[0][0]
         step = max(1, math.ceil(total / max_cases))
         picked = plan.add(
             f"""SELECT case_id, (rn - 1) // {step} AS row FROM (
@@ -478,7 +481,7 @@ def _instances(plan: FilterPlan) -> tuple[str, str]:
     """
     has_start_ts, has_start_lc = plan.con.execute(
         f"SELECT count(start_ts) > 0, count(*) FILTER (WHERE lower(lifecycle) = 'start') > 0 FROM {plan.ev}"
-    ).fetchone()
+    ).fetchall()[0]
     e = plan.events_rel()
     if has_start_ts:
         basis = "start_ts"

@@ -987,8 +987,10 @@ class Scheduler:
 
     def flush(self) -> int:
         """Move pending events to the ``jobs`` log and rewrite the history page; returns events moved."""
+        from procestra.ingest.outbox import flush_outbox
+
         try:
-            moved = ops.flush_outbox(self.workspace).events
+            moved = flush_outbox(self.workspace).events
         except Exception as exc:  # noqa: BLE001 - the events stay queued for the next flush
             log.warning("could not flush the outbox: %s", exc)
             moved = 0

@@ -87,7 +87,7 @@ def translate(sql: str) -> tuple[str, ...]:
     return ("".join(out),)
 
 
-class _Row(tuple):  # type: ignore[type-arg]
+class _Row(tuple[Any, ...]):
     """A result row like ``sqlite3.Row``: by index, by (case-insensitive) column name, ``keys()``, ``dict(row)``."""
 
     __slots__ = ()

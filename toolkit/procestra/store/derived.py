@@ -41,7 +41,7 @@ def is_derived(con: duckdb.DuckDBPyConnection, log_id: int) -> bool:
         "AND schema_name = 'main' AND table_name IN (?, ?, ?, ?)", list(names)).fetchall())
     if len(found) < 4 or not found[ev]:
         return False
-    return found[ev] == derived_marker(con.execute(f"SELECT count(*) FROM {ev}").fetchone()[0])
+    return bool(found[ev] == derived_marker(con.execute(f"SELECT count(*) FROM {ev}").fetchall()[0][0]))
 
 
 def derive(con: duckdb.DuckDBPyConnection, log_id: int) -> None:
@@ -74,7 +74,7 @@ def derive(con: duckdb.DuckDBPyConnection, log_id: int) -> None:
     con.execute(f"CREATE OR REPLACE TABLE {cv} AS SELECT s.case_id, v.variant_id, s.n_events, s.first_ts, "
                 f"s.last_ts, s.ts_us FROM __procestra_seq s JOIN {va} v USING (codes)")
     con.execute("DROP TABLE __procestra_seq")
-    rows = con.execute(f"SELECT count(*) FROM {ev}").fetchone()[0]
+    rows = con.execute(f"SELECT count(*) FROM {ev}").fetchall()[0][0]
     con.execute(f"COMMENT ON TABLE {ev} IS '{derived_marker(rows)}'")
 
 

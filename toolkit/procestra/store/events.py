@@ -140,7 +140,7 @@ class Store:
             for t in tables:
                 n, h = con.execute(
                     f"SELECT count(*), coalesce(sum(hash(x)), 0)::HUGEINT FROM {quote_ident(t)} x"
-                ).fetchone()
+                ).fetchall()[0]
                 out[t] = (int(n), int(h))
         return out
 

@@ -15,12 +15,10 @@ workers run on several machines, on a PostgreSQL server (:func:`set_url`,
 - **Schema per component.** :func:`ensure_schema` applies a component's numbered
   migrations once, in one transaction, and records the version in ``schema_versions``.
 - **Outbox.** :func:`emit` writes events into the ``outbox`` table inside the caller's
-  transaction, so a state change and its events commit together. :func:`flush_outbox`
-  moves them into the event store in batches, taking the DuckDB writer lock only for each
-  batch's append. It is idempotent: a flusher killed after the DuckDB commit but before
-  marking its rows sends the same events again, and the store's append key
-  ``(case_id, activity, ts, lifecycle, resource)`` skips those already there. Each event
-  also carries its ``event_uid`` as an attribute.
+  transaction, so a state change and its events commit together. The table and all SQL on
+  it live here; ``procestra.ingest.outbox.flush_outbox`` moves the events into the event
+  store in batches (:func:`pending_events`, then :func:`mark_flushed` once a batch is
+  appended), idempotently.
 - **Several machines.** With PostgreSQL, workspaces on several machines share one store;
   run events go into the event store of one of them, the *events home*
   (:func:`events_home`): a flush anywhere else leaves them queued.
@@ -31,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
 import math
 import os
 import re
@@ -42,15 +39,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from procestra.errors import InvalidArgumentError, ProcestraError, UserError
 from procestra.store import catalogue
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from procestra.store.home import Home
 
 __all__ = [
@@ -60,12 +55,12 @@ __all__ = [
     "open_connection",
     "workspace_id",
     "Event",
-    "FlushResult",
     "OpsBusyError",
     "OpsError",
     "OpsLocation",
     "OpsUnavailableError",
     "OpsUrlError",
+    "OutboxRow",
     "OutboxStats",
     "backend",
     "claim_events_home",
@@ -74,14 +69,17 @@ __all__ = [
     "emit_rows",
     "ensure_schema",
     "events_home",
-    "flush_outbox",
     "from_iso",
     "location",
+    "mark_flushed",
+    "mark_rejected",
     "new_event_uid",
     "ops_path",
     "outbox_rows",
     "outbox_stats",
+    "pending_events",
     "prepare",
+    "purge_flushed",
     "redact",
     "set_url",
     "to_iso",
@@ -90,8 +88,6 @@ __all__ = [
     "where",
     "write",
 ]
-
-log = logging.getLogger(__name__)
 
 OPS_FILE = "ops.sqlite"
 #: Role columns of an outbox event; attribute names may not take them.
@@ -193,7 +189,7 @@ def redact(url: str) -> str:
     return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", url)
 
 
-def _check_url(url: Any, source: str) -> str:
+def _check_url(url: object, source: str) -> str:
     """``url`` if it is a PostgreSQL URL that libpq can parse, else :class:`OpsUrlError` naming ``source``."""
     if not isinstance(url, str) or not url.strip():
         raise OpsUrlError(f"{source}: the operational store URL is empty; give a postgresql://user:password@host/db "
@@ -284,7 +280,7 @@ def set_url(workspace: Home, url: str | None, *, events_home: bool | None = None
     os.replace(tmp, file)
     here = location(workspace)
     if here.backend == "postgresql" and _target(workspace).dsn == url:  # not overridden by the environment
-        _ensure_outbox(workspace)
+        prepare(workspace)
         if events_home is not False:
             claim_events_home(workspace, force=bool(events_home))
     return here
@@ -464,10 +460,6 @@ def _forget_schema(dsn: str) -> None:
         _applied.pop(key, None)
 
 
-def _ensure_outbox(workspace: Home) -> None:
-    ensure_schema(workspace, "ops", _OPS_MIGRATIONS)
-
-
 # -- outbox ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Event:
@@ -520,8 +512,8 @@ def _check_event(event: Event, index: int) -> dict[str, Any]:
 def emit(con: sqlite3.Connection, log_name: str, events: Iterable[Event]) -> int:
     """Queue ``events`` for log ``log_name`` in the outbox, inside ``con``'s open transaction.
 
-    They commit (or roll back) with the caller's state change; :func:`flush_outbox` later
-    moves them into the event store. Returns how many were queued.
+    They commit (or roll back) with the caller's state change; ``procestra.ingest.outbox.flush_outbox``
+    later moves them into the event store. Returns how many were queued.
     """
     return emit_rows(con, outbox_rows(log_name, events))
 
@@ -576,27 +568,7 @@ def emit_rows(con: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
 
 def prepare(workspace: Home) -> None:
     """Create the operational store and its outbox if missing (idempotent, cheap after the first call)."""
-    _ensure_outbox(workspace)
-
-
-@dataclass(frozen=True)
-class FlushResult:
-    """What one :func:`flush_outbox` moved: events sent per log, batches, dead letters and time."""
-
-    events: int
-    batches: int
-    logs: dict[str, int]
-    failed: int
-    seconds: float
-    #: Why nothing was moved, when this workspace is not the events home of a shared store.
-    skipped: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {"events": self.events, "batches": self.batches, "logs": dict(self.logs),
-             "failed": self.failed, "seconds": round(self.seconds, 3)}
-        if self.skipped is not None:
-            d["skipped"] = self.skipped
-        return d
+    ensure_schema(workspace, "ops", _OPS_MIGRATIONS)
 
 
 def workspace_id(workspace: Home) -> str:
@@ -637,192 +609,52 @@ def claim_events_home(workspace: Home, *, force: bool = True) -> str:
     return me
 
 
-_warned_home: set[str] = set()
+class OutboxRow(NamedTuple):
+    """One queued event as stored in the outbox (``ts`` as ISO text, ``attributes`` as JSON)."""
+
+    seq: int
+    uid: str
+    log: str
+    case_id: str
+    activity: str
+    ts: str
+    lifecycle: str
+    resource: str | None
+    attributes: str
 
 
-_SCHEMA_COLUMNS = ("case_id", "activity", "timestamp", "start_timestamp", "lifecycle", "resource")
+def pending_events(workspace: Home, limit: int) -> list[OutboxRow]:
+    """The oldest ``limit`` outbox events neither flushed nor set aside, in the order they were queued."""
+    with connect(workspace) as con:
+        rows = con.execute(
+            "SELECT seq, uid, log, case_id, activity, ts, lifecycle, resource, attributes FROM outbox "
+            "WHERE flushed_at IS NULL AND error IS NULL ORDER BY seq LIMIT ?", [limit]).fetchall()
+    return [OutboxRow(*r) for r in rows]
 
 
-def flush_outbox(workspace: Home, *, batch_size: int = 20000, lock_timeout: float = 120.0) -> FlushResult:
-    """Move pending outbox events into the event store, log by log, in batches; idempotent.
-
-    One flusher runs at a time per workspace (``ops.flush.lock``). Each batch is one
-    append to its log (created when missing) under the store's writer lock, then its
-    rows are marked flushed. A batch the store rejects as bad data is set aside with the
-    error (see :func:`outbox_stats`) instead of blocking the others. A workspace that is
-    not its shared store's :func:`events_home` moves nothing (``skipped`` says why).
-    """
-    from filelock import FileLock, Timeout
-
-    if batch_size < 1:
-        raise InvalidArgumentError(f"batch_size must be at least 1, not {batch_size}", parameter="batch_size")
-    started = time.perf_counter()
-    _ensure_outbox(workspace)
-    if backend(workspace) == "postgresql":
-        home, me = events_home(workspace), workspace_id(workspace)
-        if home != me:
-            why = (f"the run events of {display_location(workspace)} go to the event store of {home}, not of this workspace; "
-                   "flush there" if home else
-                   f"no workspace is the events home of {display_location(workspace)} yet; run `procestra ops url "
-                   "--events-home` in the workspace whose event store should receive the run events")
-            if why not in _warned_home:  # once per process: a worker away from home flushes every few seconds
-                _warned_home.add(why)
-                log.log(logging.INFO if home else logging.WARNING, "outbox not flushed: %s", why)
-            return FlushResult(0, 0, {}, 0, time.perf_counter() - started, skipped=why)
-    lock = FileLock(str(Path(workspace.path) / "ops.flush.lock"))
-    try:
-        lock.acquire(timeout=lock_timeout)
-    except Timeout:
-        raise OpsBusyError(f"another process kept flushing the outbox of {workspace.path} for "
-                           f"{lock_timeout:.0f}s; try again later") from None
-    sent: dict[str, int] = {}
-    batches = failed = 0
-    try:
-        while True:
-            with connect(workspace) as con:
-                rows = con.execute(
-                    "SELECT seq, uid, log, case_id, activity, ts, lifecycle, resource, attributes FROM outbox "
-                    "WHERE flushed_at IS NULL AND error IS NULL ORDER BY seq LIMIT ?", [batch_size]).fetchall()
-            if not rows:
-                break
-            by_log: dict[str, list[sqlite3.Row]] = {}
-            for r in rows:
-                by_log.setdefault(r["log"], []).append(r)
-            for log_name, group in by_log.items():
-                seqs = [int(r["seq"]) for r in group]
-                try:
-                    table = _to_arrow(group, _attribute_types(workspace, log_name))
-                    workspace.ingest(table, log=log_name, schema=_schema(), mode="append", progress=False)
-                except UserError as exc:
-                    log.error("outbox: %d events for log %r rejected by the event store: %s", len(seqs),
-                              log_name, exc)
-                    _mark(workspace, seqs, error=str(exc))
-                    failed += len(seqs)
-                    continue
-                _mark(workspace, seqs)
-                sent[log_name] = sent.get(log_name, 0) + len(seqs)
-                batches += 1
-        with transaction(workspace) as con:
-            con.execute("DELETE FROM outbox WHERE flushed_at IS NOT NULL AND flushed_at < ?",
-                        [to_iso(utcnow() - _KEEP_FLUSHED)])
-    finally:
-        lock.release()
-    return FlushResult(sum(sent.values()), batches, sent, failed, time.perf_counter() - started)
+def mark_flushed(workspace: Home, seqs: Sequence[int]) -> None:
+    """Mark outbox events (by ``seq``) as moved into the event store; they are purged a week later."""
+    _mark(workspace, seqs, "flushed_at", to_iso(utcnow()))
 
 
-def _schema() -> Any:
-    from procestra.schema import LogSchema
-
-    return LogSchema(case="case_id", activity="activity", timestamp="timestamp",
-                     start_timestamp="start_timestamp", lifecycle="lifecycle", resource="resource")
+def mark_rejected(workspace: Home, seqs: Sequence[int], error: str) -> None:
+    """Set outbox events (by ``seq``) aside with the event store's ``error``; see :func:`outbox_stats`."""
+    _mark(workspace, seqs, "error", error)
 
 
-def _mark(workspace: Home, seqs: list[int], *, error: str | None = None) -> None:
-    stamp = to_iso(utcnow())
+def _mark(workspace: Home, seqs: Sequence[int], column: str, value: str) -> None:
     with transaction(workspace) as con:
         for i in range(0, len(seqs), 500):
-            chunk = seqs[i:i + 500]
+            chunk = list(seqs[i:i + 500])
             marks = ",".join("?" * len(chunk))
-            if error is None:
-                con.execute(f"UPDATE outbox SET flushed_at = ? WHERE seq IN ({marks})", [stamp, *chunk])
-            else:
-                con.execute(f"UPDATE outbox SET error = ? WHERE seq IN ({marks})", [error, *chunk])
+            con.execute(f"UPDATE outbox SET {column} = ? WHERE seq IN ({marks})", [value, *chunk])
 
 
-def _attribute_types(workspace: Home, log_name: str) -> dict[str, str]:
-    """The DuckDB types of ``log_name``'s event attributes (empty when the log does not exist yet)."""
-    store = workspace.store
-    if not store.path.exists():
-        return {}
-    with store.read() as con:
-        return catalogue.event_attribute_types(con, log_name) or {}
-
-
-_ARROW_OF_DUCKDB = {"BIGINT": "int64", "INTEGER": "int64", "SMALLINT": "int64", "TINYINT": "int64",
-                    "DOUBLE": "float64", "FLOAT": "float64", "BOOLEAN": "bool", "VARCHAR": "string"}
-
-
-_EXACT = {"string": str, "bool": bool, "int64": int, "float64": float}  # values of these types need no coercion
-
-
-def _coerce(value: Any, kind: str) -> Any:
-    if value is None:
-        return None
-    try:
-        if kind == "string":
-            return value if isinstance(value, str) else json.dumps(value)
-        if kind == "bool":
-            return value if isinstance(value, bool) else None
-        if kind == "int64":
-            if isinstance(value, bool):
-                return int(value)
-            if isinstance(value, float) and not value.is_integer():
-                return None
-            return int(value)
-        if kind == "float64":
-            return float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return None
-
-
-def _infer(values: list[Any]) -> str | None:
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    if all(isinstance(v, bool) for v in present):
-        return "bool"
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        return "int64"
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        return "float64"
-    return "string"
-
-
-def _to_arrow(rows: list[sqlite3.Row], known: dict[str, str]) -> pa.Table:
-    """Outbox rows as an Arrow table with the role columns and typed attribute columns.
-
-    Attribute types follow the log's existing columns (values that do not fit become
-    null, logged), else the values; a column null in the whole batch is left out.
-    """
-    import pyarrow as pa
-
-    attrs = json.loads("[" + ",".join(r["attributes"] for r in rows) + "]")  # one parse for the batch
-    for a, r in zip(attrs, rows):
-        a["event_uid"] = r["uid"]
-    names: list[str] = sorted({k for a in attrs for k in a})
-    stamps = pa.array([r["ts"] for r in rows], pa.string())
-    try:  # to_iso's fixed-width UTC text, parsed by Arrow
-        timestamps = stamps.cast(pa.timestamp("us", "UTC"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        timestamps = pa.array([from_iso(r["ts"]) for r in rows], pa.timestamp("us", "UTC"))
-    columns: dict[str, pa.Array] = {
-        "case_id": pa.array([r["case_id"] for r in rows], pa.string()),
-        "activity": pa.array([r["activity"] for r in rows], pa.string()),
-        "timestamp": timestamps,
-        "start_timestamp": pa.nulls(len(rows), pa.timestamp("us", "UTC")),
-        "lifecycle": pa.array([r["lifecycle"] for r in rows], pa.string()),
-        "resource": pa.array([r["resource"] for r in rows], pa.string()),
-    }
-    for name in names:
-        values = [a.get(name) for a in attrs]
-        existing = next((t for k, t in known.items() if k.lower() == name.lower()), None)
-        kind = _ARROW_OF_DUCKDB.get(str(existing).upper()) if existing else _infer(values)
-        if existing and kind is None:
-            kind = "string"
-        if kind is None:
-            continue
-        exact = _EXACT[kind]
-        coerced = values if all(v is None or type(v) is exact for v in values) else [_coerce(v, kind) for v in values]
-        lost = sum(1 for v, c in zip(values, coerced) if v is not None and c is None)
-        if lost:
-            log.warning("outbox: %d values of attribute %r do not fit its type %s and are stored as null",
-                        lost, name, existing or kind)
-        if all(v is None for v in coerced):
-            continue
-        columns[name] = pa.array(coerced, getattr(pa, {"string": "string", "bool": "bool_", "int64": "int64",
-                                                       "float64": "float64"}[kind])())
-    return pa.table(columns)
+def purge_flushed(workspace: Home) -> None:
+    """Delete the outbox events flushed more than a week ago."""
+    with transaction(workspace) as con:
+        con.execute("DELETE FROM outbox WHERE flushed_at IS NOT NULL AND flushed_at < ?",
+                    [to_iso(utcnow() - _KEEP_FLUSHED)])
 
 
 @dataclass(frozen=True)
@@ -836,7 +668,7 @@ class OutboxStats:
 
 def outbox_stats(workspace: Home) -> OutboxStats:
     """How many outbox events are pending, flushed and rejected."""
-    _ensure_outbox(workspace)
+    prepare(workspace)
     with connect(workspace) as con:
         row = con.execute(
             "SELECT count(*) FILTER (WHERE flushed_at IS NULL AND error IS NULL), "

@@ -1,14 +1,10 @@
 """Interactive process exploration for Jupyter, built on ipywidgets 8.
 
-Three widgets, made of the same parts:
-
-- :class:`Explorer`: a process map of one log (a frequency or performance DFG, or a
-  BPMN model found by the inductive miner with noise filtering) next to the filters
-  that choose its cases, a summary line, and side panels (top variants, a
-  case-duration histogram, a dotted chart, statistics of one activity), with exports.
-- :class:`VariantBrowser`: the variants of a log, one at a time, with their cases.
-- :class:`Comparison`: two selections side by side (as-is against to-be, this month
-  against last) with the difference of their DFGs drawn on one map.
+:class:`Explorer`: a process map of one log (a frequency or performance DFG, or a
+BPMN model found by the inductive miner with noise filtering) next to the filters
+that choose its cases, a summary line, and side panels (top variants, a
+case-duration histogram, a dotted chart, statistics of one activity), with exports.
+The variant browser and the comparison are in ``widgets.browse``.
 
 Every number comes from the public API (:mod:`procestra.stats`, :func:`procestra.discover.discover`);
 the widgets only compose a :class:`Filter` and draw. ``query`` shows the same
@@ -38,10 +34,8 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -52,14 +46,24 @@ from procestra.errors import InvalidArgumentError, ProcestraError
 from procestra.mining import stats
 from procestra.mining.filters import Filter, save_filtered
 from procestra.models.render import DFG as RenderDFG
-from procestra.models.render import DFGDiff, dotted_chart_svg, filter_dfg, histogram_svg, human_duration, render
+from procestra.models.render import dotted_chart_svg, filter_dfg, histogram_svg, human_duration, render
 from procestra.schema import quote_ident, table_names
 from procestra.store import catalogue
+from procestra.widgets.common import (
+    EMPTY,
+    Composite,
+    close_all,
+    descendants,
+    error_html,
+    load_widgets,
+    ok_html,
+    variants_table,
+)
 
 if TYPE_CHECKING:
     from procestra.store.home import Home
 
-__all__ = ["Comparison", "Explorer", "Inbox", "RunHistory", "VariantBrowser"]
+__all__ = ["Explorer", "MAP_FORMATS", "MAP_KINDS"]
 
 #: Map kinds of the metric toggle.
 MAP_KINDS = ("frequency", "performance", "bpmn")
@@ -70,19 +74,10 @@ _MAX_TIME_STEPS = 200
 _TOP_VARIANTS = 10
 _MAX_CACHED = 64  # filter states kept in memory
 _DOTTED_CASES = 300
-_EMPTY = "<p style='color:#888'><i>no cases match</i></p>"
 _BUSY = ("<span style='color:#1d3f72'><span class='procestra-spinner' style='display:inline-block;"
          "animation:spin 1s linear infinite'>&#9696;</span> computing&hellip;</span>"
          "<style>@keyframes spin{from{transform:rotate(0)}to{transform:rotate(360deg)}}</style>")
 _TABS = ("variants", "durations", "dotted", "activity")
-
-
-def _widgets() -> Any:
-    try:
-        import ipywidgets  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover - depends on the installation
-        raise ProcestraError("the explorer needs ipywidgets 8: pip install 'ipywidgets>=8,<9'") from None
-    return ipywidgets
 
 
 def _in_kernel() -> bool:
@@ -95,22 +90,6 @@ def _in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _descendants(root: Any) -> list[Any]:
-    """``root``'s widget tree, children before their parents."""
-    out: list[Any] = []
-    for child in getattr(root, "children", ()):
-        out += _descendants(child)
-    return [*out, root]
-
-
-def _close_all(widgets: list[Any]) -> None:
-    for w in widgets:
-        for part in (getattr(w, "layout", None), getattr(w, "style", None)):
-            if part is not None:
-                part.close()
-        w.close()
-
-
 def _counts(table: Any) -> dict[str, int]:
     d = table.to_pydict()
     return dict(zip(d["activity"], d["count"]))
@@ -118,25 +97,6 @@ def _counts(table: Any) -> dict[str, int]:
 
 def _to_render(d: stats.DFG, perf: dict[Any, Any] | None = None) -> RenderDFG:
     return RenderDFG.from_pm4py(*d.to_pm4py(), activities=_counts(d.activities), performance=perf)
-
-
-def _error_html(exc: BaseException | str) -> str:
-    return f"<span style='color:#b00020'>error: {html.escape(str(exc))}</span>"
-
-
-def _ok_html(message: str) -> str:
-    return f"<span style='color:#2e7d32'>{html.escape(message)}</span>"
-
-
-def _variants_table(variants: stats.Variants, *, numbered: bool = False) -> str:
-    rows = "".join(
-        f"<tr>{f'<td>#{i}</td>' if numbered else ''}<td style='text-align:right'>{r['count']:,}</td>"
-        f"<td>{r['share']:.1%}</td><td>{html.escape(human_duration(r['mean_duration_s'] or 0.0))}</td>"
-        f"<td>{html.escape(' → '.join(r['activities']))}</td></tr>"
-        for i, r in enumerate(variants.to_pylist(), 1))
-    head = "<th>#</th>" if numbered else ""
-    return (f"<table class='procestra-variants' style='font-size:90%'><tr>{head}<th>cases</th><th>share</th>"
-            f"<th>mean duration</th><th>activities</th></tr>{rows}</table>")
 
 
 def _write(path: Path, data: str | bytes) -> None:
@@ -240,7 +200,7 @@ class _State:
         return sum(self.dfg.activities.column("count").to_pylist())
 
 
-class Explorer:
+class Explorer(Composite):
     """A process explorer of ``log`` in ``workspace``: map, filters, summary, side panels and exports.
 
     Raises :class:`procestra.errors.LogNotFoundError` for an unknown log. The widgets are
@@ -250,7 +210,7 @@ class Explorer:
     """
 
     def __init__(self, workspace: Home, log: str, *, background: bool | None = None) -> None:
-        W = _widgets()
+        W = load_widgets()
         self.workspace = workspace
         self.log = log
         self.info = catalogue.info(workspace.store, log)  # LogNotFoundError with the known logs
@@ -350,7 +310,7 @@ class Explorer:
                         (self.log_button, "save-log"), (self.status, "status"), (self.query_html, "query")):
             w.add_class(f"procestra-{name}")
         #: Every widget the explorer owns, the root last.
-        self.widgets: list[Any] = _descendants(self.root)
+        self.widgets: list[Any] = descendants(self.root)
 
         self._worker = _Worker(_in_kernel() if background is None else bool(background), self._set_busy)
         self._map_controls = (self.metric, self.activity_slider, self.path_slider, self.noise_slider)
@@ -393,7 +353,7 @@ class Explorer:
             qs = [i / 20 for i in range(21)]
             (values,) = con.execute(
                 f"SELECT quantile_disc(epoch_us(last_ts) - epoch_us(first_ts), $q) FROM {ca}", {"q": qs}
-            ).fetchone()
+            ).fetchall()[0]
         steps = sorted({round((v or 0) / 1e6, 3) for v in (values or [0])})
         if len(steps) == 1:
             steps.append(steps[0] + 1.0)
@@ -408,7 +368,7 @@ class Explorer:
             if level == "case":
                 columns = [(n, t, ca) for n, t in sorted(self.info.case_attributes.items())]
             else:
-                has_resource = con.execute(f"SELECT count(resource) > 0 FROM {ev}").fetchone()[0]
+                has_resource = con.execute(f"SELECT count(resource) > 0 FROM {ev}").fetchall()[0][0]
                 columns = ([("resource", "VARCHAR", ev)] if has_resource else []) + \
                     [(n, t, ea) for n, t in sorted(self.info.event_attributes.items())]
             for name, typ, table in columns:
@@ -523,7 +483,7 @@ class Explorer:
         try:
             f = self.filter
         except ProcestraError as exc:
-            self.status.value = _error_html(exc)
+            self.status.value = error_html(exc)
             return
         self.query_html.value = self._query_html()
 
@@ -531,8 +491,8 @@ class Explorer:
             try:
                 state = self._state(f)
             except ProcestraError as exc:
-                self.status.value = _error_html(exc)
-                self._svg, self.map_html.value = "", _EMPTY
+                self.status.value = error_html(exc)
+                self._svg, self.map_html.value = "", EMPTY
                 return
             if self._closed or repr(f) != repr(self.filter):
                 return  # the controls moved on; their own job draws
@@ -557,7 +517,7 @@ class Explorer:
         try:
             state = self._state(f)
             if not state.cases:
-                self._svg, self.map_html.value = "", _EMPTY
+                self._svg, self.map_html.value = "", EMPTY
                 return
             svg = self._map_svg(state, f)
             if self._closed or repr(f) != repr(self.filter):
@@ -567,7 +527,7 @@ class Explorer:
                                    f"<style>.procestra-map-box svg{{max-width:100%;height:auto}}</style>{svg}</div>")
             self.map_drawn_at = time.perf_counter()
         except ProcestraError as exc:
-            self._svg, self.map_html.value = "", _error_html(exc)
+            self._svg, self.map_html.value = "", error_html(exc)
 
     def _model(self, state: _State, f: Filter) -> Any:
         """The IMf BPMN model of the state at the current noise threshold (discovered once)."""
@@ -616,16 +576,16 @@ class Explorer:
             state = self._state(f)
             key = f"activity:{self.activity_dropdown.value}" if tab == "activity" else tab
             if key not in state.panels:
-                state.panels[key] = self._panel(tab, state, f) if state.cases else _EMPTY
+                state.panels[key] = self._panel(tab, state, f) if state.cases else EMPTY
             out = state.panels[key]
         except ProcestraError as exc:
-            out = _error_html(exc)
+            out = error_html(exc)
         if repr(f) == repr(self.filter):
             target.value = out
 
     def _panel(self, tab: str, state: _State, f: Filter) -> str:
         if tab == "variants":
-            return _variants_table(state.variants)
+            return variants_table(state.variants)
         if tab == "durations":
             d = state.durations
             secs = d.table.column("duration_s").to_pylist()
@@ -664,10 +624,10 @@ class Explorer:
 
     # -- export -------------------------------------------------------------------------------
     def _ok(self, message: str) -> None:
-        self.status.value = _ok_html(message)
+        self.status.value = ok_html(message)
 
     def _error(self, exc: BaseException | str) -> None:
-        self.status.value = _error_html(exc)
+        self.status.value = error_html(exc)
 
     def export_map(self, path: str | Path | None = None, format: str | None = None) -> Path | None:
         """Write the current map as SVG, PNG or BPMN (IMf model) to ``path``; reports in the status line."""
@@ -695,7 +655,8 @@ class Explorer:
                 data = to_bpmn_xml(self._model(state, f))
             _write(target, data)
         except (ProcestraError, OSError) as exc:
-            return self._failed(target, exc)
+            self._failed(target, exc)
+            return None
         self._ok(f"map written to {target}")
         return target
 
@@ -719,7 +680,8 @@ class Explorer:
             target.parent.mkdir(parents=True, exist_ok=True)
             export(self.workspace, self.log, target, self.filter or None)
         except (ProcestraError, OSError) as exc:
-            return self._failed(target, exc)
+            self._failed(target, exc)
+            return None
         self._ok(f"filtered log written to {target}")
         return target
 
@@ -741,14 +703,6 @@ class Explorer:
         self._worker.wait(timeout)
         return self
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.root)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
-        return self.root._repr_mimebundle_(include=include, exclude=exclude)
-
     def close(self) -> None:
         """Close every widget, stop the background thread and drop the cache; unusable afterwards."""
         if self._closed:
@@ -759,7 +713,7 @@ class Explorer:
             w.unobserve(self._on_map_change, names="value")
         for w in self._filter_controls:
             w.unobserve(self._on_filter_change, names="value")
-        _close_all(self.widgets)
+        close_all(self.widgets)
         self._cache.clear()
         self._svg = ""
 
@@ -769,434 +723,3 @@ class Explorer:
 
     def __repr__(self) -> str:
         return f"<Explorer {self.log!r}: {self.query}>"
-
-
-class _Composite:
-    """A widget made of parts: shows its ``root``, and ``close()`` closes every part."""
-
-    root: Any
-    widgets: list[Any]
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.root)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
-        return self.root._repr_mimebundle_(include=include, exclude=exclude)
-
-    def close(self) -> None:
-        """Close every widget."""
-        _close_all(self.widgets)
-
-
-class VariantBrowser(_Composite):
-    """The variants of ``log`` (optionally filtered), one at a time: its path, numbers and cases.
-
-    Pick a variant in the list; the panel draws it as a chain, gives its case count,
-    share and durations, and lists its longest cases. ``query`` is the filter of the
-    chosen variant as code (``Filter.variant([...])``).
-    """
-
-    def __init__(self, workspace: Home, log: str, filter: Filter | None = None, *, top: int = 50) -> None:
-        W = _widgets()
-        self.workspace, self.log, self.base = workspace, log, filter or Filter()
-        catalogue.info(workspace.store, log)  # LogNotFoundError
-        self.variants = stats.variants(workspace, log, filter, limit=top)
-        rows = self.variants.to_pylist()
-        self.select = W.Select(options=[(f"#{i} · {r['share']:.1%} · {r['count']:,} cases · "
-                                         f"{len(r['activities'])} steps", i - 1) for i, r in enumerate(rows, 1)],
-                               rows=min(15, max(2, len(rows))), layout={"width": "32%"})
-        self.detail = W.HTML()
-        self.diagram = W.HTML()
-        self.cases_html = W.HTML()
-        self.root = W.HBox([self.select, W.VBox([self.detail, self.diagram, self.cases_html],
-                                                layout={"width": "66%"})])
-        self.root.add_class("procestra-variant-browser")
-        self.widgets: list[Any] = _descendants(self.root)
-        self.select.observe(lambda _: self._draw(), names="value")
-        if rows:
-            self.select.value = 0
-        else:
-            self.detail.value = _EMPTY
-        self._draw()
-
-    @property
-    def sequence(self) -> list[str] | None:
-        """The chosen variant's activities."""
-        if self.select.value is None or not len(self.variants):
-            return None
-        return list(self.variants.to_pylist()[self.select.value]["activities"])
-
-    @property
-    def filter(self) -> Filter | None:
-        seq = self.sequence
-        return None if seq is None else (self.base & Filter.variant(seq) if self.base else Filter.variant(seq))
-
-    @property
-    def query(self) -> str:
-        f = self.filter
-        return "" if f is None else f"stats.case_durations(ws, {json.dumps(self.log)}, {f!r})"
-
-    def _draw(self) -> None:
-        f = self.filter
-        if f is None:
-            return
-        row = self.variants.to_pylist()[self.select.value]
-        seq = row["activities"]
-        durations = stats.case_durations(self.workspace, self.log, f)
-        steps: dict[tuple[str, str], int] = {}
-        for pair in zip(seq, seq[1:]):
-            steps[pair] = steps.get(pair, 0) + row["count"]
-        chain = RenderDFG(edges=steps,
-                          start={seq[0]: row["count"]}, end={seq[-1]: row["count"]},
-                          activities={a: row["count"] * seq.count(a) for a in seq})
-        self.diagram.value = str(render(chain, format="svg", rankdir="LR"))
-        self.detail.value = (f"<b>{row['count']:,}</b> cases ({row['share']:.1%}), {len(seq)} steps, mean "
-                             f"{html.escape(human_duration(durations.mean or 0))}, median "
-                             f"{html.escape(human_duration(durations.median or 0))}<br>"
-                             f"<code style='font-size:85%'>{html.escape(self.query)}</code>")
-        longest = sorted(durations.to_pylist(), key=lambda r: -r["duration_s"])[:10]
-        rows = "".join(f"<tr><td>{html.escape(str(r['case_id']))}</td><td>{r['start']:%Y-%m-%d %H:%M}</td>"
-                       f"<td>{html.escape(human_duration(r['duration_s']))}</td></tr>" for r in longest)
-        self.cases_html.value = ("<b>Longest cases</b><table style='font-size:90%'><tr><th>case</th>"
-                                 f"<th>start</th><th>duration</th></tr>{rows}</table>")
-
-
-Side = tuple[str, Filter | None]
-
-
-class Comparison(_Composite):
-    """Two selections side by side, with the difference of their DFGs highlighted on one map.
-
-    Each side is a log and an optional filter: as-is against to-be (``("loan", None)``
-    against ``("runs:loan-tobe", None)``), or two periods of one log
-    (:meth:`periods`). Edges and activities are compared as shares of each side's
-    cases: green rose, red fell, dashed only on one side. The slider hides changes
-    smaller than the chosen share.
-    """
-
-    def __init__(self, workspace: Home, left: Side, right: Side,
-                 labels: tuple[str, str] = ("left", "right")) -> None:
-        W = _widgets()
-        self.workspace = workspace
-        self.sides = (self._side(left, "left"), self._side(right, "right"))
-        self.labels = (str(labels[0]), str(labels[1]))
-        dfgs = [stats.dfg(workspace, log, f) for log, f in self.sides]
-        self.diff = DFGDiff.from_stats(dfgs[0], dfgs[1], self.labels)
-        variants = [stats.variants(workspace, log, f, limit=5) for log, f in self.sides]
-        heads = []
-        for label, d, v in zip(self.labels, dfgs, variants):
-            heads.append(W.HTML(f"<h4 style='margin:4px 0'>{html.escape(label)}</h4><b>{d.cases:,}</b> cases, "
-                                f"<b>{sum(d.activities.column('count').to_pylist()):,}</b> events"
-                                + _variants_table(v)))
-        self.min_change = W.FloatSlider(value=0.02, min=0.0, max=0.5, step=0.01, description="Highlight ≥",
-                                        readout_format=".0%", continuous_update=False,
-                                        style={"description_width": "90px"})
-        self.map_html = W.HTML()
-        self.changes_html = W.HTML()
-        self.root = W.VBox([W.HBox([h for h in heads], layout={"justify_content": "space-between"}),
-                            self.min_change, self.map_html, self.changes_html])
-        self.root.add_class("procestra-comparison")
-        self.map_html.add_class("procestra-map")
-        self.widgets: list[Any] = _descendants(self.root)
-        self.min_change.observe(lambda _: self._draw(), names="value")
-        self._draw()
-
-    @staticmethod
-    def _side(side: Any, name: str) -> tuple[str, Filter | None]:
-        if isinstance(side, str):
-            return side, None
-        if not (isinstance(side, tuple) and len(side) == 2 and isinstance(side[0], str)
-                and (side[1] is None or isinstance(side[1], Filter))):
-            raise InvalidArgumentError(f"{name} must be a log name or a (log name, Filter or None) pair, "
-                                       f"not {side!r}", parameter=name)
-        return side[0], side[1] or None
-
-    @classmethod
-    def periods(cls, workspace: Home, log: str, first: tuple[Any, Any], second: tuple[Any, Any],
-                labels: tuple[str, str] | None = None) -> Comparison:
-        """The cases started in ``first`` against those started in ``second`` (each a (start, end) pair)."""
-        f1 = Filter.timeframe(*first, mode="started")
-        f2 = Filter.timeframe(*second, mode="started")
-        return cls(workspace, (log, f1), (log, f2), labels or (f"{first[0]} – {first[1]}",
-                                                                f"{second[0]} – {second[1]}"))
-
-    @property
-    def query(self) -> str:
-        (l1, f1), (l2, f2) = self.sides
-        def one(log: str, f: Filter | None) -> str:
-            return f"stats.dfg(ws, {json.dumps(log)}{', ' + repr(f) if f else ''})"
-        return f"DFGDiff.from_stats({one(l1, f1)}, {one(l2, f2)}, {self.labels!r})"
-
-    def _draw(self) -> None:
-        self.map_html.value = str(render(self.diff, format="svg", min_change=float(self.min_change.value)))
-        rows = "".join(
-            f"<tr><td>{html.escape(r['source'])} → {html.escape(r['target'])}</td><td>{r['left']:,}</td>"
-            f"<td>{r['right']:,}</td><td style='color:{'#2e7d32' if r['change'] > 0 else '#c62828'}'>"
-            f"{r['change']:+.1%}</td></tr>"
-            for r in self.diff.changes()[:10] if abs(r["change"]) >= self.min_change.value)
-        la, ra = (html.escape(x) for x in self.labels)
-        self.changes_html.value = ("<b>Largest changes (share of cases)</b><table style='font-size:90%'>"
-                                   f"<tr><th>path</th><th>{la}</th><th>{ra}</th><th>change</th></tr>{rows}</table>")
-
-
-class Inbox(_Composite):
-    """The human tasks of a workspace: pick one, fill in its form, complete it.
-
-    Lists open tasks (overdue ones first, in red), optionally only ``group``'s or those
-    ``user`` may take; the form is drawn from the task's fields (type, required, allowed
-    values), and a submission goes through :func:`procestra.engine.complete_task`, whose
-    form check reports every wrong field in the status line.
-    """
-
-    def __init__(self, workspace: Home, *, user: str | None = None, group: str | None = None) -> None:
-        W = _widgets()
-        self.workspace, self.user, self.group = workspace, user, group
-        self.select = W.Select(options=[], rows=10, layout={"width": "38%"})
-        self.detail = W.HTML()
-        self.form_box = W.VBox()
-        self.claim_button = W.Button(description="Claim", icon="hand-paper-o")
-        self.submit_button = W.Button(description="Complete", icon="check", button_style="success")
-        self.refresh_button = W.Button(description="Refresh", icon="refresh")
-        self.status = W.HTML()
-        self.fields: dict[str, Any] = {}
-        self.items: dict[str, Any] = {}
-        self.root = W.VBox([W.HBox([self.select, W.VBox([self.detail, self.form_box,
-                                                         W.HBox([self.claim_button, self.submit_button])],
-                                                        layout={"width": "60%"})]),
-                            W.HBox([self.refresh_button, self.status])])
-        self.root.add_class("procestra-inbox")
-        self.select.observe(lambda _: self._show(), names="value")
-        self.claim_button.on_click(lambda _: self.claim())
-        self.submit_button.on_click(lambda _: self.submit())
-        self.refresh_button.on_click(lambda _: self.refresh())
-        self.widgets: list[Any] = _descendants(self.root)
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Reload the open tasks."""
-        from procestra.engine.runtime import list_tasks
-
-        tasks = list_tasks(self.workspace, group=self.group, user=self.user)
-        tasks.sort(key=lambda t: (not t.overdue, t.due or t.created, t.created))
-        self.items = {t.task: t for t in tasks}
-        current = self.select.value
-        self.select.options = [(f"{'⚠ ' if t.overdue else ''}{t.name} · {t.case}"
-                                f"{' · ' + t.candidate_group if t.candidate_group else ''}", t.task) for t in tasks]
-        self.select.value = current if current in self.items else (tasks[0].task if tasks else None)
-        if not tasks:
-            self.detail.value, self.form_box.children = "<i>no open tasks</i>", ()
-        self._show()
-
-    @property
-    def task(self) -> Any:
-        return self.items.get(self.select.value)
-
-    def _show(self) -> None:
-        W = _widgets()
-        t = self.task
-        if t is None:
-            return
-        due = ""
-        if t.due is not None:
-            colour = "#b00020" if t.overdue else "#555"
-            due = f" &middot; <span style='color:{colour}'>due {t.due:%Y-%m-%d %H:%M} UTC" \
-                  f"{' (overdue)' if t.overdue else ''}</span>"
-        data = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                       for k, v in sorted(t.case_data.items()))
-        self.detail.value = (f"<b>{html.escape(t.name)}</b> in case <code>{html.escape(t.case)}</code> "
-                             f"({html.escape(t.model)}){due}<br>"
-                             f"{'claimed by ' + html.escape(t.assignee) if t.assignee else 'not claimed'}"
-                             f"<table style='font-size:90%'>{data}</table>")
-        self.fields = {}
-        for f in t.form:
-            label = (f.get("label") or f["name"]) + (" *" if f.get("required") else "")
-            common = {"description": label, "style": {"description_width": "160px"}}
-            kind, default = f.get("type", "string"), f.get("default")
-            if kind == "enum" or f.get("allowed"):
-                w = W.Dropdown(options=[("—", None)] + [(str(a), a) for a in f.get("allowed", [])], value=default,
-                               **common)
-            elif kind == "boolean":
-                w = W.Checkbox(value=bool(default), **common)
-            elif kind in ("integer", "number"):  # text, so that "not filled in" stays visible and required
-                w = W.Text(value="" if default is None else str(default), placeholder=kind, **common)
-            elif kind == "date":
-                w = W.DatePicker(**common)
-            elif kind == "text":
-                w = W.Textarea(value=default or "", **common)
-            else:
-                w = W.Text(value=default or "", **common)
-            self.fields[f["name"]] = w
-        self.form_box.children = tuple(self.fields.values())
-        self.widgets = _descendants(self.root)
-
-    def values(self) -> dict[str, Any]:
-        """The form as filled in (empty fields left out, dates as ISO text)."""
-        out: dict[str, Any] = {}
-        for name, w in self.fields.items():
-            v = w.value
-            if v is None or v == "":
-                continue
-            kind = next((f.get("type") for f in self.task.form if f["name"] == name), None) if self.task else None
-            if kind in ("integer", "number") and isinstance(v, str):
-                try:
-                    v = int(v) if kind == "integer" and v.strip().lstrip("+-").isdigit() else float(v)
-                except ValueError:
-                    pass  # the form check names the field and the expected type
-            out[name] = v.isoformat() if hasattr(v, "isoformat") else v
-        return out
-
-    def claim(self) -> Any:
-        """Claim the selected task for ``user``."""
-        from procestra.engine.runtime import claim_task
-
-        if self.task is None or not self.user:
-            self.status.value = _error_html("pick a task, and give the inbox a user (Inbox(ws, user=...)) to claim")
-            return None
-        try:
-            item = claim_task(self.workspace, self.task.task, self.user)
-        except ProcestraError as exc:
-            self.status.value = _error_html(exc)
-            return None
-        self.status.value = _ok_html(f"claimed {item.task} for {self.user}")
-        self.refresh()
-        return item
-
-    def submit(self) -> Any:
-        """Complete the selected task with the form's values; a worker moves the case on."""
-        from procestra.engine.runtime import complete_task
-
-        t = self.task
-        if t is None:
-            self.status.value = _error_html("no task selected")
-            return None
-        try:
-            item = complete_task(self.workspace, t.task, self.values(), user=self.user, case=t.case)
-        except ProcestraError as exc:
-            self.status.value = _error_html(exc)
-            return None
-        self.status.value = _ok_html(f"completed {item.name} of case {item.case}")
-        self.refresh()
-        return item
-
-
-# -- scheduled notebook jobs -----------------------------------------------------------------
-_ALL_RUNS = "(all)"
-
-
-def _href(path: str | None) -> str | None:
-    if not path:
-        return None
-    try:
-        return os.path.relpath(path, os.getcwd())  # Jupyter serves files relative to where it runs
-    except ValueError:
-        return path
-
-
-def _badge(status: str) -> str:
-    from procestra.schedule.scheduler import STATUS_COLOURS
-
-    colour = STATUS_COLOURS.get(status, "#000")
-    return (f'<span class="procestra-status procestra-status-{status}" style="background:{colour};color:#fff;'
-            f'border-radius:4px;padding:1px 6px">{status}</span>')
-
-
-class RunHistory(_Composite):
-    """Past and pending runs with status colours and links to their outputs; ``refresh()`` re-reads them."""
-
-    def __init__(self, workspace: Home, job: str | None = None, *, status: str | None = None,
-                 limit: int = 200) -> None:
-        from procestra.schedule.scheduler import STATUSES, list_jobs, list_runs
-
-        w = _widgets()
-        self.workspace = workspace
-        self.limit = limit
-        jobs = [j.name for j in list_jobs(workspace)]
-        runs_jobs = sorted({r.job for r in list_runs(workspace, limit=limit)} - set(jobs))
-        self.job_picker = w.Dropdown(options=[_ALL_RUNS, *jobs, *runs_jobs], value=job if job else _ALL_RUNS,
-                                     description="job")
-        if job and job not in self.job_picker.options:
-            self.job_picker.options = [*self.job_picker.options, job]
-            self.job_picker.value = job
-        self.status_picker = w.Dropdown(options=[_ALL_RUNS, *STATUSES], value=status or _ALL_RUNS, description="status")
-        self.refresh_button = w.Button(description="refresh", icon="refresh")
-        self.summary = w.HTML()
-        self.table = w.HTML()
-        self.run_picker = w.Dropdown(options=[], description="run")
-        self.details = w.HTML()
-        self.runs: list[Any] = []
-        self.widgets = [self.job_picker, self.status_picker, self.refresh_button, self.summary, self.table,
-                        self.run_picker, self.details]
-        self.root = w.VBox([w.HBox([self.job_picker, self.status_picker, self.refresh_button]), self.summary,
-                            self.table, self.run_picker, self.details])
-        self.root.add_class("procestra-run-history")
-        self.job_picker.observe(self._on_change, names="value")
-        self.status_picker.observe(self._on_change, names="value")
-        self.run_picker.observe(self._on_pick, names="value")
-        self.refresh_button.on_click(lambda _: self.refresh())
-        self.refresh()
-
-    # -- state -------------------------------------------------------------------------
-    @property
-    def job(self) -> str | None:
-        return None if self.job_picker.value == _ALL_RUNS else self.job_picker.value
-
-    @property
-    def status(self) -> str | None:
-        return None if self.status_picker.value == _ALL_RUNS else self.status_picker.value
-
-    def refresh(self) -> RunHistory:
-        """Read the history again and redraw."""
-        from procestra.schedule.scheduler import STATUSES, list_runs
-
-        self.runs = list_runs(self.workspace, job=self.job, status=self.status, limit=self.limit)
-        counts = Counter(r.status for r in self.runs)
-        self.summary.value = (f"<div>{len(self.runs)} runs: "
-                              + " ".join(f"{_badge(s)} {counts[s]}" for s in STATUSES if counts[s]) + "</div>")
-        self.table.value = self._table()
-        self.run_picker.options = [r.run_id for r in self.runs]
-        self._on_pick(None)
-        return self
-
-    def _table(self) -> str:
-        if not self.runs:
-            return "<p>no runs yet</p>"
-        rows = []
-        for r in self.runs:
-            links = " ".join(
-                f'<a href="{html.escape(h)}" target="_blank" title="{html.escape(p or "")}">{label}</a>'
-                for label, p in (("ipynb", r.output), ("html", r.html)) if (h := _href(p)))
-            err = html.escape(str(r.error)) if r.error else html.escape(r.reason or "")
-            secs = f"{r.seconds:.1f} s" if r.seconds is not None else ""
-            when = r.scheduled_for.strftime("%Y-%m-%d %H:%M:%S UTC")
-            rows.append(f"<tr><td>{_badge(r.status)}</td><td>{html.escape(r.job)}</td><td>{when}</td>"
-                        f"<td>{r.attempt}</td><td>{secs}</td><td>{links}</td>"
-                        f"<td style='color:#842029'>{err}</td></tr>")
-        head = "".join(f"<th style='text-align:left;padding:2px 8px'>{h}</th>"
-                       for h in ("status", "job", "scheduled for", "attempt", "took", "output", "error"))
-        return (f"<table class='procestra-runs' style='border-collapse:collapse'><tr>{head}</tr>"
-                f"{''.join(rows)}</table>")
-
-    def _on_change(self, _: Any) -> None:
-        self.refresh()
-
-    def _on_pick(self, _: Any) -> None:
-        run = next((r for r in self.runs if r.run_id == self.run_picker.value), None)
-        if run is None:
-            self.details.value = ""
-            return
-        d = run.to_dict()
-        shown = {k: v for k, v in d.items() if k not in ("run", "output", "html") and v not in (None, {}, [])}
-        self.details.value = "<pre style='white-space:pre-wrap'>" + html.escape(
-            json.dumps(shown, indent=2, default=str)) + "</pre>"
-
-    def close(self) -> None:
-        """Close every widget; the object is unusable afterwards."""
-        self.job_picker.unobserve(self._on_change, names="value")
-        self.status_picker.unobserve(self._on_change, names="value")
-        self.run_picker.unobserve(self._on_pick, names="value")
-        _close_all(_descendants(self.root))
-
-    def __repr__(self) -> str:
-        return f"<RunHistory {self.job or 'all jobs'}: {len(self.runs)} runs>"

@@ -193,6 +193,38 @@ def test_invalid_parameters(gen: Workspace) -> None:
     assert exc.value.parameter == "filter"
 
 
+def test_miner_params_are_typed_frozen_and_checked() -> None:
+    """Each built-in miner reads its options into a frozen dataclass: defaults filled in, values
+    checked, an option it does not take named in the error."""
+    from dataclasses import FrozenInstanceError
+
+    from procestra.mining.params import HeuristicsParams, InductiveParams, MinerOptions, MinerParams
+
+    p = InductiveParams.parse("inductive", {"noise_threshold": 0.2})
+    assert p == InductiveParams(noise_threshold=0.2, disable_fallthroughs=False)
+    assert p.to_dict() == {"noise_threshold": 0.2, "disable_fallthroughs": False}
+    with pytest.raises(FrozenInstanceError):
+        p.noise_threshold = 0.5  # type: ignore[misc]
+    h = HeuristicsParams.parse("heuristics", {"min_act_count": 3})
+    assert (h.min_act_count, h.dependency_threshold) == (3, 0.5)
+    assert disc.get_miner("heuristics").parameters == HeuristicsParams.names()  # type: ignore[attr-defined]
+    assert MinerParams.names() == () and MinerParams.parse("dfg", {}).to_dict() == {}
+    with pytest.raises(InvalidArgumentError) as exc:
+        MinerParams.parse("alpha", {"noise_threshold": 0.1})
+    assert exc.value.parameter == "noise_threshold" and "alpha miner (it takes no options)" in str(exc.value)
+    with pytest.raises(InvalidArgumentError) as exc:
+        InductiveParams.parse("inductive", {"noise_threshold": 2})
+    assert exc.value.parameter == "noise_threshold"
+    assert set(MinerOptions.__annotations__) == {*InductiveParams.names(), *HeuristicsParams.names()}
+
+
+def test_a_user_miner_declaring_parameters_gets_unknown_options_rejected(gen: Workspace, registry: None) -> None:
+    disc.register_miner(FlowerMiner())
+    with pytest.raises(InvalidArgumentError) as exc:
+        discover(gen, "loans", "flower", dependency_threshold=0.9)
+    assert exc.value.parameter == "dependency_threshold" and "flower" in str(exc.value)
+
+
 def test_unknown_log(gen: Workspace) -> None:
     for miner in disc.miners():
         with pytest.raises(LogNotFoundError) as exc:
@@ -235,7 +267,7 @@ def test_variants_from_derived_tables_equal_those_from_events(gen: Workspace, mo
         lid = gen.store.log_id(con, "loans")
         assert filters.plan_filter(con, lid, flt).fast  # the derived path is the one in use
     fast = {f: list(log_variants(gen, "loans", f).items()) for f in (None, flt)}
-    monkeypatch.setattr(filters, "is_derived", lambda con, log_id: False)
+    monkeypatch.setattr("procestra.mining.plan.is_derived", lambda con, log_id: False)
     for f in (None, flt):
         assert list(log_variants(gen, "loans", f).items()) == fast[f]
     monkeypatch.setattr(disc, "_plan", lambda con, log_id, f: None)

@@ -31,7 +31,7 @@ from procestra import Filter, LogSchema, Workspace
 from procestra.mining import stats
 from procestra.widgets.explorer import Explorer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "01_explore.ipynb"
 SAMPLE = ROOT / "event_logs" / "loan-sample.csv"
 OUTPUT = ROOT / "tests" / "output"

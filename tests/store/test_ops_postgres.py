@@ -23,6 +23,7 @@ import pytest
 from conftest import run_cli
 from procestra import Workspace
 from procestra.errors import ProcestraError, UserError
+from procestra.ingest.outbox import flush_outbox
 from procestra.store import ops
 from procestra.store._postgres import WRITE_LOCK_KEY, translate
 from procestra.store.ops import Event
@@ -206,13 +207,13 @@ def test_outbox_commits_with_the_transaction_and_flushes_into_duckdb(pws: Worksp
         assert ops.emit(con, "jobs", _events(5, outcome="ok", score=0.5, flag=True)) == 5
         ops.emit(con, "other", _events(2, case="o"))
     assert ops.outbox_stats(pws) == ops.OutboxStats(pending=7, flushed=0, failed=0)
-    result = ops.flush_outbox(pws)
+    result = flush_outbox(pws)
     assert (result.events, result.logs, result.failed, result.skipped) == (7, {"jobs": 5, "other": 2}, 0, None)
     info = pws.info("jobs")
     assert info.events == 5 and info.cases == 3
     assert info.event_attributes["n"] == "BIGINT" and info.event_attributes["score"] == "DOUBLE"
     assert info.event_attributes["flag"] == "BOOLEAN"
-    assert ops.flush_outbox(pws).events == 0
+    assert flush_outbox(pws).events == 0
     assert ops.outbox_stats(pws) == ops.OutboxStats(pending=0, flushed=7, failed=0)
     df = pws.to_pandas("jobs")
     assert sorted(df["n"].tolist()) == [0, 1, 2, 3, 4] and df["event_uid"].nunique() == 5
@@ -224,17 +225,17 @@ def test_only_the_events_home_flushes_a_shared_store(pws: Workspace, pg_url: str
     assert ops.events_home(other) == ops.events_home(pws) == ops.workspace_id(pws)  # the first one keeps it
     with ops.transaction(other) as con:
         ops.emit(con, "jobs", _events(4))
-    skipped = ops.flush_outbox(other)
+    skipped = flush_outbox(other)
     assert skipped.events == 0 and "flush there" in skipped.skipped and str(pws.path) in skipped.skipped
     assert not other.store.path.exists() or "jobs" not in [log.name for log in other.logs()]
     assert ops.outbox_stats(pws).pending == 4  # still queued for the home
-    assert ops.flush_outbox(pws).events == 4 and pws.info("jobs").events == 4
+    assert flush_outbox(pws).events == 4 and pws.info("jobs").events == 4
     # the CLI moves the home, and the other workspace flushes from then on
     home = json.loads(run_cli("ops", "url", "--events-home", "--json", workspace=other.path, check=True).stdout)
     assert home["events_home"] == home["workspace"] == ops.workspace_id(other)
     with ops.transaction(pws) as con:
         ops.emit(con, "jobs", _events(2, case="late"))
-    assert ops.flush_outbox(pws).skipped is not None
+    assert flush_outbox(pws).skipped is not None
     flushed = json.loads(run_cli("ops", "flush", "--json", workspace=other.path, check=True).stdout)
     assert flushed["events"] == 2 and other.info("jobs").events == 2
 

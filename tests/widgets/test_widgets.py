@@ -9,7 +9,7 @@ import pytest
 from procestra import Filter, Workspace
 from procestra.errors import LogNotFoundError
 from procestra.mining import stats
-from procestra.widgets.explorer import Comparison, Explorer, VariantBrowser
+from procestra.widgets import Comparison, Explorer, VariantBrowser
 
 
 def _explorer_class() -> type[Explorer]:
@@ -263,7 +263,7 @@ def test_comparison_highlights_the_dfg_difference(ws: Workspace, table) -> None:
 def test_inbox_renders_the_form_and_completes(tmp_path: Path) -> None:
     from conftest import small_model
     from procestra import engine
-    from procestra.widgets.explorer import Inbox
+    from procestra.widgets import Inbox
 
     ws = Workspace.init(tmp_path / "ws")
     small_model().save(ws)

@@ -19,8 +19,9 @@ from procestra import (
     Workspace,
     stats,
 )
-from procestra.mining.filters import Filter, is_derived
+from procestra.mining.filters import Filter
 from procestra.mining.generate import generate_log
+from procestra.store.derived import is_derived
 
 warnings.filterwarnings("ignore")
 pm4py = pytest.importorskip("pm4py")

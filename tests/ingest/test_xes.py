@@ -19,7 +19,7 @@ from procestra.errors import DataError, InvalidArgumentError, SourceError, Sourc
 from procestra.ingest import xes
 from procestra.ingest.xes import iter_xes_batches, read_xes_log_attributes, write_xes
 
-LOGS = Path(__file__).resolve().parents[1].parent / "shared" / "event_logs" / "logs"
+LOGS = Path(__file__).resolve().parents[2].parent / "shared" / "event_logs" / "logs"
 
 
 def _logs_dir() -> Path:

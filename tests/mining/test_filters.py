@@ -20,8 +20,9 @@ from procestra import (
 )
 from procestra.errors import EmptyResultError
 from procestra.mining import stats
-from procestra.mining.filters import Filter, filtered_events_sql, is_derived, save_filtered
+from procestra.mining.filters import Filter, filtered_events_sql, save_filtered
 from procestra.mining.stats import derive_log, dfg, variants
+from procestra.store.derived import is_derived
 
 warnings.filterwarnings("ignore")
 pm4py = pytest.importorskip("pm4py")

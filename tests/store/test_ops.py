@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from procestra import InvalidArgumentError, Workspace
+from procestra.ingest.outbox import flush_outbox
 from procestra.store import ops
 from procestra.store.ops import Event
 
@@ -89,7 +90,7 @@ def test_flush_creates_then_appends_with_typed_attributes(ws: Workspace) -> None
     with ops.transaction(ws) as con:
         ops.emit(con, "jobs", _events(5, outcome="ok", score=0.5))
         ops.emit(con, "other", _events(2, case="o"))
-    r = ops.flush_outbox(ws)
+    r = flush_outbox(ws)
     assert r.events == 7 and r.logs == {"jobs": 5, "other": 2} and r.failed == 0
     info = ws.info("jobs")
     assert info.events == 5 and info.cases == 3
@@ -98,23 +99,63 @@ def test_flush_creates_then_appends_with_typed_attributes(ws: Workspace) -> None
     # a later batch with an int where the log has DOUBLE, and a new attribute, appends cleanly
     with ops.transaction(ws) as con:
         ops.emit(con, "jobs", _events(4, case="d", start=T0 + timedelta(hours=1), score=2, extra=True))
-    assert ops.flush_outbox(ws).events == 4
+    assert flush_outbox(ws).events == 4
     df = ws.to_pandas("jobs")
     assert len(df) == 9 and df["event_uid"].nunique() == 9
     assert sorted(df["score"].dropna().unique().tolist()) == [0.5, 2.0]
-    assert ops.flush_outbox(ws).events == 0  # nothing pending
+    assert flush_outbox(ws).events == 0  # nothing pending
     assert ops.outbox_stats(ws).pending == 0
+
+
+def test_outbox_rows_are_read_and_marked_through_the_store(ws: Workspace) -> None:
+    """The outbox's SQL lives in store.ops: pending rows in queue order, then marked flushed or set aside."""
+    ops.prepare(ws)
+    with ops.transaction(ws) as con:
+        ops.emit(con, "jobs", _events(3))
+    rows = ops.pending_events(ws, 10)
+    assert [r.case_id for r in rows] == ["c0", "c1", "c2"] and [r.seq for r in rows] == sorted(r.seq for r in rows)
+    assert rows[0].log == "jobs" and rows[0].resource == "bot" and '"n": 0' in rows[0].attributes
+    assert len(ops.pending_events(ws, 2)) == 2
+    ops.mark_flushed(ws, [rows[0].seq])
+    ops.mark_rejected(ws, [rows[1].seq], "bad data")
+    assert [r.seq for r in ops.pending_events(ws, 10)] == [rows[2].seq]
+    assert ops.outbox_stats(ws) == ops.OutboxStats(pending=1, flushed=1, failed=1)
+    ops.purge_flushed(ws)  # flushed today: kept a week
+    assert ops.outbox_stats(ws).flushed == 1
+
+
+def test_flush_sets_aside_a_batch_the_store_rejects(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    from procestra.errors import DataError
+    from procestra.ingest import outbox
+
+    real = outbox.ingest
+
+    def picky(workspace: Workspace, source: object, *, log: str, **options: object) -> object:
+        if log == "bad":
+            raise DataError("rejected on purpose")
+        return real(workspace, source, log=log, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbox, "ingest", picky)
+    ops.prepare(ws)
+    with ops.transaction(ws) as con:
+        ops.emit(con, "bad", _events(2))
+        ops.emit(con, "jobs", _events(3))
+    r = flush_outbox(ws)
+    assert (r.events, r.failed, r.logs) == (3, 2, {"jobs": 3})
+    assert ops.outbox_stats(ws) == ops.OutboxStats(pending=0, flushed=3, failed=2)
+    assert flush_outbox(ws).events == 0  # set aside, not retried
 
 
 KILLED_FLUSH = """
 import os, sys
 from procestra import Workspace
+from procestra.ingest.outbox import flush_outbox
 from procestra.store import ops
 ws = Workspace(sys.argv[1])
 def die(*a, **k):
     os.kill(os.getpid(), 9)   # after the DuckDB commit, before the rows are marked flushed
-ops._mark = die
-ops.flush_outbox(ws)
+ops.mark_flushed = die
+flush_outbox(ws)
 """
 
 
@@ -125,7 +166,7 @@ def test_flush_reads_timestamps_of_rows_written_by_older_versions(ws: Workspace)
         ops.emit(con, "jobs", _events(2))
         con.execute("UPDATE outbox SET ts = ? WHERE case_id = 'c0'", ["2025-01-06T06:00:00+01:00"])
         con.execute("UPDATE outbox SET ts = ? WHERE case_id = 'c1'", ["2025-01-06T05:30:00"])  # naive: UTC
-    assert ops.flush_outbox(ws).events == 2
+    assert flush_outbox(ws).events == 2
     df = ws.to_pandas("jobs").sort_values("case:concept:name")
     assert [t.isoformat() for t in df["time:timestamp"]] == ["2025-01-06T05:00:00+00:00",
                                                              "2025-01-06T05:30:00+00:00"]
@@ -140,7 +181,7 @@ def test_flush_killed_between_store_commit_and_marking_neither_duplicates_nor_lo
     assert _ev_count(ws, "jobs") == 6 and ops.outbox_stats(ws).pending == 6  # committed, not marked
     with ops.transaction(ws) as con:  # more events arrive before the next flush
         ops.emit(con, "jobs", _events(2, case="late", start=T0 + timedelta(days=1)))
-    r = ops.flush_outbox(ws)
+    r = flush_outbox(ws)
     assert r.events == 8 and ops.outbox_stats(ws).pending == 0
     assert _ev_count(ws, "jobs") == 8  # the 6 sent twice are in the log once
 
