@@ -6,15 +6,24 @@ and the runtime that runs cases on SpiffWorkflow with durable state.
 >>> engine.Worker(ws).run(until_idle=True)
 """
 
-from procestra.engine.connectors import Handler, SecretError, TaskContext, TaskError, TaskTimeoutError
-from procestra.engine.runtime import (
-    CaseInfo,
+from procestra.engine.connectors import Handler, TaskContext
+from procestra.engine.exceptions import (
     CaseNotFoundError,
     CaseStateError,
+    ConditionError,
     EngineError,
-    Step,
+    FormError,
+    SecretError,
+    TaskError,
     TaskNotFoundError,
     TaskStateError,
+    TaskTimeoutError,
+    UnsafeExpressionError,
+    ValidationError,
+)
+from procestra.engine.runtime import (
+    CaseInfo,
+    Step,
     Worker,
     WorkerReport,
     WorkItem,
@@ -30,15 +39,12 @@ from procestra.engine.runtime import (
     start_case,
     start_cases,
 )
-from procestra.engine.sandbox import ConditionError, UnsafeExpressionError
 from procestra.engine.tobe import (
-    FormError,
     FormField,
     HumanTask,
     Problem,
     Retry,
     ToBeModel,
-    ValidationError,
     validate_model,
 )
 

@@ -48,7 +48,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from procestra.errors import InvalidArgumentError, ModelNotFoundError, ProcestraError, UserError
+from procestra.engine.exceptions import (
+    CaseNotFoundError,
+    CaseStateError,
+    EngineError,
+    TaskNotFoundError,
+    TaskStateError,
+)
+from procestra.errors import InvalidArgumentError, ModelNotFoundError, ProcestraError
 from procestra.store import ops
 
 if TYPE_CHECKING:
@@ -87,27 +94,6 @@ SNAPSHOT_EVERY = 50
 #: and the final ones.
 STATUSES = ("running", "waiting", "completed", "failed", "cancelled")
 _FINAL = ("completed", "failed", "cancelled")
-
-
-# -- errors ---------------------------------------------------------------------------------
-class EngineError(ProcestraError):
-    """The engine failed in a way that is not the user's input (a model it cannot run, a bug)."""
-
-
-class CaseNotFoundError(UserError):
-    """No case with that id."""
-
-
-class TaskNotFoundError(UserError):
-    """No human task with that id."""
-
-
-class TaskStateError(UserError):
-    """The task cannot do that now (completed already, cancelled, claimed by someone else, another case)."""
-
-
-class CaseStateError(UserError):
-    """The case cannot do that now (it has ended)."""
 
 
 # -- schema -----------------------------------------------------------------------------------

@@ -69,7 +69,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lxml import etree
 
 from procestra.engine.connectors import Handler, check_handler
-from procestra.engine.sandbox import ConditionError, compile_expression, compile_script, is_iso_literal
+from procestra.engine.exceptions import ConditionError, FormError, ValidationError
+from procestra.engine.sandbox import compile_expression, compile_script, is_iso_literal
 from procestra.errors import InvalidArgumentError, ModelError, UserError
 from procestra.models.bpmn import BPMN_NS, XSI_NS
 
@@ -113,29 +114,6 @@ _READ_AS = {"transaction": "subProcess", "businessRuleTask": "serviceTask", "sen
             "receiveTask": "task"}  # fmt: skip
 VARIABLE_TYPES = ("any", "string", "number", "integer", "boolean", "date", "object", "list")
 FIELD_TYPES = ("string", "text", "number", "integer", "boolean", "date", "enum")
-
-
-# -- errors ---------------------------------------------------------------------------------------
-class ValidationError(UserError):
-    """``save`` refused a model with problems; ``problems`` lists them."""
-
-    def __init__(self, problems: Sequence[Problem], *, name: str = "") -> None:
-        errors = [p for p in problems if p.severity == "error"]
-        shown = "; ".join(str(p) for p in errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
-        super().__init__(f"model {name!r} has {len(errors)} problem(s): {shown}. Fix them (model.validate() lists "
-                         "them all) or save with check=False")  # fmt: skip
-        self.problems = list(problems)
-
-
-class FormError(UserError):
-    """Submitted data that does not fit a human task's form; ``problems`` maps field -> what is wrong."""
-
-    def __init__(self, problems: Mapping[str, str], *, task: str | None = None) -> None:
-        where = f" for task {task!r}" if task else ""
-        super().__init__(f"the submitted data does not fit the form{where}: "
-                         + "; ".join(f"{k}: {v}" for k, v in problems.items()))  # fmt: skip
-        self.problems = dict(problems)
-        self.task = task
 
 
 # -- value types ----------------------------------------------------------------------------------
