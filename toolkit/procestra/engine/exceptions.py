@@ -16,7 +16,7 @@ from procestra.errors import ProcestraError, UserError
 
 if TYPE_CHECKING:
     from procestra.engine.connectors import Redactor
-    from procestra.engine.tobe import Problem
+    from procestra.engine.validate import Problem
 
 __all__ = [
     "CaseNotFoundError",

@@ -615,7 +615,7 @@ def start_case(ws: Home, model: str, data: Mapping[str, Any] | str | None = None
 
 
 def _check_case_data(m: _Model, data: dict[str, Any]) -> None:
-    from procestra.engine.tobe import Field
+    from procestra.engine.elements import FormField
 
     problems: list[str] = []
     for var in m.tobe.variables.values():
@@ -631,7 +631,7 @@ def _check_case_data(m: _Model, data: dict[str, Any]) -> None:
             problems.append(f"{var.name}: expected a list, got {value!r}")
         elif kind is not None:
             try:
-                Field(var.name, type=kind, allowed=var.allowed).coerce(value)
+                FormField(var.name, type=kind, allowed=var.allowed).coerce(value)
             except ValueError as exc:
                 problems.append(f"{var.name}: {exc}")
         elif var.allowed and value not in var.allowed:
