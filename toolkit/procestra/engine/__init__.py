@@ -6,7 +6,24 @@ and the runtime that runs cases on SpiffWorkflow with durable state.
 >>> engine.Worker(ws).run(until_idle=True)
 """
 
+from procestra.engine.cases import (
+    CaseInfo,
+    Step,
+    WorkItem,
+    cancel_case,
+    case_history,
+    claim_task,
+    complete_task,
+    conform_runs,
+    get_case,
+    list_cases,
+    list_tasks,
+    runs_log,
+    start_case,
+    start_cases,
+)
 from procestra.engine.connectors import Handler, TaskContext
+from procestra.engine.elements import FormField, HumanTask, Retry
 from procestra.engine.exceptions import (
     CaseNotFoundError,
     CaseStateError,
@@ -21,32 +38,9 @@ from procestra.engine.exceptions import (
     UnsafeExpressionError,
     ValidationError,
 )
-from procestra.engine.runtime import (
-    CaseInfo,
-    Step,
-    Worker,
-    WorkerReport,
-    WorkItem,
-    cancel_case,
-    case_history,
-    claim_task,
-    complete_task,
-    conform_runs,
-    get_case,
-    list_cases,
-    list_tasks,
-    runs_log,
-    start_case,
-    start_cases,
-)
-from procestra.engine.tobe import (
-    FormField,
-    HumanTask,
-    Problem,
-    Retry,
-    ToBeModel,
-    validate_model,
-)
+from procestra.engine.tobe import ToBeModel, validate_model
+from procestra.engine.validate import Problem
+from procestra.engine.worker import Worker, WorkerReport
 
 __all__ = [
     "ConditionError", "FormError", "FormField", "Handler", "HumanTask", "Problem", "Retry", "SecretError",

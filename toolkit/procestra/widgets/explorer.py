@@ -976,7 +976,7 @@ class Inbox(_Composite):
 
     def refresh(self) -> None:
         """Reload the open tasks."""
-        from procestra.engine.runtime import list_tasks
+        from procestra.engine import list_tasks
 
         tasks = list_tasks(self.workspace, group=self.group, user=self.user)
         tasks.sort(key=lambda t: (not t.overdue, t.due or t.created, t.created))
@@ -1049,7 +1049,7 @@ class Inbox(_Composite):
 
     def claim(self) -> Any:
         """Claim the selected task for ``user``."""
-        from procestra.engine.runtime import claim_task
+        from procestra.engine import claim_task
 
         if self.task is None or not self.user:
             self.status.value = _error_html("pick a task, and give the inbox a user (Inbox(ws, user=...)) to claim")
@@ -1065,7 +1065,7 @@ class Inbox(_Composite):
 
     def submit(self) -> Any:
         """Complete the selected task with the form's values; a worker moves the case on."""
-        from procestra.engine.runtime import complete_task
+        from procestra.engine import complete_task
 
         t = self.task
         if t is None:
