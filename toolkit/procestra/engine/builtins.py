@@ -167,7 +167,8 @@ def record_results(**values: Any) -> None:
     from IPython.display import display
 
     json.dumps(values)  # fail early, in the notebook, on values that are not JSON
-    display({RESULTS_MIME: values, "text/plain": f"procestra results: {', '.join(values)}"}, raw=True)
+    display({RESULTS_MIME: values, "text/plain": f"procestra results: {', '.join(values)}"},  # type: ignore[no-untyped-call]
+            raw=True)
 
 
 class NotebookConnector:
@@ -198,8 +199,8 @@ class NotebookConnector:
             if name in declared:
                 params[name] = _scope(ctx)[name]
         redactor = ctx.redactor
-        kernel = config.get("kernel") or (nbformat.read(str(source), as_version=4).metadata.get("kernelspec") or
-                                          {}).get("name") or "python3"  # fmt: skip
+        spec = nbformat.read(str(source), as_version=4).metadata.get("kernelspec")  # type: ignore[no-untyped-call]
+        kernel = config.get("kernel") or (spec or {}).get("name") or "python3"
         env = {name: ctx.secret(name) for name in sorted(ctx.secrets.allowed)}
         env.update({"PROCESTRA_CASE_ID": ctx.case_id, "PROCESTRA_TASK_ID": ctx.task_id,
                     "PROCESTRA_IDEMPOTENCY_KEY": ctx.idempotency_key, "PROCESTRA_ATTEMPT": str(ctx.attempt)})
@@ -226,13 +227,13 @@ class NotebookConnector:
                               details={"exception": name})
             results: dict[str, Any] = {}
             if out.is_file():
-                nb = nbformat.read(str(out), as_version=4)
+                nb = nbformat.read(str(out), as_version=4)  # type: ignore[no-untyped-call]
                 results = _notebook_results(nb)
                 _redact_notebook(nb, redactor)
                 if ctx.output_dir is not None:
                     ctx.output_dir.mkdir(parents=True, exist_ok=True)
                     name = f"{ctx.task_id or source.stem}-{ctx.attempt}.ipynb"
-                    nbformat.write(nb, str(ctx.output_dir / name))
+                    nbformat.write(nb, str(ctx.output_dir / name))  # type: ignore[no-untyped-call]
                     results["__details__"] = {"notebook": str(ctx.output_dir / name)}
             if failure is not None:
                 if "__details__" in results:
@@ -248,7 +249,7 @@ def _kernel_manager(kernel: str, env: Mapping[str, str], log: Any) -> Any:
     """A kernel manager whose kernel also gets ``env`` (declared secrets, the task's context), stderr to ``log``."""
     from jupyter_client.manager import AsyncKernelManager
 
-    class _EnvKernelManager(AsyncKernelManager):  # type: ignore[misc]
+    class _EnvKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = {**os.environ, **dict(kw.get("env") or {}), **env}
             kw.setdefault("stdout", log)

@@ -28,6 +28,9 @@ from procestra.engine.exceptions import CaseNotFoundError, CaseStateError, TaskN
 from procestra.engine.journal import FINAL, STATUSES, runs_log
 from procestra.engine.runtime import Runnable, runnable
 from procestra.errors import InvalidArgumentError
+from procestra.mining.conformance import conform
+from procestra.mining.filters import Filter
+from procestra.models.repository import ModelRef
 from procestra.store import ops
 
 if TYPE_CHECKING:
@@ -233,9 +236,9 @@ def _check_case_data(m: Runnable, data: dict[str, Any]) -> None:
 def _case(row: sqlite3.Row) -> CaseInfo:
     return CaseInfo(case=row["case_id"], model=row["model"], version=row["version"], status=row["status"],
                     business_key=row["business_key"], data=json.loads(row["data"]),
-                    created=ops.from_iso(row["created"]), updated=ops.from_iso(row["updated"]),
+                    created=journal.when(row["created"]), updated=journal.when(row["updated"]),
                     ended=ops.from_iso(row["ended"]), error=row["error"], steps=row["seq"],
-                    wake_at=ops.from_iso(row["wake_at"]))  # type: ignore[arg-type]
+                    wake_at=ops.from_iso(row["wake_at"]))
 
 
 def get_case(ws: Home, case: str) -> CaseInfo:
@@ -266,7 +269,7 @@ def case_history(ws: Home, case: str) -> list[Step]:
     return [Step(case=r["case_id"], seq=r["seq"], kind=r["kind"], element=r["element_id"], name=r["name"],
                  occurrence=r["occurrence"], attempt=r["attempt"], resource=r["resource"], outcome=r["outcome"],
                  error=r["error"], data=json.loads(r["data"]) if r["data"] else None,
-                 started=ops.from_iso(r["started"]), ended=ops.from_iso(r["ended"]))  # type: ignore[arg-type]
+                 started=journal.when(r["started"]), ended=journal.when(r["ended"]))
             for r in rows]
 
 
@@ -291,10 +294,10 @@ def cancel_case(ws: Home, case: str, *, reason: str = "cancelled", user: str | N
 def _work(row: sqlite3.Row) -> WorkItem:
     return WorkItem(task=row["task_id"], case=row["case_id"], model=row["model"], element=row["element_id"],
                     name=row["name"], status=row["status"], candidate_group=row["candidate_group"],
-                    assignee=row["assignee"], form=json.loads(row["form"]), created=ops.from_iso(row["created"]),
+                    assignee=row["assignee"], form=json.loads(row["form"]), created=journal.when(row["created"]),
                     due=ops.from_iso(row["due_at"]), completed_at=ops.from_iso(row["completed_at"]),
                     completed_by=row["completed_by"], data=json.loads(row["data"]) if row["data"] else None,
-                    case_data=json.loads(row["case_data"]))  # type: ignore[arg-type]
+                    case_data=json.loads(row["case_data"]))
 
 
 def list_tasks(ws: Home, *, status: str | None = "open", case: str | None = None, group: str | None = None,
@@ -339,14 +342,14 @@ def complete_task(ws: Home, task: str, data: Mapping[str, Any] | str | None = No
     or (with ``case``) a task of another case raises :class:`TaskStateError`. Nothing
     changes on any error.
     """
-    data = _json(data, "task data")
+    form = _json(data, "task data")
     journal.prepare(ws)
     with ops.connect(ws) as con:
         row = _get_work(con, task)
     m = runnable(ws, row["model"], _case_version(ws, row["case_id"]))
     element = m.elements.get(row["element_id"])
     human = element.human if element is not None else None
-    checked = (human or HumanTask()).check(data if data is not None else {}, task=f"{row['element_id']} "
+    checked = (human or HumanTask()).check(form if form is not None else {}, task=f"{row['element_id']} "
                                                                               f"{row['name']!r}")
     now = journal.iso(journal.now())
     with ops.transaction(ws) as con:
@@ -376,9 +379,6 @@ def conform_runs(ws: Home, model: str, version: int | None = None, **options: An
     only (the ``complete`` events of successful attempts, and of tasks that ended in their
     error boundary), so retries and failed attempts do not count as extra activities. Flushes pending run events into the event store first.
     """
-    from procestra.mining.conformance import conform
-    from procestra.mining.filters import Filter
-
     ops.flush_outbox(ws)
     cases = list_cases(ws, model=model)
     if version is None:
@@ -390,4 +390,4 @@ def conform_runs(ws: Home, model: str, version: int | None = None, **options: An
         raise CaseNotFoundError(f"no case of {model!r} version {version} has completed yet")
     flt = (Filter.event_attribute("lifecycle", ["complete"], level="event")
            & Filter.event_attribute("outcome", ["completed", "error"], level="event") & Filter.cases(done))
-    return conform(ws, runs_log(model), f"{model}@{version}", filter=flt, **options)
+    return conform(ws, runs_log(model), str(ModelRef(model, version)), filter=flt, **options)

@@ -547,26 +547,26 @@ def _results(raw: Any, handler: Handler) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise TaskError(f"the handler returned a {type(raw).__name__}; return a dict of results (or None)",
                         retryable=False)
-    raw = dict(raw)
-    details = raw.pop("__details__", None)
+    results: dict[str, Any] = dict(raw)
+    details = results.pop("__details__", None)
     try:
-        json.dumps(raw)
+        json.dumps(results)
     except (TypeError, ValueError) as exc:
         raise TaskError(f"the results are not JSON data ({exc}); return numbers, strings, lists and dicts",
                         retryable=False) from None
     if handler.outputs:
-        missing = [o for o in handler.outputs if o not in raw]
+        missing = [o for o in handler.outputs if o not in results]
         if missing:
             raise TaskError(f"the results lack the declared output(s) {', '.join(map(repr, missing))} (got: "
-                            f"{', '.join(sorted(raw)) or 'nothing'})", retryable=False)
-        raw = {o: raw[o] for o in handler.outputs}
+                            f"{', '.join(sorted(results)) or 'nothing'})", retryable=False)
+        results = {o: results[o] for o in handler.outputs}
     else:
-        bad = [k for k in raw if not isinstance(k, str) or not NAME.match(k)]
+        bad = [k for k in results if not isinstance(k, str) or not NAME.match(k)]
         if bad:
             raise TaskError(f"result names {bad!r} are not valid variable names", retryable=False)
     if details is not None:
-        raw["__details__"] = details
-    return raw
+        results["__details__"] = details
+    return results
 
 
 for _kind, _connector in BUILTINS.items():

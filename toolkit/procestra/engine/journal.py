@@ -54,6 +54,7 @@ __all__ = [
     "runs_log",
     "running_case",
     "stopped_case",
+    "when",
     "work_row",
     "work_rows",
     "write_round",
@@ -163,6 +164,13 @@ def now() -> datetime:
 
 def iso(t: datetime) -> str:
     return ops.to_iso(t)
+
+
+def when(text: str) -> datetime:
+    """The datetime of a timestamp column that is never NULL (``created``, ``updated``, ``started``, ``ended``)."""
+    value = ops.from_iso(text)
+    assert value is not None, "a NOT NULL timestamp column held NULL"
+    return value
 
 
 def new_case_id() -> str:

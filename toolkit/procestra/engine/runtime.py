@@ -24,6 +24,7 @@ usual design, is the cost this avoids.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import sqlite3
@@ -41,6 +42,7 @@ from procestra.engine.exceptions import EngineError
 from procestra.engine.journal import FINAL
 from procestra.engine.tobe import ToBeModel
 from procestra.errors import ModelNotFoundError, ProcestraError
+from procestra.models.repository import ModelRef, model_info
 from procestra.store import ops
 
 if TYPE_CHECKING:
@@ -83,6 +85,8 @@ def spiff() -> Any:
         """SpiffWorkflow's workflow with state lookups over its task dict instead of tree walks
         (the same tasks, 2x faster), and timers fired by the engine, explicitly and journaled."""
 
+        completed: bool
+
         def get_tasks(self, first_task: Any = None, **kwargs: Any) -> list[Any]:
             if first_task is None and kwargs and set(kwargs) <= {"state", "spec_name"}:
                 state, name = kwargs.get("state"), kwargs.get("spec_name")
@@ -90,7 +94,8 @@ def spiff() -> Any:
                     return [t for t in self.tasks.values() if t._state & state]
                 return [t for t in self.tasks.values()
                         if (state is None or t._state & state) and t.task_spec.name == name]
-            return super().get_tasks(first_task, **kwargs)
+            tasks: list[Any] = super().get_tasks(first_task, **kwargs)
+            return tasks
 
         def update_waiting_tasks(self) -> None:
             for task in [t for t in self.tasks.values() if t.state == TaskState.WAITING]:
@@ -144,8 +149,6 @@ def runnable(ws: Home, name: str, version: int | None = None) -> Runnable:
 
     On a PostgreSQL store shared by several machines, see :func:`_shared`.
     """
-    from procestra.models.repository import model_info
-
     stamp = None
     if version is None:  # the latest version: known while the model's directory is unchanged
         stamp = _models_stamp(ws, name)
@@ -170,12 +173,13 @@ def runnable(ws: Home, name: str, version: int | None = None) -> Runnable:
     if not path.is_file():
         raise ModelNotFoundError(f"model {info.name!r} version {info.version} has no model.bpmn: save a to-be "
                                  "model with ToBeModel.save() to run it")
-    tobe = ToBeModel.load(f"{info.name}@{info.version}", ws=ws)
+    tobe = ToBeModel.load(info.ref, ws=ws)
     parser = _parser()
     parser.add_bpmn_file(str(path))
     for element in tobe.elements.values():  # call activities: the called models' processes
         if element.kind == "callActivity" and element.called:
-            called = runnable(ws, *_split(element.called))
+            ref = ModelRef.parse(element.called)
+            called = runnable(ws, ref.name, ref.version)
             parser.add_bpmn_file(str(Path(model_info(ws, called.name, called.version).path) / "model.bpmn"))
     spec, subs = _specs(parser, tobe.process_id, info.name, info.version)
     model = Runnable(info.name, info.version, tobe, spec, subs, dict(tobe.elements))
@@ -219,17 +223,14 @@ def _shared(ws: Home, name: str, version: int | None) -> Runnable:
     machine: a local version that differs from the published one of that number is not run
     (the published one is, with a warning), so cases never change model between machines.
     """
-    import hashlib
-
-    from procestra.models.repository import model_info
-
     journal.prepare(ws)
     try:
         info = model_info(ws, name, version)
     except ModelNotFoundError as exc:
         info, missing = None, exc
         if "@" in name:  # "name@3", checked by model_info
-            name, version = _split(name)
+            ref = ModelRef.parse(name)
+            name, version = ref.name, ref.version
     if info is not None:
         name = info.name
     with ops.connect(ws) as con:
@@ -260,16 +261,17 @@ def _shared(ws: Home, name: str, version: int | None) -> Runnable:
         assert stored is not None
         bpmn = stored["bpmn"].encode("utf-8")
     digest = hashlib.sha256(bpmn).hexdigest()
-    tobe = ToBeModel.from_xml(bpmn, source=f"{name}@{v}")
+    tobe = ToBeModel.from_xml(bpmn, source=str(ModelRef(name, v)))
     tobe.name = name
     parser = _parser()
-    parser.add_bpmn_str(bpmn, filename=f"{name}@{v}")
+    parser.add_bpmn_str(bpmn, filename=str(ModelRef(name, v)))
     pinned = json.loads(stored["called"]) if stored is not None else {}
     called_refs: dict[str, str] = {}
     for element in tobe.elements.values():  # call activities: the versions the publisher resolved
         if element.kind == "callActivity" and element.called:
-            called = runnable(ws, *_split(pinned.get(element.called) or element.called))
-            called_refs[element.called] = f"{called.name}@{called.version}"
+            ref = ModelRef.parse(pinned.get(element.called) or element.called)
+            called = runnable(ws, ref.name, ref.version)
+            called_refs[element.called] = str(ModelRef(called.name, called.version))
             text = _shared_bpmn.get((str(ws.path), called.name, called.version))
             if text is None:  # parsed before this process used the shared store
                 text = (Path(model_info(ws, called.name, called.version).path) / "model.bpmn").read_bytes()
@@ -289,11 +291,6 @@ def _shared(ws: Home, name: str, version: int | None) -> Runnable:
         _shared_bpmn[key] = bpmn
         _models[key] = model
     return model
-
-
-def _split(ref: str) -> tuple[str, int | None]:
-    name, _, version = ref.partition("@")
-    return name, int(version) if version else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -360,8 +357,8 @@ class CaseRunner:
             self.occurrence[el] = max(self.occurrence.get(el, 0), occ)
         if s["kind"] == "retry":
             self.attempts[(el, occ)] = max(self.attempts.get((el, occ), 0), s["attempt"])
-            self.retry_at[(el, occ)] = ops.from_iso(s["ended"]) + timedelta(
-                seconds=json.loads(s["data"] or "{}").get("delay", 0))  # type: ignore[operator]
+            self.retry_at[(el, occ)] = journal.when(s["ended"]) + timedelta(
+                seconds=json.loads(s["data"] or "{}").get("delay", 0))
 
     def _find(self, element: str, states: int) -> Any:
         for t in self.wf.get_tasks(state=states):
@@ -683,12 +680,13 @@ class CaseRunner:
 
     def snapshot(self) -> str:
         _, _, serializer, _ = spiff()
-        return serializer.serialize_json(self.wf)
+        return str(serializer.serialize_json(self.wf))
 
 
 def _timer_due(value: Any) -> datetime:
     from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
+    t: datetime
     try:
         t = TimerEventDefinition.get_datetime(str(value))
     except Exception:  # noqa: BLE001 - a date timer's raw expression

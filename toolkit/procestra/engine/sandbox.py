@@ -41,7 +41,7 @@ from procestra.engine.exceptions import ConditionError, UnsafeExpressionError
 if TYPE_CHECKING:  # built on first use by __getattr__ (SpiffWorkflow takes ~0.2 s to import)
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 
-    class SandboxScriptEngine(PythonScriptEngine):
+    class SandboxScriptEngine(PythonScriptEngine):  # type: ignore[misc]
         def __init__(self) -> None: ...
 
 __all__ = [
@@ -150,13 +150,17 @@ def _minmax(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
 def _int(value: Any = 0) -> int:
     if isinstance(value, str) and len(value) > 400:
         raise _Fail("int() of a string longer than 400 characters")
-    return _check_size(int(value))
+    number = int(value)
+    _check_size(number)
+    return number
 
 
 def _str(value: Any = "") -> str:
     if isinstance(value, (dict, list, tuple, set, frozenset)) and len(value) > 10_000:
         raise _Fail("str() of a container with more than 10,000 items")
-    return _check_size(str(value))
+    text = str(value)
+    _check_size(text)
+    return text
 
 
 FUNCTIONS.update({

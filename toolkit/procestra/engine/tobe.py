@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import html
 import json
 import os
 import uuid
@@ -59,10 +60,21 @@ from procestra.engine.exceptions import ConditionError, FormError, ValidationErr
 from procestra.engine.sandbox import compile_expression, compile_script, is_iso_literal
 from procestra.engine.tobe_bpmn import FORMAT, NS, flatten_for_replay, pm4py_bpmn, read_xml, write_xml
 from procestra.engine.validate import Problem, check
-from procestra.errors import InvalidArgumentError, ModelError, UserError
+from procestra.errors import InvalidArgumentError, ModelError, ProcestraError, UserError
+from procestra.models.bpmn import bpmn_to_petri, to_bpmn_xml, write_pnml
+from procestra.models.repository import (
+    LoadedModel,
+    ModelInfo,
+    ModelRef,
+    is_model_path,
+    model_info,
+    model_parts,
+    validate_model_name,
+    write_version,
+)
+from procestra.version import __version__
 
 if TYPE_CHECKING:
-    from procestra.models.repository import ModelInfo
     from procestra.store.home import Home
 
 __all__ = [
@@ -130,8 +142,6 @@ class ToBeModel:
         picks one process (id or name) of a file with several pools. Diagrams of files are
         re-laid out on save; vendor extensions and lanes are dropped (see :attr:`notes`).
         """
-        from procestra.models.repository import LoadedModel, is_model_path, model_info, model_parts
-
         if isinstance(source, ToBeModel):
             return source.copy()
         if isinstance(source, LoadedModel) and source.path is not None:  # read the file: it keeps our bindings
@@ -161,8 +171,6 @@ class ToBeModel:
             model.name = info.name
         else:
             parts = model_parts(source)
-            from procestra.models.bpmn import to_bpmn_xml
-
             if parts.bpmn is None:
                 raise InvalidArgumentError("the model has no BPMN form to refine", parameter="source")
             model = cls.from_xml(to_bpmn_xml(parts.bpmn, executable=True).encode(), source=type(source).__name__)
@@ -495,10 +503,7 @@ class ToBeModel:
     def add_call_activity(self, name: str, called: str, *, id: str | None = None, after: str | None = None,
                           before: str | None = None, parent: str | None = None) -> str:
         """Add a call activity running the saved model ``called`` ("name" or "name@version")."""
-        from procestra.models.repository import split_ref, validate_model_name
-
-        ref, _ = split_ref(called, None)
-        validate_model_name(ref, parameter="called")
+        validate_model_name(ModelRef.parse(called).name, parameter="called")
         el = self._add("callActivity", name, id, parent, "Activity_", called=called)
         self._splice(el, after, before)
         return el.id
@@ -652,8 +657,6 @@ class ToBeModel:
 
     def _called_ids(self, ws: Home) -> dict[str, str]:
         """Process ids of the saved models the call activities name (those that exist)."""
-        from procestra.models.repository import model_info
-
         out = {}
         for e in self.elements.values():
             if e.kind == "callActivity" and e.called:
@@ -678,9 +681,6 @@ class ToBeModel:
         (warnings do not). Writes ``model.bpmn`` (executable, with bindings) and, when the
         model converts, ``model.pnml``: the Petri net conformance replays runs against.
         """
-        from procestra.models.bpmn import bpmn_to_petri, write_pnml
-        from procestra.models.repository import validate_model_name
-
         name = validate_model_name(name if name is not None else self.name)
         if check:
             problems = self.validate(ws=ws)
@@ -723,10 +723,6 @@ class ToBeModel:
         return check(self, ws)
 
     def _repr_html_(self) -> str:
-        import html
-
-        from procestra.errors import ProcestraError
-
         head = f"<p>to-be model <b>{html.escape(self.name)}</b>: {len(self.tasks())} activities</p>"
         try:
             from procestra.models.render import as_svg
@@ -752,9 +748,6 @@ def _check_timer(value: Any, parameter: str) -> str:
 
 def _save_version(ws: Home, name: str, xml: str, meta: dict[str, Any], extra: Any) -> ModelInfo:
     """Write a new version directory with :func:`procestra.models._write_version` (atomic rename under lock)."""
-    from procestra.models.repository import write_version
-    from procestra.version import __version__
-
     full = {"name": name, "version": None, "created": None, "source_log": None, "filter": None, "miner": None,
             "params": {}, "quality": {}, **meta, "files": [], "procestra_version": __version__}  # fmt: skip
 

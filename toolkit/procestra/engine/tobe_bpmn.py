@@ -64,7 +64,7 @@ from procestra.engine.elements import (
     slug,
 )
 from procestra.errors import ModelError, UserError
-from procestra.models.bpmn import BPMN_NS, XSI_NS
+from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS, check_diagram, to_bpmn_xml
 
 if TYPE_CHECKING:
     from procestra.engine.tobe import ToBeModel
@@ -422,8 +422,6 @@ def _pm4py_node(BPMN: Any, e: Element, proc: str) -> Any:
 def write_xml(model: ToBeModel, *, name: str | None = None, called: Mapping[str, str] | None = None) -> str:
     """``model`` as executable BPMN 2.0 XML with a laid-out diagram and our extension elements
     (see :meth:`ToBeModel.to_xml <procestra.engine.tobe.ToBeModel.to_xml>`)."""
-    from procestra.models.bpmn import check_diagram, to_bpmn_xml
-
     for e in model.elements.values():
         if e.kind not in KINDS:
             raise ModelError(f"{e.label} has kind {e.kind!r}, which cannot be written", element=e.id)
@@ -473,7 +471,7 @@ def write_xml(model: ToBeModel, *, name: str | None = None, called: Mapping[str,
     for i, err in enumerate(errors):
         root.insert(i, err)
     etree.cleanup_namespaces(root, top_nsmap={"procestra": NS})
-    out = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True).decode("utf-8")
+    out = str(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True).decode("utf-8"))
     problems = check_diagram(out)
     if problems:
         raise ModelError("the BPMN XML we wrote is inconsistent: " + "; ".join(problems[:5]))
@@ -556,8 +554,6 @@ def _write_node(node: etree._Element, e: Element, errors: list[etree._Element], 
 
 def _route_boundary_flows(root: etree._Element, model: ToBeModel) -> None:
     """Draw each flow leaving a boundary event down, across, and into the near side of its target."""
-    from procestra.models.bpmn import BPMNDI_NS, DC_NS, DI_NS
-
     bounds = {}
     for shape in root.iter(f"{{{BPMNDI_NS}}}BPMNShape"):
         b = shape.find(f"{{{DC_NS}}}Bounds")

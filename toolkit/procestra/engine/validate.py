@@ -20,7 +20,8 @@ from procestra.engine.connectors import check_handler
 from procestra.engine.elements import GATEWAYS, Element, Flow, Variable, duration_seconds
 from procestra.engine.exceptions import ConditionError
 from procestra.engine.sandbox import compile_expression, compile_script, is_iso_literal
-from procestra.errors import InvalidArgumentError
+from procestra.errors import InvalidArgumentError, ModelNotFoundError
+from procestra.models.repository import model_info
 
 if TYPE_CHECKING:
     from procestra.engine.tobe import ToBeModel
@@ -162,9 +163,6 @@ class _Validator:
             self.add("error", "call-without-model", e, "the call activity names no model to call")
             return
         if self.ws is not None:
-            from procestra.errors import ModelNotFoundError
-            from procestra.models.repository import model_info
-
             try:
                 model_info(self.ws, e.called)
             except (ModelNotFoundError, InvalidArgumentError) as exc:
