@@ -43,10 +43,10 @@ from procestra.engine.validate import Problem
 from procestra.engine.worker import Worker, WorkerReport
 
 __all__ = [
-    "ConditionError", "FormError", "FormField", "Handler", "HumanTask", "Problem", "Retry", "SecretError",
-    "TaskContext", "TaskError", "TaskTimeoutError", "ToBeModel", "UnsafeExpressionError", "ValidationError",
-    "validate_model",
-    "CaseInfo", "CaseNotFoundError", "CaseStateError", "EngineError", "Step", "TaskNotFoundError", "TaskStateError",
-    "WorkItem", "Worker", "WorkerReport", "cancel_case", "case_history", "claim_task", "complete_task",
-    "conform_runs", "get_case", "list_cases", "list_tasks", "runs_log", "start_case", "start_cases",
-]
+    "CaseInfo", "CaseNotFoundError", "CaseStateError", "ConditionError", "EngineError", "FormError", "FormField",
+    "Handler", "HumanTask", "Problem", "Retry", "SecretError", "Step", "TaskContext", "TaskError",
+    "TaskNotFoundError", "TaskStateError", "TaskTimeoutError", "ToBeModel", "UnsafeExpressionError",
+    "ValidationError", "WorkItem", "Worker", "WorkerReport", "cancel_case", "case_history", "claim_task",
+    "complete_task", "conform_runs", "get_case", "list_cases", "list_tasks", "runs_log", "start_case",
+    "start_cases", "validate_model",
+]  # fmt: skip
