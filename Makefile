@@ -97,8 +97,8 @@ bench: $(STAMP) sysdeps
 
 # The engine's crash test with 100 worker kills instead of 50.
 crash-long: $(STAMP)
-	PROCESTRA_NO_PROGRESS=1 PROCESTRA_CRASH_KILLS=100 $(BIN)/python -m pytest tests/test_engine_crash.py -q -s
-	PROCESTRA_NO_PROGRESS=1 PROCESTRA_PG_CRASH_KILLS=50 $(BIN)/python -m pytest tests/test_engine_postgres.py -k killed -q -s
+	PROCESTRA_NO_PROGRESS=1 PROCESTRA_CRASH_KILLS=100 $(BIN)/python -m pytest tests/engine/test_engine_crash.py -q -s
+	PROCESTRA_NO_PROGRESS=1 PROCESTRA_PG_CRASH_KILLS=50 $(BIN)/python -m pytest tests/engine/test_engine_postgres.py -k killed -q -s
 
 # The explorer notebook as a web page (Voila), on the demo workspace.
 explore: $(STAMP)

@@ -10,7 +10,7 @@ at once (``bench_engine:done``, through the real connector).
 - **Baseline** (one process; run before and after ours, the mean is the reference):
   SpiffWorkflow alone. After every task the whole workflow is serialised with
   ``BpmnWorkflowSerializer.serialize_json`` (ServiceTask registered, as in
-  ``engine._spiff()``) and written to a SQLite table (WAL, ``synchronous=FULL``, one
+  ``procestra.engine.runtime.spiff()``) and written to a SQLite table (WAL, ``synchronous=FULL``, one
   transaction per task), then read back and deserialised to continue, as a restarted worker
   would. Handlers run through the same connector; conditions use SpiffWorkflow's own
   script engine.
@@ -166,9 +166,9 @@ def baseline(ws: Any, values: list[float], *, persist: bool = True, engine_class
     spec, subs = parser.get_spec(process_id), parser.get_subprocess_specs(process_id)
     handler = python(HANDLER)
     if engine_class:
-        from procestra import engine
+        from procestra.engine import runtime
 
-        workflow_class = engine._spiff()[1]
+        workflow_class = runtime.spiff()[1]
     else:
         workflow_class = BpmnWorkflow
     db = Path(ws.path) / ("baseline.sqlite" if persist else "memory.sqlite")
@@ -226,11 +226,12 @@ def baseline(ws: Any, values: list[float], *, persist: bool = True, engine_class
 WORKER = """
 import json, os, sys, threading, time
 from procestra import Workspace, engine
+from procestra.engine import runtime
 ws = Workspace(sys.argv[1])
 stop, ready, go = sys.argv[2], sys.argv[3], sys.argv[5]
 w = engine.Worker(ws, concurrency=int(sys.argv[4]))
-engine._model(ws, {model!r})  # parse the model before the clock starts (a warm worker)
-import duckdb, pandas, pyarrow, procestra.connectors, procestra.ingest, procestra.sandbox  # the flusher's and handlers' imports
+runtime.runnable(ws, {model!r})  # parse the model before the clock starts (a warm worker)
+import duckdb, pandas, pyarrow, procestra.engine.connectors, procestra.ingest, procestra.engine.sandbox  # the flusher's and handlers' imports
 def watch():
     while not os.path.exists(stop):
         time.sleep(0.01)

@@ -19,12 +19,12 @@ and exits with code 2. Everything else is a failure of ours or of the machine
     │   ├── EmptyResultError           a filter left no events where some are needed
     │   ├── ModelError                 a process model file is not BPMN, or is broken
     │   ├── ModelNotFoundError         an unknown model name or version in the model repository
-    │   ├── ConditionError             a condition or script the sandbox refuses (sandbox.py)
+    │   ├── ConditionError             a condition or script the sandbox refuses (engine/exceptions.py)
     │   │   └── UnsafeExpressionError  an escape attempt: imports, dunders, calls not allowed
-    │   ├── ValidationError            a to-be model with errors, by element (refine.py)
-    │   ├── FormError                  human-task data that does not fit its form (refine.py)
-    │   ├── SecretError                a secret that is missing or too short (connectors.py)
-    │   ├── CaseNotFoundError, TaskNotFoundError, TaskStateError, CaseStateError  (engine.py)
+    │   ├── ValidationError            a to-be model with errors, by element (engine/exceptions.py)
+    │   ├── FormError                  human-task data that does not fit its form (engine/exceptions.py)
+    │   ├── SecretError                a secret that is missing or too short (engine/exceptions.py)
+    │   ├── CaseNotFoundError, TaskNotFoundError, TaskStateError, CaseStateError  (engine/exceptions.py)
     │   ├── NotebookError              a notebook that cannot run as asked: missing, no kernel (runner.py)
     │   │   └── ParameterError         unknown parameter, wrong type, no parameters cell (runner.py)
     │   ├── JobError                   a job definition that cannot be stored: cron, zone, cycle (schedule.py)
@@ -35,9 +35,9 @@ and exits with code 2. Everything else is a failure of ours or of the machine
     │   └── DataError                  the data itself is wrong
     │       ├── MappingError           a column role cannot be mapped
     │       └── TimestampError         timestamps unparseable, mixed or in an unknown zone
-    ├── TaskError                      a handler failed; ``retryable`` says if another attempt may help
+    ├── TaskError                      a handler failed; ``retryable`` says if another attempt may help (engine/exceptions.py)
     │   └── TaskTimeoutError
-    ├── EngineError                    a model the engine cannot run (engine.py)
+    ├── EngineError                    a model the engine cannot run (engine/exceptions.py)
     ├── OpsError                       the operational store (ops.sqlite or its PostgreSQL server) failed (ops.py)
     │   ├── OpsBusyError               its write lock stayed taken past the timeout (transient)
     │   ├── OpsUnavailableError        its PostgreSQL server cannot be reached or refused the connection (transient)

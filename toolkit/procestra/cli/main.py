@@ -604,7 +604,7 @@ def _json_option(value: str | None, parameter: str) -> Any:
 @cli_endpoint
 def start(state: _State, model: str, data: str | None, key: str | None, version: int | None, as_json: bool) -> None:
     """Start a case of MODEL; prints its id. A worker runs it."""
-    from procestra.engine.runtime import get_case, start_case
+    from procestra.engine import get_case, start_case
 
     ws = state.workspace()
     case = start_case(ws, model, _json_option(data, "--data"), key=key, version=version)
@@ -626,7 +626,7 @@ def worker(state: _State, until_idle: bool, concurrency: int, name: str | None, 
     """Run cases: automated steps, timers that come due, completed human tasks. SIGTERM stops it cleanly."""
     import signal
 
-    from procestra.engine.runtime import Worker
+    from procestra.engine import Worker
 
     w = Worker(state.workspace(), concurrency=concurrency, name=name)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -647,7 +647,7 @@ def worker(state: _State, until_idle: bool, concurrency: int, name: str | None, 
 @cli_endpoint
 def cases(state: _State, model: str | None, status: str | None, as_json: bool) -> None:
     """List cases."""
-    from procestra.engine.runtime import list_cases
+    from procestra.engine import list_cases
 
     found = list_cases(state.workspace(), model=model, status=status)
     if as_json:
@@ -672,7 +672,7 @@ def cases(state: _State, model: str | None, status: str | None, as_json: bool) -
 def tasks(state: _State, group: str | None, user: str | None, case: str | None, show_all: bool,
           as_json: bool) -> None:
     """List human tasks (open ones by default); overdue ones are marked."""
-    from procestra.engine.runtime import list_tasks
+    from procestra.engine import list_tasks
 
     found = list_tasks(state.workspace(), status=None if show_all else "open", case=case, group=group, user=user)
     if as_json:
@@ -697,7 +697,7 @@ def tasks(state: _State, group: str | None, user: str | None, case: str | None, 
 @cli_endpoint
 def complete(state: _State, task: str, data: str | None, user: str | None, as_json: bool) -> None:
     """Complete human TASK with its form data; a worker then moves the case on."""
-    from procestra.engine.runtime import complete_task
+    from procestra.engine import complete_task
 
     item = complete_task(state.workspace(), task, _json_option(data, "--data") or {}, user=user)
     if as_json:
@@ -714,7 +714,7 @@ def complete(state: _State, task: str, data: str | None, user: str | None, as_js
 @cli_endpoint
 def cancel(state: _State, case: str, reason: str, as_json: bool) -> None:
     """Cancel CASE: its open human tasks are cancelled and nothing runs after."""
-    from procestra.engine.runtime import cancel_case
+    from procestra.engine import cancel_case
 
     info = cancel_case(state.workspace(), case, reason=reason)
     if as_json:

@@ -6,17 +6,9 @@ and the runtime that runs cases on SpiffWorkflow with durable state.
 >>> engine.Worker(ws).run(until_idle=True)
 """
 
-from procestra.engine.connectors import Handler, SecretError, TaskContext, TaskError, TaskTimeoutError
-from procestra.engine.runtime import (
+from procestra.engine.cases import (
     CaseInfo,
-    CaseNotFoundError,
-    CaseStateError,
-    EngineError,
     Step,
-    TaskNotFoundError,
-    TaskStateError,
-    Worker,
-    WorkerReport,
     WorkItem,
     cancel_case,
     case_history,
@@ -30,23 +22,31 @@ from procestra.engine.runtime import (
     start_case,
     start_cases,
 )
-from procestra.engine.sandbox import ConditionError, UnsafeExpressionError
-from procestra.engine.tobe import (
+from procestra.engine.connectors import Handler, TaskContext
+from procestra.engine.elements import FormField, HumanTask, Retry
+from procestra.engine.exceptions import (
+    CaseNotFoundError,
+    CaseStateError,
+    ConditionError,
+    EngineError,
     FormError,
-    FormField,
-    HumanTask,
-    Problem,
-    Retry,
-    ToBeModel,
+    SecretError,
+    TaskError,
+    TaskNotFoundError,
+    TaskStateError,
+    TaskTimeoutError,
+    UnsafeExpressionError,
     ValidationError,
-    validate_model,
 )
+from procestra.engine.tobe import ToBeModel, validate_model
+from procestra.engine.validate import Problem
+from procestra.engine.worker import Worker, WorkerReport
 
 __all__ = [
-    "ConditionError", "FormError", "FormField", "Handler", "HumanTask", "Problem", "Retry", "SecretError",
-    "TaskContext", "TaskError", "TaskTimeoutError", "ToBeModel", "UnsafeExpressionError", "ValidationError",
-    "validate_model",
-    "CaseInfo", "CaseNotFoundError", "CaseStateError", "EngineError", "Step", "TaskNotFoundError", "TaskStateError",
-    "WorkItem", "Worker", "WorkerReport", "cancel_case", "case_history", "claim_task", "complete_task",
-    "conform_runs", "get_case", "list_cases", "list_tasks", "runs_log", "start_case", "start_cases",
-]
+    "CaseInfo", "CaseNotFoundError", "CaseStateError", "ConditionError", "EngineError", "FormError", "FormField",
+    "Handler", "HumanTask", "Problem", "Retry", "SecretError", "Step", "TaskContext", "TaskError",
+    "TaskNotFoundError", "TaskStateError", "TaskTimeoutError", "ToBeModel", "UnsafeExpressionError",
+    "ValidationError", "WorkItem", "Worker", "WorkerReport", "cancel_case", "case_history", "claim_task",
+    "complete_task", "conform_runs", "get_case", "list_cases", "list_tasks", "runs_log", "start_case",
+    "start_cases", "validate_model",
+]  # fmt: skip

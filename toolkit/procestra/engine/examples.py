@@ -122,23 +122,24 @@ def write_scoring_notebook(path: str | os.PathLike[str]) -> Path:
     """Write the risk-scoring notebook: parameters ``amount``, ``credit_score``; result ``risk_score``."""
     import nbformat
 
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("amount = 5000.0\ncredit_score = 650")
+    # nbformat has no type hints
+    nb = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
+    params = nbformat.v4.new_code_cell("amount = 5000.0\ncredit_score = 650")  # type: ignore[no-untyped-call]
     params.metadata["tags"] = ["parameters"]
-    work = nbformat.v4.new_code_cell(
+    work = nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]
         "# Risk grows with the amount and falls with the credit score.\n"
         "import math\n"
         "risk_score = round(1 / (1 + math.exp((credit_score - 600) / 60 - math.log10(max(amount, 1)) + 3.5)), 4)\n"
         "risk_score")
-    out = nbformat.v4.new_code_cell("from procestra.engine.connectors import record_results\n"
+    out = nbformat.v4.new_code_cell("from procestra.engine.connectors import record_results\n"  # type: ignore[no-untyped-call]
                                     "record_results(risk_score=risk_score)")
-    nb.cells = [nbformat.v4.new_markdown_cell("# Loan risk scoring\nRun by the *Assess risk* task."), params, work,
-                out]
+    title = nbformat.v4.new_markdown_cell("# Loan risk scoring\nRun by the *Assess risk* task.")  # type: ignore[no-untyped-call]
+    nb.cells = [title, params, work, out]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(path))
+    nbformat.write(nb, str(path))  # type: ignore[no-untyped-call]
     return path
 
 

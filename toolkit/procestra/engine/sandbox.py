@@ -36,12 +36,12 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from procestra.errors import UserError
+from procestra.engine.exceptions import ConditionError, UnsafeExpressionError
 
 if TYPE_CHECKING:  # built on first use by __getattr__ (SpiffWorkflow takes ~0.2 s to import)
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 
-    class SandboxScriptEngine(PythonScriptEngine):
+    class SandboxScriptEngine(PythonScriptEngine):  # type: ignore[misc]
         def __init__(self) -> None: ...
 
 __all__ = [
@@ -59,44 +59,6 @@ __all__ = [
     "execute",
     "is_iso_literal",
 ]
-
-
-# -- errors ----------------------------------------------------------------------------------
-class ConditionError(UserError):
-    """A condition, mapping or script that does not parse, is not allowed, or fails on the data.
-
-    ``expression`` is the text, ``reason`` what is wrong, ``line``/``column`` (1-based) where,
-    if known, and ``element`` the model element it belongs to (set by callers).
-    """
-
-    def __init__(self, expression: str, reason: str, *, what: str = "condition", line: int | None = None,
-                 column: int | None = None, element: str | None = None) -> None:
-        self.expression = expression
-        self.reason = reason
-        self.what = what
-        self.line = line
-        self.column = column
-        self.element = element
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        shown = self.expression if len(self.expression) <= 120 else self.expression[:117] + "..."
-        where = ""
-        if self.column is not None:
-            line = f"line {self.line}, " if (self.line or 1) > 1 else ""
-            where = f" at {line}column {self.column}"
-        owner = f" on element {self.element!r}" if self.element else ""
-        return f"{self.what} {shown!r}{owner}: {self.reason}{where}"
-
-    def at(self, element: str | None) -> ConditionError:
-        """This error with ``element`` set (the message names it)."""
-        self.element = element
-        self.args = (self._message(),)
-        return self
-
-
-class UnsafeExpressionError(ConditionError):
-    """An expression using a construct the sandbox forbids (imports, dunders, lambdas, calls...)."""
 
 
 # -- limits ---------------------------------------------------------------------------------
@@ -188,13 +150,17 @@ def _minmax(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
 def _int(value: Any = 0) -> int:
     if isinstance(value, str) and len(value) > 400:
         raise _Fail("int() of a string longer than 400 characters")
-    return _check_size(int(value))
+    number = int(value)
+    _check_size(number)
+    return number
 
 
 def _str(value: Any = "") -> str:
     if isinstance(value, (dict, list, tuple, set, frozenset)) and len(value) > 10_000:
         raise _Fail("str() of a container with more than 10,000 items")
-    return _check_size(str(value))
+    text = str(value)
+    _check_size(text)
+    return text
 
 
 FUNCTIONS.update({

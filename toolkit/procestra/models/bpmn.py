@@ -33,6 +33,7 @@ from lxml import etree
 
 from procestra.errors import InvalidArgumentError, ModelError, ProcestraError
 from procestra.models.render import AcceptingPetriNet, run_dot
+from procestra.version import __version__
 
 __all__ = [
     "BPMN_NS", "bpmn_to_petri", "check_diagram", "read_bpmn", "save_model", "to_bpmn_xml", "write_bpmn",
@@ -467,8 +468,6 @@ def to_bpmn_xml(bpmn: Any, *, name: str | None = None, executable: bool = False)
         if parent[n] is not None:
             children.setdefault(parent[n], []).append(n)
     boxes, waypoints = _layout(nodes, flows, parent, children) if nodes else ({}, {})
-
-    from procestra.version import __version__
 
     used: set[str] = set()
     ids = {n: _ncname(n.get_id(), _id_prefix(n), used) for n in nodes}

@@ -29,11 +29,13 @@ inter-process lock, so two processes saving at once get distinct versions.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
 import shutil
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -42,22 +44,29 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 
-from procestra.errors import InvalidArgumentError, ModelError, ModelNotFoundError, StoreBusyError
+from procestra.errors import InvalidArgumentError, ModelError, ModelNotFoundError, ProcestraError, StoreBusyError
+from procestra.models.bpmn import bpmn_to_petri, read_bpmn, write_bpmn, write_pnml, write_ptml
+from procestra.models.render import AcceptingPetriNet
+from procestra.version import __version__
 
 if TYPE_CHECKING:
     from procestra.store.home import Home
 
 __all__ = [
-    "ModelParts", "is_model_path", "model_parts", "split_ref", "write_version",
     "MODEL_FILE_TYPES",
     "LoadedModel",
     "ModelInfo",
+    "ModelParts",
+    "ModelRef",
+    "is_model_path",
     "list_models",
     "load_model",
     "model_info",
+    "model_parts",
     "petri_of",
     "save_model",
     "validate_model_name",
+    "write_version",
 ]
 
 #: File extensions :func:`load_model` reads as model files (rather than saved model names).
@@ -83,6 +92,39 @@ def validate_model_name(name: Any, *, parameter: str = "name") -> str:
 
 
 # -- value types --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelRef:
+    """A saved model, and one version of it or (``version`` None) its latest: ``"loans"``, ``"loans@2"``.
+
+    >>> ModelRef.parse("loans@2")
+    ModelRef(name='loans', version=2)
+    >>> str(ModelRef("loans", 2))
+    'loans@2'
+    """
+
+    name: str
+    version: int | None = None
+
+    @classmethod
+    def parse(cls, ref: str | ModelRef, version: int | None = None) -> ModelRef:
+        """``"name@3"`` -> ``ModelRef("name", 3)``; ``version`` gives the version of a bare name, and must
+        agree with one in ``ref``. The name itself is not checked (:func:`validate_model_name` does that)."""
+        text = str(ref) if isinstance(ref, ModelRef) else ref
+        name, at, tail = text.rpartition("@")
+        if not at:
+            return cls(text, version)
+        if not tail.isdigit() or int(tail) < 1:
+            raise InvalidArgumentError(f"invalid model reference {text!r}: the version after '@' must be a "
+                                       "positive number, e.g. 'loans@2'", parameter="name")
+        if version is not None and int(version) != int(tail):
+            raise InvalidArgumentError(f"{text!r} names version {tail} but version={version} was given",
+                                       parameter="version")
+        return cls(name, int(tail))
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}@{self.version}"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """One saved version of a model, as ``meta.json`` describes it."""
@@ -112,7 +154,7 @@ class ModelInfo:
     @property
     def ref(self) -> str:
         """``name@version``: what :func:`load_model` and ``conform`` accept."""
-        return f"{self.name}@{self.version}"
+        return str(ModelRef(self.name, self.version))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -123,8 +165,6 @@ class ModelInfo:
         return d
 
     def _repr_html_(self) -> str:
-        import html
-
         rows = []
         for key, value in self.to_dict().items():
             if key == "activities":
@@ -180,10 +220,6 @@ class LoadedModel:
         return f"<LoadedModel {self.ref}: {len(self.activities)} activities>"
 
     def _repr_html_(self) -> str:
-        import html
-
-        from procestra.errors import ProcestraError
-
         head = f"<p>model <b>{html.escape(self.ref)}</b>, {len(self.activities)} activities</p>"
         try:
             from procestra.models.render import as_svg
@@ -237,9 +273,6 @@ def model_parts(model: Any) -> ModelParts:
     from pm4py.objects.petri_net.obj import PetriNet
     from pm4py.objects.process_tree.obj import ProcessTree
 
-    from procestra.models.bpmn import bpmn_to_petri
-    from procestra.models.render import AcceptingPetriNet
-
     if isinstance(model, LoadedModel):
         kind = model.info.kind if model.info is not None else "process tree" if model.tree is not None else "BPMN"
         bpmn = model.bpmn if model.bpmn is not None else _bpmn_from("Petri net", *model.petri)
@@ -290,8 +323,6 @@ def petri_of(model: Any) -> tuple[Any, Any, Any]:
     """``(net, im, fm)`` of a tree, Petri net triple, BPMN, :class:`LoadedModel` or discovery result."""
     parts = model_parts(model)
     if parts.petri is None:
-        from procestra.models.bpmn import bpmn_to_petri
-
         return bpmn_to_petri(parts.bpmn)  # raises the conversion's ModelError
     return parts.petri
 
@@ -363,9 +394,6 @@ def save_model(
 
     >>> save_model(ws, "loans", discover(ws, "loans"), quality=conform(ws, "loans", "loans"))
     """
-    from procestra.models.bpmn import write_bpmn, write_pnml, write_ptml
-    from procestra.version import __version__
-
     validate_model_name(name)
     parts = model_parts(model)
     flt = filter if filter is None or isinstance(filter, str) else (
@@ -455,23 +483,10 @@ def list_models(ws: Home) -> list[ModelInfo]:
     return out
 
 
-def split_ref(ref: str, version: int | None) -> tuple[str, int | None]:
-    """``"name@3"`` -> ``("name", 3)``; a version in both places must agree."""
-    name, at, tail = ref.rpartition("@")
-    if not at:
-        return ref, version
-    if not tail.isdigit() or int(tail) < 1:
-        raise InvalidArgumentError(f"invalid model reference {ref!r}: the version after '@' must be a "
-                                   "positive number, e.g. 'loans@2'", parameter="name")
-    if version is not None and int(version) != int(tail):
-        raise InvalidArgumentError(f"{ref!r} names version {tail} but version={version} was given",
-                                   parameter="version")
-    return name, int(tail)
-
-
-def model_info(ws: Home, name: str, version: int | None = None) -> ModelInfo:
+def model_info(ws: Home, name: str | ModelRef, version: int | None = None) -> ModelInfo:
     """What ``meta.json`` says about ``name`` (latest version, or ``version``; ``"name@2"`` works too)."""
-    name, version = split_ref(name, version)
+    ref = ModelRef.parse(name, version)
+    name, version = ref.name, ref.version
     validate_model_name(name)
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         raise InvalidArgumentError(f"version must be a positive integer, not {version!r}", parameter="version")
@@ -500,8 +515,6 @@ def _complete_markings(net: Any, im: Any, fm: Any) -> tuple[Any, Any, Any]:
 
 def _read_pnml(path: Path) -> tuple[Any, Any, Any]:
     """pm4py's PNML reader, with markings completed (pm4py warns about missing ones; we guess them)."""
-    import warnings
-
     import pm4py
     from pm4py.objects.petri_net.obj import Marking
 
@@ -515,8 +528,6 @@ def _read_pnml(path: Path) -> tuple[Any, Any, Any]:
 
 def _load_file(path: Path) -> LoadedModel:
     import pm4py
-
-    from procestra.models.bpmn import bpmn_to_petri, read_bpmn
 
     ext = path.suffix.lower()
     if ext not in MODEL_FILE_TYPES:
@@ -556,8 +567,6 @@ def load_model(ws: Home | None, name_or_path: str | os.PathLike[str], version: i
     Unknown names or versions raise :class:`ModelNotFoundError`.
     """
     import pm4py
-
-    from procestra.models.bpmn import bpmn_to_petri, read_bpmn
 
     if is_model_path(name_or_path):
         if version is not None:

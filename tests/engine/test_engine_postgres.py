@@ -21,16 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import test_engine as suite
 import test_engine_crash as crash
+from test_engine import orders, timer_model, work  # noqa: F401 - orders: the suite's fixture
+
 from conftest import run_cli, small_model
 from engine_handlers import assert_closed_loop, generated_orders, subprocess_env
 from procestra import Workspace, engine
-from procestra.engine.runtime import TaskStateError
+from procestra.engine import TaskStateError
 from procestra.errors import ModelNotFoundError
 from procestra.store import ops
-from test_engine import orders, timer_model, work  # noqa: F401 - orders: the suite's fixture
 
 pytestmark = pytest.mark.postgres
 

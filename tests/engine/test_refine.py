@@ -46,7 +46,7 @@ from procestra.errors import (
     UserError,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "tests" / "output"
 MODELS = ROOT.parent / "shared" / "event_logs" / "models"
 B = "{http://www.omg.org/spec/BPMN/20100524/MODEL}"

@@ -29,7 +29,7 @@ from procestra.models.bpmn import (
 )
 from procestra.models.render import render
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "tests" / "output"
 MODELS = ROOT.parent / "shared" / "event_logs" / "models"
 SHARED_MODELS = sorted(MODELS.glob("*.bpmn")) if MODELS.is_dir() else []

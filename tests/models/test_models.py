@@ -28,7 +28,7 @@ from procestra.models.repository import (
 
 pm4py = pytest.importorskip("pm4py")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,308 @@
+"""What a to-be model is made of: elements and flows, retries, forms and the declared case data.
+
+:class:`~procestra.engine.tobe.ToBeModel` holds these; :mod:`procestra.engine.tobe_bpmn`
+reads and writes them as executable BPMN, :mod:`procestra.engine.validate` checks them and
+the runtime runs them. Every value type checks itself when made (:class:`InvalidArgumentError`
+names the parameter).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any
+
+from procestra.engine.connectors import Handler
+from procestra.engine.exceptions import ConditionError, FormError
+from procestra.engine.sandbox import compile_script
+from procestra.errors import InvalidArgumentError
+
+__all__ = [
+    "ACTIVITIES",
+    "EVENTS",
+    "EVENT_TYPES",
+    "FIELD_TYPES",
+    "GATEWAYS",
+    "ID",
+    "KINDS",
+    "TASKS",
+    "VARIABLE_TYPES",
+    "Element",
+    "Field",
+    "Flow",
+    "FormField",
+    "HumanTask",
+    "RemoveReport",
+    "Retry",
+    "Variable",
+    "duration_seconds",
+    "slug",
+]
+
+#: What an element or flow id may be (an XML NCName, without ':').
+ID = re.compile(r"^[A-Za-z_][\w.\-]*$")
+_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+TASKS = ("task", "serviceTask", "userTask", "scriptTask", "manualTask")
+ACTIVITIES = (*TASKS, "subProcess", "callActivity")
+GATEWAYS = ("exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway")
+EVENTS = ("startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent")
+KINDS = (*ACTIVITIES, *GATEWAYS, *EVENTS)
+EVENT_TYPES = ("timer", "error", "message", "signal", "terminate", "escalation", "conditional", "cancel",
+               "compensate", "link")  # fmt: skip
+VARIABLE_TYPES = ("any", "string", "number", "integer", "boolean", "date", "object", "list")
+FIELD_TYPES = ("string", "text", "number", "integer", "boolean", "date", "enum")
+
+def duration_seconds(text: str) -> float | None:
+    """Seconds of an ISO 8601 duration (weeks, days, hours, minutes, seconds), or None if it is not one."""
+    m = re.fullmatch(r"P(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?"
+                     r"(?:(\d+(?:\.\d+)?)S)?)?", text.strip().upper())  # fmt: skip
+    if not m or text.strip().upper() in ("P", "PT") or text.strip().upper().endswith("T"):
+        return None
+    w, d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    return (((w * 7 + d) * 24 + h) * 60 + mi) * 60 + s
+
+
+def _check_duration(value: str | None, parameter: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or duration_seconds(value) is None:
+        raise InvalidArgumentError(f"{parameter} must be an ISO 8601 duration such as 'PT8H', 'P2D' or 'PT30M', not "
+                                   f"{value!r} (months and years are not allowed: their length varies)",
+                                   parameter=parameter)  # fmt: skip
+    return value.strip().upper()
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retries with exponential backoff: ``max_attempts`` in all, waiting ``initial * multiplier**(n-1)``
+    seconds (at most ``max_delay``) after failed attempt ``n``."""
+
+    max_attempts: int = 3
+    initial: float = 1.0
+    multiplier: float = 2.0
+    max_delay: float = 300.0
+
+    def __post_init__(self) -> None:
+        n = self.max_attempts
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100:
+            raise InvalidArgumentError(f"max_attempts must be an integer from 1 to 100, not {self.max_attempts!r}",
+                                       parameter="max_attempts")
+        for name in ("initial", "multiplier", "max_delay"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise InvalidArgumentError(f"{name} must be a non-negative number, not {v!r}", parameter=name)
+        if self.multiplier < 1:
+            raise InvalidArgumentError(f"multiplier must be at least 1, not {self.multiplier!r}",
+                                       parameter="multiplier")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based) before the next one."""
+        return float(min(self.max_delay, self.initial * self.multiplier ** max(attempt - 1, 0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One variable of the case data a case starts with (the model's declared schema)."""
+
+    name: str
+    type: str = "any"
+    required: bool = False
+    allowed: tuple[Any, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _VAR.match(self.name):
+            raise InvalidArgumentError(f"variable name {self.name!r} must be an identifier (letters, digits, '_')",
+                                       parameter="name")
+        if self.type not in VARIABLE_TYPES:
+            raise InvalidArgumentError(f"variable type {self.type!r} is not one of {', '.join(VARIABLE_TYPES)}",
+                                       parameter="type")
+        object.__setattr__(self, "allowed", tuple(self.allowed))
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One field of a human task's form."""
+
+    name: str
+    type: str = "string"
+    required: bool = True
+    allowed: tuple[Any, ...] = ()
+    label: str = ""
+    default: Any = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _VAR.match(self.name):
+            raise InvalidArgumentError(f"form field name {self.name!r} must be an identifier", parameter="name")
+        if self.type not in FIELD_TYPES:
+            raise InvalidArgumentError(f"form field {self.name!r}: type {self.type!r} is not one of "
+                                       f"{', '.join(FIELD_TYPES)}", parameter="type")  # fmt: skip
+        object.__setattr__(self, "allowed", tuple(self.allowed))
+        if self.type == "enum" and not self.allowed:
+            raise InvalidArgumentError(f"form field {self.name!r} is an enum: give its allowed values",
+                                       parameter="allowed")
+
+    def coerce(self, value: Any) -> Any:
+        """``value`` as this field's type; ValueError says why not."""
+        t = self.type
+        if t in ("string", "text"):
+            if not isinstance(value, str):
+                raise ValueError(f"expected text, got {type(value).__name__}")
+        elif t == "integer":
+            whole = isinstance(value, int) or isinstance(value, float) and value.is_integer()
+            if isinstance(value, bool) or not whole:
+                raise ValueError(f"expected a whole number, got {value!r}")
+            value = int(value)
+        elif t == "number":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"expected a number, got {value!r}")
+        elif t == "boolean":
+            if not isinstance(value, bool):
+                raise ValueError(f"expected true or false, got {value!r}")
+        elif t == "date":
+            try:
+                date.fromisoformat(str(value)[:10]) if isinstance(value, str) else (_ for _ in ()).throw(ValueError())
+            except ValueError:
+                raise ValueError(f"expected a date like 2026-01-31, got {value!r}") from None
+        if self.allowed and value not in self.allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(map(repr, self.allowed))}")
+        return value
+
+
+#: The earlier name of :class:`FormField`, kept for code written against it.
+Field = FormField
+
+
+@dataclass(frozen=True)
+class HumanTask:
+    """A user task's form, who may claim it, and when it is due (ISO 8601 duration)."""
+
+    fields: tuple[FormField, ...] = ()
+    candidate_group: str | None = None
+    due: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", tuple(self.fields))
+        object.__setattr__(self, "due", _check_duration(self.due, "due"))
+        names = [f.name for f in self.fields]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise InvalidArgumentError(f"form fields {', '.join(dupes)} appear twice", parameter="form")
+
+    @property
+    def due_seconds(self) -> float | None:
+        return duration_seconds(self.due) if self.due else None
+
+    def check(self, data: Mapping[str, Any], *, task: str | None = None) -> dict[str, Any]:
+        """The submitted ``data`` coerced to the form (defaults filled); :class:`FormError` lists what is wrong."""
+        if not isinstance(data, Mapping):
+            raise FormError({"(data)": f"expected an object of field values, got {type(data).__name__}"}, task=task)
+        problems: dict[str, str] = {}
+        out: dict[str, Any] = {}
+        known = {f.name for f in self.fields}
+        for key in data:
+            if key not in known:
+                problems[str(key)] = f"not a field of this form (fields: {', '.join(sorted(known)) or 'none'})"
+        for f in self.fields:
+            if f.name not in data or data[f.name] is None or data[f.name] == "":
+                if f.default is not None:
+                    out[f.name] = f.default
+                elif f.required:
+                    problems[f.name] = "required"
+                continue
+            try:
+                out[f.name] = f.coerce(data[f.name])
+            except ValueError as exc:
+                problems[f.name] = str(exc)
+        if problems:
+            raise FormError(problems, task=task)
+        return out
+
+
+@dataclass
+class Element:
+    """One flow node of the model (task, gateway, event, subprocess, call activity)."""
+
+    id: str
+    kind: str
+    name: str = ""
+    #: The subprocess this element is inside, if any.
+    parent: str | None = None
+    handler: Handler | None = None
+    retry: Retry | None = None
+    human: HumanTask | None = None
+    script: str | None = None
+    #: Call activities: the called model, "name" or "name@version".
+    called: str | None = None
+    #: Events: the event definition (timer, error, message, ...), or None.
+    event: str | None = None
+    #: Timer events: an ISO 8601 duration/date/cycle, or a sandbox expression giving one.
+    timer: str | None = None
+    timer_kind: str = "duration"
+    error_code: str | None = None
+    attached_to: str | None = None
+    interrupting: bool = True
+    #: Gateways: the id of the default outgoing flow.
+    default: str | None = None
+    documentation: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.id} {self.name!r}" if self.name else self.id
+
+    def outputs(self) -> frozenset[str]:
+        """Variables this element adds to the case data when it completes."""
+        out: set[str] = set()
+        if self.handler is not None:
+            out |= set(self.handler.outputs)
+        if self.human is not None:
+            out |= {f.name for f in self.human.fields}
+        if self.script:
+            try:
+                out |= compile_script(self.script).assigned
+            except ConditionError:
+                pass
+        return frozenset(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("handler", "retry", "human")}
+        d["handler"] = self.handler.to_dict() if self.handler else None
+        d["retry"] = self.retry.to_dict() if self.retry else None
+        d["human"] = None if self.human is None else {
+            "fields": [asdict(f) | {"allowed": list(f.allowed)} for f in self.human.fields],
+            "candidate_group": self.human.candidate_group, "due": self.human.due}  # fmt: skip
+        return d
+
+
+@dataclass
+class Flow:
+    """A sequence flow, with its condition (sandbox syntax) if any."""
+
+    id: str
+    source: str
+    target: str
+    name: str = ""
+    condition: str | None = None
+
+
+@dataclass(frozen=True)
+class RemoveReport:
+    """What :meth:`ToBeModel.remove` did: removed ids, new flows, and what was left disconnected."""
+
+    removed: tuple[str, ...]
+    reconnected: tuple[tuple[str, str], ...]
+    broken: tuple[str, ...]
+
+
+def slug(text: str) -> str:
+    """``text`` as a short ASCII identifier part: "Credit check" -> "credit_check"."""
+    ascii_ = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9]+", "_", ascii_).strip("_").lower()[:40]

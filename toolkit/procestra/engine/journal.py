@@ -1,0 +1,390 @@
+"""The engine's tables in the operational store, and every statement on them.
+
+``cases`` holds one row per case (status, data, lease, wake-up time, last snapshot);
+``steps`` is the journal, one row per acknowledged step, unique per case, element,
+occurrence and attempt; ``work`` holds human tasks; ``model_versions`` the model versions
+published to a shared (PostgreSQL) store. This module is their one owner: the case and task
+API (:mod:`~procestra.engine.cases`), model loading (:mod:`~procestra.engine.runtime`) and
+workers (:mod:`~procestra.engine.worker`) go through the functions below, each on a
+connection or transaction its caller holds (``ops.connect``, ``ops.transaction`` or a
+worker's own connection), so several statements share one transaction where they must.
+The SQL is SQLite's; ``ops`` translates it for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from procestra.store import ops
+
+if TYPE_CHECKING:
+    from procestra.store.home import Home
+
+__all__ = [
+    "FINAL",
+    "STATUSES",
+    "cancel",
+    "case_key_holder",
+    "case_row",
+    "case_rows",
+    "case_steps",
+    "claim_cases",
+    "claim_work",
+    "complete_work",
+    "dumps",
+    "fail_case",
+    "held_cases",
+    "insert_cases",
+    "iso",
+    "journals",
+    "latest_published",
+    "new_case_id",
+    "now",
+    "prepare",
+    "publish",
+    "published",
+    "renew_leases",
+    "runnable_soon",
+    "runs_log",
+    "running_case",
+    "stopped_case",
+    "when",
+    "work_row",
+    "work_rows",
+    "write_round",
+]
+
+#: Case statuses: running (a worker may advance it), waiting (for a person or a timer),
+#: and the final ones.
+STATUSES = ("running", "waiting", "completed", "failed", "cancelled")
+FINAL = ("completed", "failed", "cancelled")
+
+Row = sqlite3.Row
+Connection = sqlite3.Connection
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE cases (
+            case_id      TEXT PRIMARY KEY,
+            model        TEXT NOT NULL,
+            version      INTEGER NOT NULL,
+            business_key TEXT,
+            status       TEXT NOT NULL,
+            data         TEXT NOT NULL,
+            created      TEXT NOT NULL,
+            updated      TEXT NOT NULL,
+            ended        TEXT,
+            error        TEXT,
+            seq          INTEGER NOT NULL DEFAULT 0,
+            snapshot     TEXT,
+            snapshot_seq INTEGER NOT NULL DEFAULT 0,
+            runnable     INTEGER NOT NULL DEFAULT 1,
+            wake_at      TEXT,
+            lease_owner  TEXT,
+            lease_until  TEXT,
+            UNIQUE (model, business_key)
+        )""",
+        "CREATE INDEX cases_due ON cases (runnable, wake_at) WHERE status IN ('running', 'waiting')",
+        "CREATE INDEX cases_model ON cases (model, status)",
+        """CREATE TABLE steps (
+            case_id    TEXT NOT NULL REFERENCES cases (case_id),
+            seq        INTEGER NOT NULL,
+            kind       TEXT NOT NULL,
+            element_id TEXT,
+            name       TEXT,
+            occurrence INTEGER NOT NULL DEFAULT 1,
+            attempt    INTEGER NOT NULL DEFAULT 1,
+            resource   TEXT,
+            outcome    TEXT NOT NULL,
+            error      TEXT,
+            data       TEXT,
+            started    TEXT NOT NULL,
+            ended      TEXT NOT NULL,
+            PRIMARY KEY (case_id, seq),
+            UNIQUE (case_id, kind, element_id, occurrence, attempt)
+        )""",
+        """CREATE TABLE work (
+            task_id         TEXT PRIMARY KEY,
+            case_id         TEXT NOT NULL REFERENCES cases (case_id),
+            element_id      TEXT NOT NULL,
+            name            TEXT NOT NULL,
+            occurrence      INTEGER NOT NULL,
+            candidate_group TEXT,
+            form            TEXT NOT NULL,
+            status          TEXT NOT NULL,
+            assignee        TEXT,
+            created         TEXT NOT NULL,
+            due_at          TEXT,
+            completed_at    TEXT,
+            completed_by    TEXT,
+            data            TEXT,
+            UNIQUE (case_id, element_id, occurrence)
+        )""",
+        "CREATE INDEX work_open ON work (status, case_id)",
+    ),
+    (  # 2: which completed human tasks a worker has applied (a completion never gets lost)
+        "ALTER TABLE work ADD COLUMN applied INTEGER NOT NULL DEFAULT 0",
+    ),
+    (  # 3: model versions published to a shared (PostgreSQL) store, for workers whose workspace lacks them
+        """CREATE TABLE model_versions (
+            model     TEXT NOT NULL,
+            version   INTEGER NOT NULL,
+            bpmn      TEXT NOT NULL,
+            sha256    TEXT NOT NULL,
+            called    TEXT NOT NULL,
+            meta      TEXT NOT NULL,
+            published TEXT NOT NULL,
+            PRIMARY KEY (model, version)
+        )""",
+    ),
+)
+
+
+
+def prepare(ws: Home) -> None:
+    """The engine's tables, migrated to the latest version, in the workspace's operational store."""
+    ops.ensure_schema(ws, "engine", _MIGRATIONS)
+    ops.prepare(ws)
+
+
+def runs_log(model: str) -> str:
+    """The event log the runs of ``model`` are written to."""
+    return f"runs:{model}"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(t: datetime) -> str:
+    return ops.to_iso(t)
+
+
+def when(text: str) -> datetime:
+    """The datetime of a timestamp column that is never NULL (``created``, ``updated``, ``started``, ``ended``)."""
+    value = ops.from_iso(text)
+    assert value is not None, "a NOT NULL timestamp column held NULL"
+    return value
+
+
+def new_case_id() -> str:
+    """A new case id, ``c-`` + creation time (ms) + 48 random bits: cases started together sit
+    together in the journal's indexes, so a round's commit touches few pages."""
+    return f"c-{time.time_ns() // 1_000_000:012x}{os.urandom(6).hex()}"
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+# -- cases ----------------------------------------------------------------------------------------
+_INSERT_CASE = ("INSERT INTO cases (case_id, model, version, business_key, status, data, created, updated) "
+                "VALUES (?, ?, ?, ?, 'running', ?, ?, ?)")
+
+
+def insert_cases(con: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """New running cases: ``(case_id, model, version, business_key, data, created, updated)`` each
+    (``sqlite3.IntegrityError`` for a business key used twice)."""
+    if len(rows) == 1:
+        con.execute(_INSERT_CASE, rows[0])
+    else:
+        con.executemany(_INSERT_CASE, rows)
+
+
+def case_key_holder(con: Connection, model: str, key: str | None) -> str | None:
+    """The case of ``model`` with business key ``key``, if any."""
+    row = con.execute("SELECT case_id FROM cases WHERE model = ? AND business_key = ?", (model, key)).fetchone()
+    return None if row is None else str(row["case_id"])
+
+
+def case_row(con: Connection, case: str) -> Row | None:
+    row: Row | None = con.execute("SELECT * FROM cases WHERE case_id = ?", (case,)).fetchone()
+    return row
+
+
+def case_rows(con: Connection, *, model: str | None = None, status: str | None = None) -> list[Row]:
+    """Cases, oldest first, optionally of one ``model`` and one ``status``."""
+    where, args = ops.where(("model = ?", model), ("status = ?", status))
+    return list(con.execute("SELECT * FROM cases" + where + " ORDER BY created, case_id", args).fetchall())
+
+
+def case_steps(con: Connection, case: str) -> list[Row]:
+    """The journal of ``case``, in order."""
+    return list(con.execute("SELECT * FROM steps WHERE case_id = ? ORDER BY seq", (case,)).fetchall())
+
+
+def cancel(con: Connection, case: str, seq: int, reason: str, user: str | None, stamp: str) -> None:
+    """Journal step ``seq`` of ``case`` as its cancellation, end it, and cancel its open human tasks."""
+    con.execute("INSERT INTO steps (case_id, seq, kind, outcome, error, resource, started, ended) "
+                "VALUES (?, ?, 'cancel', 'cancelled', ?, ?, ?, ?)", (case, seq, reason, user, stamp, stamp))
+    con.execute("UPDATE cases SET status = 'cancelled', seq = ?, updated = ?, ended = ?, error = ?, "
+                "runnable = 0, lease_owner = NULL, lease_until = NULL WHERE case_id = ?",
+                (seq, stamp, stamp, reason, case))
+    con.execute("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND status IN ('open', 'claimed')", (case,))
+
+
+# -- human tasks ----------------------------------------------------------------------------------
+_WORK_SELECT = "SELECT w.*, c.model AS model, c.data AS case_data FROM work w JOIN cases c USING (case_id)"
+
+
+def work_rows(con: Connection, *, status: str | None, case: str | None, group: str | None,
+              user: str | None) -> list[Row]:  # fmt: skip
+    """Human tasks with their case's model and data, oldest first: ``status`` "open" includes claimed ones."""
+    where, args = ops.where(("w.status IN ('open', 'claimed')" if status == "open" else "w.status = ?", status),
+                            ("w.case_id = ?", case), ("w.candidate_group = ?", group),
+                            ("(w.assignee IS NULL OR w.assignee = ?)", user))
+    return list(con.execute(_WORK_SELECT + where + " ORDER BY w.created, w.task_id", args).fetchall())
+
+
+def work_row(con: Connection, task: str) -> Row | None:
+    row: Row | None = con.execute(_WORK_SELECT + " WHERE w.task_id = ?", (task,)).fetchone()
+    return row
+
+
+def claim_work(con: Connection, task: str, user: str) -> None:
+    con.execute("UPDATE work SET status = 'claimed', assignee = ? WHERE task_id = ?", (user, task))
+
+
+def complete_work(con: Connection, task: str, case: str, stamp: str, by: str | None, data: str) -> None:
+    """Mark the human task completed with its form data, and make its case runnable (a worker applies it)."""
+    con.execute("UPDATE work SET status = 'completed', completed_at = ?, completed_by = ?, data = ? "
+                "WHERE task_id = ?", (stamp, by, data, task))
+    con.execute("UPDATE cases SET runnable = 1, wake_at = NULL, updated = ? WHERE case_id = ? AND status IN "
+                "('running', 'waiting')", (stamp, case))
+
+
+# -- workers --------------------------------------------------------------------------------------
+def runnable_soon(con: Connection, before: str) -> bool:
+    """Whether some case is runnable, or becomes runnable before ``before`` (a retry back-off, a timer)."""
+    row = con.execute("SELECT count(*) FROM cases WHERE status IN ('running', 'waiting') AND runnable = 1 "
+                      "AND (wake_at IS NULL OR wake_at <= ?)", (before,)).fetchone()
+    return bool(row[0])
+
+
+def claim_cases(con: Connection, owner: str, lease_until: str, stamp: str, limit: int) -> list[Row]:
+    """Lease up to ``limit`` runnable cases (free, expired or already ``owner``'s) to ``owner``, oldest first."""
+    rows = con.execute(
+        "UPDATE cases SET lease_owner = ?, lease_until = ? WHERE case_id IN ("
+        " SELECT case_id FROM cases WHERE status IN ('running', 'waiting') AND runnable = 1"
+        " AND (wake_at IS NULL OR wake_at <= ?) AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+        " ORDER BY updated LIMIT ?) RETURNING *",
+        (owner, lease_until, stamp, stamp, owner, limit)).fetchall()
+    rows.sort(key=lambda r: (r["updated"], r["case_id"]))  # RETURNING has no order: oldest first
+    return list(rows)
+
+
+def journals(con: Connection, cases: Sequence[str]) -> tuple[dict[str, list[Row]], dict[str, list[Row]]]:
+    """The steps (in order) and the work items of ``cases``, by case: two queries per 500 cases."""
+    steps_of: dict[str, list[Row]] = {}
+    work_of: dict[str, list[Row]] = {}
+    for i in range(0, len(cases), 500):
+        ids = list(cases[i:i + 500])
+        marks = ",".join("?" * len(ids))
+        for s in con.execute(f"SELECT * FROM steps WHERE case_id IN ({marks}) ORDER BY case_id, seq", ids):
+            steps_of.setdefault(s["case_id"], []).append(s)
+        for w in con.execute(f"SELECT * FROM work WHERE case_id IN ({marks})", ids):
+            work_of.setdefault(w["case_id"], []).append(w)
+    return steps_of, work_of
+
+
+def fail_case(con: Connection, case: str, owner: str, message: str, stamp: str) -> None:
+    """End ``case`` as failed, if ``owner`` still holds it."""
+    con.execute("UPDATE cases SET status = 'failed', error = ?, updated = ?, ended = ?, runnable = 0, "
+                "lease_owner = NULL, lease_until = NULL WHERE case_id = ? AND lease_owner = ?",
+                (message, stamp, stamp, case, owner))
+
+
+def renew_leases(con: Connection, cases: Sequence[str], owner: str, until: str) -> None:
+    con.execute(f"UPDATE cases SET lease_until = ? WHERE case_id IN ({','.join('?' * len(cases))}) "
+                "AND lease_owner = ?", [until, *cases, owner])
+
+
+def held_cases(con: Connection, cases: Sequence[str], owner: str) -> set[str]:
+    """Which of ``cases`` ``owner`` still holds, and that have not ended (cancelled meanwhile)."""
+    return {row[0] for row in con.execute(
+        f"SELECT case_id FROM cases WHERE case_id IN ({','.join('?' * len(cases))}) AND lease_owner = ? "
+        "AND status IN ('running', 'waiting')", [*cases, owner]).fetchall()}
+
+
+#: A human task completed while a worker held the case must not be lost: it keeps the case
+#: runnable (complete_work could not wake it while the lease was on it).
+_PENDING_HUMAN = ("EXISTS (SELECT 1 FROM work w WHERE w.case_id = cases.case_id AND "
+                  "w.status = 'completed' AND w.applied = 0)")
+
+
+def stopped_case(case: str, status: str, data: str, seq: int, stamp: str, error: str | None,
+                 wake_at: str | None) -> tuple[str, tuple[Any, ...]]:  # fmt: skip
+    """The update of a case a worker lets go of (it waits or has ended): ``(sql, parameters)`` for
+    :func:`write_round`."""
+    final = status in FINAL
+    sql = ("UPDATE cases SET status = ?, data = ?, seq = ?, updated = ?, ended = ?, error = ?, "
+           f"runnable = CASE WHEN ? = 0 AND {_PENDING_HUMAN} THEN 1 ELSE ? END, "
+           f"wake_at = CASE WHEN ? = 0 AND {_PENDING_HUMAN} THEN NULL ELSE ? END, "
+           "lease_owner = NULL, lease_until = NULL"
+           + (", snapshot = NULL" if final else "") + " WHERE case_id = ?")
+    return sql, (status, data, seq, stamp, stamp if final else None, error, int(final),
+                 0 if final else (1 if wake_at is not None else 0), int(final), wake_at, case)
+
+
+def running_case(case: str, data: str, seq: int, stamp: str, lease_until: str) -> tuple[str, tuple[Any, ...]]:
+    """The update of a case a worker goes on with (its lease renewed): ``(sql, parameters)``."""
+    return ("UPDATE cases SET status = 'running', data = ?, seq = ?, updated = ?, lease_until = ? "
+            "WHERE case_id = ?", (data, seq, stamp, lease_until, case))
+
+
+def write_round(con: Connection, *, steps: Sequence[tuple[Any, ...]], work: Sequence[tuple[Any, ...]],
+                snapshots: Sequence[tuple[Any, ...]], cancel: Sequence[tuple[str, str, int]],
+                ended: Sequence[tuple[str]], applied: Sequence[tuple[str]],
+                updates: Mapping[str, Sequence[tuple[Any, ...]]]) -> None:  # fmt: skip
+    """What one round of a worker's cases did, one statement per shape for all of them: journal
+    ``steps``, new ``work`` items, ``snapshots`` ``(snapshot, seq, case)``, work items a timer
+    interrupted ``(case, element, occurrence)``, open work of ``ended`` cases, completed work
+    items ``applied``, and the case ``updates`` (:func:`stopped_case`, :func:`running_case`)."""
+    con.executemany("INSERT INTO steps (case_id, seq, kind, element_id, name, occurrence, attempt, "
+                    "resource, outcome, error, data, started, ended) VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", steps)
+    if work:
+        con.executemany("INSERT INTO work (task_id, case_id, element_id, name, occurrence, "
+                        "candidate_group, form, status, created, due_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", work)
+    if snapshots:
+        con.executemany("UPDATE cases SET snapshot = ?, snapshot_seq = ? WHERE case_id = ?", snapshots)
+    if cancel:
+        con.executemany("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND element_id = ? AND "
+                        "occurrence = ? AND status IN ('open', 'claimed')", cancel)
+    if ended:
+        con.executemany("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND status IN "
+                        "('open', 'claimed')", ended)
+    if applied:
+        con.executemany("UPDATE work SET applied = 1 WHERE task_id = ?", applied)
+    for sql, rows in updates.items():
+        con.executemany(sql, rows)
+
+
+# -- model versions on a shared store -------------------------------------------------------------
+def latest_published(con: Connection, model: str) -> int | None:
+    row = con.execute("SELECT max(version) FROM model_versions WHERE model = ?", (model,)).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def published(con: Connection, model: str, version: int) -> Row | None:
+    """The published ``bpmn``, its ``sha256`` and the versions it ``called`` (JSON), if published."""
+    row: Row | None = con.execute("SELECT bpmn, sha256, called FROM model_versions WHERE model = ? AND version = ?",
+                                  (model, version)).fetchone()
+    return row
+
+
+def publish(con: Connection, model: str, version: int, bpmn: str, sha256: str, called: str, meta: str,
+            stamp: str) -> str:  # fmt: skip
+    """Publish a model version unless one of that number is there already; the ``sha256`` published."""
+    con.execute("INSERT INTO model_versions (model, version, bpmn, sha256, called, meta, published) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model, version) DO NOTHING",
+                (model, version, bpmn, sha256, called, meta, stamp))
+    return str(con.execute("SELECT sha256 FROM model_versions WHERE model = ? AND version = ?",
+                           (model, version)).fetchone()[0])

@@ -1,0 +1,579 @@
+"""To-be models as executable BPMN 2.0: our ``procestra:`` extension format, read and written.
+
+:func:`read_xml` reads any BPMN 2.0 file (Camunda Modeler, bpmn.io, Signavio, ours) into a
+:class:`~procestra.engine.tobe.ToBeModel`, keeping what the engine runs on; :func:`write_xml`
+writes one back with ``isExecutable="true"``, a diagram, and our bindings in extension
+elements, which Camunda Modeler and bpmn-js keep and ignore.
+
+The diagram, the ids and the consistency check come from :mod:`procestra.models.bpmn`, the
+package's one BPMN writer: :func:`pm4py_bpmn` mirrors the model as a pm4py BPMN object,
+:func:`~procestra.models.bpmn.to_bpmn_xml` writes and lays it out, and :func:`write_xml`
+adds what pm4py has no place for. Reading cannot go through
+:func:`~procestra.models.bpmn.read_bpmn`: pm4py's BPMN objects drop conditions, default
+flows, timers, error codes, scripts, call activities and every extension element, which
+are the executable semantics, so this reader walks the XML itself.
+
+**The extension format** (namespace :data:`NS`, format :data:`FORMAT`), read back by
+:meth:`ToBeModel.load` and by the engine:
+
+- ``process/extensionElements/procestra:caseData`` holds ``procestra:variable`` elements
+  (``name``, ``type``: any|string|number|integer|boolean|date|object|list, ``required``,
+  ``allowed``: a JSON array, ``description``): the case data a case starts with.
+- A service task's ``extensionElements`` holds ``procestra:handler`` (``kind``,
+  ``timeout`` in seconds) with ``procestra:config`` (a JSON object, the connector's
+  settings), ``procestra:input`` (``name``, ``expression``), ``procestra:output`` (``name``)
+  and ``procestra:secret`` (``name``) children; and ``procestra:retry`` (``maxAttempts``,
+  ``initialDelay``, ``multiplier``, ``maxDelay``; seconds). ``Retry.delay(n)`` is the wait
+  after failed attempt ``n``.
+- A user task's ``extensionElements`` holds ``procestra:humanTask`` (``candidateGroup``,
+  ``due``: an ISO 8601 duration from when the task becomes ready) with ``procestra:field``
+  children (``name``, ``type``: string|text|number|integer|boolean|date|enum, ``required``,
+  ``label``, ``allowed``: JSON array, ``default``: JSON value).
+- ``process/extensionElements/procestra:model`` (``format``, ``name``) marks our files.
+- A call activity holds ``procestra:call`` (``model``, optional ``version``): the saved
+  model it runs; its standard ``calledElement`` is that model's process id.
+- Standard BPMN carries the rest: ``conditionExpression`` (sandbox syntax) on flows,
+  ``default`` on gateways, ``timerEventDefinition/timeDuration`` (ISO 8601, e.g. ``PT8H``),
+  ``boundaryEvent`` with ``cancelActivity``, and ``errorEventDefinition`` whose ``bpmn:error``
+  has ``errorCode`` :attr:`Element.error_code` (the engine throws it when a task's retries are
+  exhausted), ``scriptTask/script`` (sandbox script syntax).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from lxml import etree
+
+from procestra.engine.connectors import Handler
+from procestra.engine.elements import (
+    ACTIVITIES,
+    GATEWAYS,
+    ID,
+    KINDS,
+    TASKS,
+    Element,
+    Flow,
+    FormField,
+    HumanTask,
+    Retry,
+    Variable,
+    slug,
+)
+from procestra.errors import ModelError, UserError
+from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS, check_diagram, to_bpmn_xml
+
+if TYPE_CHECKING:
+    from procestra.engine.tobe import ToBeModel
+
+__all__ = ["FORMAT", "NS", "flatten_for_replay", "pm4py_bpmn", "read_xml", "write_xml"]
+
+#: The namespace of our extension elements, and the version of their format.
+NS = "https://procestra.dev/schema/bpmn/1.0"
+FORMAT = 1
+_P = f"{{{NS}}}"
+_B = f"{{{BPMN_NS}}}"
+_READ_AS = {"transaction": "subProcess", "businessRuleTask": "serviceTask", "sendTask": "serviceTask",
+            "receiveTask": "task"}  # fmt: skip
+_NODE_TAGS = frozenset(KINDS) | frozenset(_READ_AS) | {"adHocSubProcess", "complexGateway"}
+_DROPPED = {"laneSet": "lanes", "textAnnotation": "text annotations", "association": "associations",
+            "dataObject": "data objects", "dataObjectReference": "data objects", "dataStoreReference": "data stores",
+            "group": "groups", "property": "properties"}  # fmt: skip
+_SKIP = {"extensionElements", "documentation", "incoming", "outgoing", "ioSpecification", "dataInputAssociation",
+         "dataOutputAssociation", "sequenceFlow", "script", "multiInstanceLoopCharacteristics",
+         "standardLoopCharacteristics", "conditionExpression", "auditing", "monitoring"}  # fmt: skip
+
+
+# -- reading --------------------------------------------------------------------------------------
+def read_xml(make: type[ToBeModel], xml: str | bytes, *, source: str = "(xml)", process: str | None = None,
+             ) -> ToBeModel:  # fmt: skip
+    """A model (made by ``make``) from BPMN 2.0 XML; :class:`ModelError` names what is broken."""
+    data = xml.encode("utf-8") if isinstance(xml, str) else xml
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True, remove_pis=True)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise ModelError(f"not a BPMN file: it is not well-formed XML ({exc})", path=source) from None
+    if root.tag != _B + "definitions":
+        raise ModelError(f"not a BPMN 2.0 file: the root element is <{etree.QName(root).localname}>, expected "
+                         f"<definitions> in {BPMN_NS}", path=source)  # fmt: skip
+    procs = list(root.iter(_B + "process"))
+    nodes_in = {p: sum(1 for c in p.iter() if isinstance(c.tag, str) and etree.QName(c).localname in _NODE_TAGS)
+                for p in procs}  # fmt: skip
+    candidates = [p for p in procs if nodes_in[p]]
+    if process is not None:
+        candidates = [p for p in procs if process in (p.get("id"), p.get("name"))]
+        if not candidates:
+            raise ModelError(f"no process {process!r} (processes: {', '.join(_proc_label(p) for p in procs)})",
+                             path=source)  # fmt: skip
+    if not candidates:
+        raise ModelError("the file has no process elements (no task, event or gateway)", path=source)
+    if len(candidates) > 1:
+        raise ModelError("the file has several processes (pools): " + ", ".join(map(_proc_label, candidates))
+                         + "; pick one with process=", path=source)  # fmt: skip
+    proc = candidates[0]
+    model = make(proc.get("name") or proc.get("id") or "Process", process_id=proc.get("id") or "Process_1")
+    model.source = source
+    if not ID.match(model.process_id):
+        model.process_id = "Process_" + (slug(model.process_id) or "1")
+    if len(procs) > 1 or root.find(_B + "collaboration") is not None:
+        model.notes.append("pools, participants and message flows were dropped (one process is kept)")
+    errors = {e.get("id"): (e.get("name"), e.get("errorCode")) for e in root.iter(_B + "error")}
+    used: set[str] = set()
+    idmap: dict[str, str] = {}
+    for el in proc.iter():
+        old = el.get("id") if isinstance(el.tag, str) else None
+        if old is None:
+            continue
+        new = old if ID.match(old) else "Id_" + re.sub(r"[^\w.\-]", "_", old)
+        while new in used:
+            new += "_"
+        used.add(new)
+        if new != old:
+            idmap[old] = new
+    if idmap:
+        model.notes.append(f"{len(idmap)} ids that are not valid XML names were renamed (e.g. "
+                           f"{next(iter(idmap))!r} -> {idmap[next(iter(idmap))]!r})")  # fmt: skip
+    reader = _Reader(model, errors, idmap, source)
+    reader.container(proc, None)
+    reader.flows()
+    for ext in proc.findall(_B + "extensionElements"):
+        for v in ext.iter(_P + "variable"):
+            var = reader.guard(proc, lambda v=v: Variable(
+                v.get("name", ""), v.get("type", "any"), v.get("required") == "true",
+                tuple(_json_attr(v, "allowed", [])), v.get("description", "")))  # fmt: skip
+            model.variables[var.name] = var
+        reader.vendor(ext)
+    if reader.vendors[0]:
+        model.notes.append(f"{reader.vendors[0]} vendor extension elements were dropped (namespaces: "
+                           f"{', '.join(sorted(reader.vendors[1]))})")  # fmt: skip
+    if reader.dropped:
+        model.notes.append("dropped: " + ", ".join(f"{n} <{t}>" for t, n in sorted(reader.dropped.items())))
+    return model
+
+
+def _proc_label(p: etree._Element) -> str:
+    return f"{p.get('id')!r}" + (f" ({p.get('name')!r})" if p.get("name") else "")
+
+
+def _json_attr(node: etree._Element, attr: str, default: Any) -> Any:
+    raw = node.get(attr)
+    if raw is None:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ValueError(f"attribute {attr}={raw!r} is not JSON") from None
+
+
+class _Reader:
+    """Fills a ToBeModel from a BPMN process element."""
+
+    def __init__(self, model: ToBeModel, errors: Mapping[str, tuple[str | None, str | None]], idmap: Mapping[str, str],
+                 source: str) -> None:  # fmt: skip
+        self.model, self.errors, self.idmap, self.source = model, errors, idmap, source
+        self.flow_nodes: list[tuple[etree._Element, str | None]] = []
+        self.dropped: dict[str, int] = {}
+        self.vendors: tuple[int, set[str]] = (0, set())
+
+    def vendor(self, ext: etree._Element) -> None:
+        spaces = [etree.QName(c).namespace or "" for c in ext
+                  if isinstance(c.tag, str) and etree.QName(c).namespace != NS]
+        if spaces:
+            self.vendors = (self.vendors[0] + len(spaces), self.vendors[1] | set(spaces))
+
+    def rid(self, raw: str | None) -> str | None:
+        return self.idmap.get(raw, raw) if raw is not None else None
+
+    def guard(self, node: etree._Element, make: Any, what: str = "") -> Any:
+        try:
+            return make()
+        except (ValueError, TypeError, KeyError, UserError) as exc:
+            prefix = f"<{etree.QName(node).localname}> {node.get('id') or node.get('name')!r}: "
+            raise ModelError(prefix + (f"procestra:{what}: " if what else "") + str(exc), path=self.source,
+                             element=self.rid(node.get("id"))) from None  # fmt: skip
+
+    def container(self, holder: etree._Element, parent: str | None) -> None:
+        for child in holder:
+            if not isinstance(child.tag, str) or etree.QName(child).namespace != BPMN_NS:
+                continue
+            local = etree.QName(child).localname
+            if local == "sequenceFlow":
+                self.flow_nodes.append((child, parent))
+            elif local in _NODE_TAGS:
+                eid = self.node(child, local, parent)
+                if self.model.elements[eid].kind == "subProcess":
+                    self.container(child, eid)
+            elif local in _DROPPED:
+                self.dropped[_DROPPED[local]] = self.dropped.get(_DROPPED[local], 0) + 1
+            elif local not in _SKIP:
+                self.dropped[local] = self.dropped.get(local, 0) + 1
+
+    def node(self, x: etree._Element, local: str, parent: str | None) -> str:
+        eid = self.rid(x.get("id"))
+        if not eid:
+            raise ModelError(f"a <{local}> has no id", path=self.source)
+        event_sub = local == "subProcess" and x.get("triggeredByEvent") == "true"
+        if local in ("adHocSubProcess", "complexGateway") or event_sub:
+            what = {"adHocSubProcess": "ad-hoc subprocesses", "complexGateway": "complex gateways"}.get(
+                local, "event subprocesses")
+            raise ModelError(f"{what} are not supported (element {eid!r})", path=self.source, element=eid)
+        kind = _READ_AS.get(local, local)
+        if kind != local:
+            self.model.notes.append(f"<{local}> {eid!r} was read as a {kind}")
+        el = Element(eid, kind, " ".join((x.get("name") or "").split()), parent)
+        doc = x.find(_B + "documentation")
+        el.documentation = (doc.text or "").strip() if doc is not None else ""
+        el.default = self.rid(x.get("default"))
+        if kind == "boundaryEvent":
+            el.attached_to = self.rid(x.get("attachedToRef"))
+            el.interrupting = x.get("cancelActivity", "true").lower() != "false"
+        for d in x:
+            if isinstance(d.tag, str) and etree.QName(d).localname.endswith("EventDefinition"):
+                kind_ = etree.QName(d).localname[: -len("EventDefinition")]
+                if el.event is not None:
+                    self.model.notes.append(f"{eid!r} has several event definitions; only the first ({el.event}) "
+                                            "is kept")
+                    continue
+                el.event = kind_
+                if kind_ == "timer":
+                    for tag, tk in (("timeDuration", "duration"), ("timeDate", "date"), ("timeCycle", "cycle")):
+                        t = d.find(_B + tag)
+                        if t is not None:
+                            el.timer, el.timer_kind = (t.text or "").strip(), tk
+                elif kind_ == "error":
+                    name, code = self.errors.get(d.get("errorRef") or "", (None, None))
+                    el.error_code = code or name
+        if kind == "scriptTask":
+            script = x.find(_B + "script")
+            el.script = script.text if script is not None and script.text else None
+        if kind == "callActivity":
+            el.called = x.get("calledElement")
+        for ext in x.findall(_B + "extensionElements"):
+            self.extensions(ext, el)
+        if eid in self.model.elements:
+            raise ModelError(f"the id {eid!r} is used twice", path=self.source, element=eid)
+        self.model.elements[eid] = el
+        return eid
+
+    def extensions(self, ext: etree._Element, el: Element) -> None:
+        self.vendor(ext)
+        owner = ext.getparent()
+        for node in ext:
+            if not isinstance(node.tag, str) or etree.QName(node).namespace != NS:
+                continue
+            local = etree.QName(node).localname
+            if local == "handler":
+                el.handler = self.guard(owner, lambda node=node: _read_handler(node), local)
+            elif local == "retry":
+                el.retry = self.guard(owner, lambda node=node: Retry(int(node.get("maxAttempts", "3")),
+                                                          float(node.get("initialDelay", "1")),
+                                                          float(node.get("multiplier", "2")),
+                                                          float(node.get("maxDelay", "300"))), local)  # fmt: skip
+            elif local == "humanTask":
+                el.human = self.guard(owner, lambda node=node: HumanTask(
+                    tuple(FormField(f.get("name", ""), f.get("type", "string"), f.get("required", "true") == "true",
+                                tuple(_json_attr(f, "allowed", [])), f.get("label", ""), _json_attr(f, "default", None))
+                          for f in node.findall(_P + "field")),
+                    node.get("candidateGroup"), node.get("due")), local)  # fmt: skip
+            elif local == "call":
+                el.called = node.get("model", "") + (f"@{node.get('version')}" if node.get("version") else "")
+
+    def flows(self) -> None:
+        m = self.model
+        for x, _parent in self.flow_nodes:
+            fid = self.rid(x.get("id"))
+            if not fid:
+                raise ModelError("a <sequenceFlow> has no id", path=self.source)
+            ends = []
+            for attr in ("sourceRef", "targetRef"):
+                ref = self.rid(x.get(attr))
+                if ref not in m.elements:
+                    raise ModelError(f"sequence flow {fid!r} has {attr}={x.get(attr)!r}, which names no flow node",
+                                     path=self.source, element=fid)  # fmt: skip
+                ends.append(ref)
+            cond = x.find(_B + "conditionExpression")
+            text = (cond.text or "").strip() if cond is not None else ""
+            m.flows[fid] = Flow(fid, ends[0], ends[1], " ".join((x.get("name") or "").split()), text or None)
+        for e in m.elements.values():
+            if e.default is not None and e.default not in m.flows:
+                m.notes.append(f"{e.id!r} named default flow {e.default!r}, which does not exist; dropped")
+                e.default = None
+            if e.attached_to is not None and e.attached_to not in m.elements:
+                raise ModelError(f"boundary event {e.id!r} is attached to {e.attached_to!r}, which is not in the "
+                                 "process", path=self.source, element=e.id)  # fmt: skip
+
+
+def _read_handler(node: etree._Element) -> Handler:
+    config_node = node.find(_P + "config")
+    config = json.loads(config_node.text or "{}") if config_node is not None else {}
+    timeout = node.get("timeout")
+    return Handler(
+        kind=node.get("kind", ""), config=config,
+        inputs={i.get("name", ""): i.get("expression", "") for i in node.findall(_P + "input")},
+        outputs=tuple(o.get("name", "") for o in node.findall(_P + "output")),
+        timeout=float(timeout) if timeout else None,
+        secrets=tuple(s.get("name", "") for s in node.findall(_P + "secret")),
+    )  # fmt: skip
+
+
+# -- writing --------------------------------------------------------------------------------------
+def pm4py_bpmn(model: ToBeModel) -> Any:
+    """``model`` as a pm4py BPMN object: what :func:`~procestra.models.bpmn.to_bpmn_xml` writes and lays out."""
+    from pm4py.objects.bpmn.obj import BPMN
+
+    bpmn = BPMN(process_id=model.process_id, name=model.name)
+    nodes: dict[str, Any] = {}
+    pending = list(model.elements.values())
+    while pending:
+        later = []
+        for e in pending:
+            if e.parent is not None and e.parent not in nodes:
+                later.append(e)
+                continue
+            proc = e.parent or model.process_id
+            nodes[e.id] = _pm4py_node(BPMN, e, proc)
+            bpmn.add_node(nodes[e.id])
+        if len(later) == len(pending):
+            raise ModelError("subprocess nesting is cyclic", element=later[0].id)
+        pending = later
+    for f in model.flows.values():
+        src = nodes[f.source]
+        bpmn.add_flow(BPMN.SequenceFlow(src, nodes[f.target], id=f.id, name=f.name, process=src.get_process()))
+    return bpmn
+
+
+def flatten_for_replay(model: ToBeModel) -> None:
+    """``model`` flattened for replay, in place: subprocesses inlined between exclusive gateways, boundary
+    events turned into exclusive choices (see :meth:`ToBeModel.to_pm4py <procestra.engine.tobe.ToBeModel.to_pm4py>`)."""
+    for sub in [e for e in model.elements.values() if e.kind == "subProcess"]:
+        inner = [e for e in model.elements.values() if e.parent == sub.id]
+        starts = [e.id for e in inner if e.kind == "startEvent"]
+        ends = [e.id for e in inner if e.kind == "endEvent"]
+        if len(starts) != 1 or not ends:
+            sub.kind = "task"  # an empty or odd subprocess: one step
+            continue
+        entry = model.elements[model.add_gateway(parent=sub.parent)]
+        leave = model.elements[model.add_gateway(parent=sub.parent)]
+        for f in model.flows.values():
+            f.target = entry.id if f.target == sub.id else f.target
+            f.source = leave.id if f.source == sub.id else f.source
+        for e in inner:
+            e.parent = sub.parent
+        model.connect(entry.id, starts[0])
+        for end in ends:
+            model.connect(end, leave.id)
+        for b in model.boundary_events(sub.id):  # approximation: the fallback follows the whole content
+            b.attached_to = leave.id
+        del model.elements[sub.id]
+    for e in [e for e in model.elements.values() if e.kind in ("intermediateCatchEvent", "intermediateThrowEvent")
+              or (e.kind in ("startEvent", "endEvent") and model.incoming(e.id) and model.outgoing(e.id))]:
+        model.remove(e.id)  # invisible in logs: bridge them
+    for b in [e for e in model.elements.values() if e.kind == "boundaryEvent"]:
+        host = model.elements.get(b.attached_to or "")
+        if host is None:
+            continue
+        split = model.elements[model.add_gateway(parent=host.parent)]
+        if b.event == "timer":  # before the host: the task may be cancelled before completing
+            for f in list(model.flows.values()):
+                if f.target == host.id:
+                    f.target = split.id
+            model.connect(split.id, host.id)
+        else:
+            for f in list(model.flows.values()):
+                if f.source == host.id:
+                    f.source = split.id
+            model.connect(host.id, split.id)
+        for f in list(model.flows.values()):
+            if f.source == b.id:
+                f.source = split.id
+        del model.elements[b.id]
+    for e in list(model.elements.values()):
+        if e.kind in ACTIVITIES:
+            e.kind = "task"
+        ins = [f for f in model.flows.values() if f.target == e.id]
+        if e.kind not in GATEWAYS and len(ins) > 1:  # BPMN merges uncontrolled flows exclusively; say so
+            join = model.elements[model.add_gateway(parent=e.parent)]
+            for f in ins:
+                f.target = join.id
+            model.connect(join.id, e.id)
+
+
+def _pm4py_node(BPMN: Any, e: Element, proc: str) -> Any:
+    if e.kind in TASKS or e.kind == "callActivity":
+        return BPMN.Task(id=e.id, name=e.name, process=proc)
+    if e.kind == "subProcess":
+        return BPMN.SubProcess(id=e.id, name=e.name, process=proc)
+    cls = {"exclusiveGateway": BPMN.ExclusiveGateway, "parallelGateway": BPMN.ParallelGateway,
+           "inclusiveGateway": BPMN.InclusiveGateway, "eventBasedGateway": BPMN.EventBasedGateway,
+           "startEvent": BPMN.StartEvent, "endEvent": BPMN.EndEvent,
+           "intermediateCatchEvent": BPMN.IntermediateCatchEvent,
+           "intermediateThrowEvent": BPMN.IntermediateThrowEvent}.get(e.kind)  # fmt: skip
+    if e.kind == "boundaryEvent":
+        return BPMN.BoundaryEvent(id=e.id, name=e.name, process=proc, activity=e.attached_to)
+    if cls is None:
+        raise ModelError(f"{e.label} has kind {e.kind!r}, which cannot be drawn", element=e.id)
+    return cls(id=e.id, name=e.name, process=proc)
+
+
+def write_xml(model: ToBeModel, *, name: str | None = None, called: Mapping[str, str] | None = None) -> str:
+    """``model`` as executable BPMN 2.0 XML with a laid-out diagram and our extension elements
+    (see :meth:`ToBeModel.to_xml <procestra.engine.tobe.ToBeModel.to_xml>`)."""
+    for e in model.elements.values():
+        if e.kind not in KINDS:
+            raise ModelError(f"{e.label} has kind {e.kind!r}, which cannot be written", element=e.id)
+    mirror = model.to_pm4py()
+    for f in model.flows.values():
+        if f.source not in model.elements or f.target not in model.elements:
+            raise ModelError(f"flow {f.id!r} connects {f.source!r} and {f.target!r}, not both elements",
+                             element=f.id)
+    xml = to_bpmn_xml(mirror, name=name or model.name, executable=True)
+    parser = etree.XMLParser(remove_blank_text=True)
+    root = etree.fromstring(xml.encode("utf-8"), parser)
+    by_id = {el.get("id"): el for el in root.iter() if isinstance(el.tag, str) and el.get("id")}
+    process = root.find(_B + "process")
+    assert process is not None
+    errors: list[etree._Element] = []
+    rank = {k: i for i, k in enumerate([*model.elements, *model.flows])}
+    for holder in [process, *(by_id[e.id] for e in model.elements.values() if e.kind == "subProcess")]:
+        kids = [c for c in holder if c.get("id") in rank]  # keep the model's order in the file
+        for c in kids:
+            holder.remove(c)
+        for c in sorted(kids, key=lambda c: rank[c.get("id")]):
+            holder.append(c)
+    for e in model.elements.values():
+        node = by_id[e.id]
+        node.tag = _B + e.kind
+        _write_node(node, e, errors, called or {})
+    _route_boundary_flows(root, model)
+    for f in model.flows.values():
+        node = by_id[f.id]
+        if f.condition:
+            cond = etree.SubElement(node, _B + "conditionExpression")
+            cond.set(f"{{{XSI_NS}}}type", "bpmn:tFormalExpression")
+            cond.text = f.condition
+    ext = etree.Element(_B + "extensionElements")
+    etree.SubElement(ext, _P + "model", format=str(FORMAT), name=name or model.name)
+    if model.variables:
+        holder = etree.SubElement(ext, _P + "caseData")
+        for v in model.variables.values():
+            node = etree.SubElement(holder, _P + "variable", name=v.name, type=v.type)
+            if v.required:
+                node.set("required", "true")
+            if v.allowed:
+                node.set("allowed", json.dumps(list(v.allowed)))
+            if v.description:
+                node.set("description", v.description)
+    process.insert(0, ext)
+    for i, err in enumerate(errors):
+        root.insert(i, err)
+    etree.cleanup_namespaces(root, top_nsmap={"procestra": NS})
+    out = str(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True).decode("utf-8"))
+    problems = check_diagram(out)
+    if problems:
+        raise ModelError("the BPMN XML we wrote is inconsistent: " + "; ".join(problems[:5]))
+    return out
+
+
+def _write_node(node: etree._Element, e: Element, errors: list[etree._Element], called: Mapping[str, str]) -> None:
+    """Our parts of one flow node: documentation, extension elements, event definition, script, attributes."""
+    for child in list(node):
+        if etree.QName(child).localname.endswith("EventDefinition"):
+            node.remove(child)
+    head = 0
+    if e.documentation:
+        doc = etree.Element(_B + "documentation")
+        doc.text = e.documentation
+        node.insert(head, doc)
+        head += 1
+    ext = etree.Element(_B + "extensionElements")
+    if e.handler is not None:
+        h = e.handler
+        hn = etree.SubElement(ext, _P + "handler", kind=h.kind)
+        if h.timeout is not None:
+            hn.set("timeout", f"{h.timeout:g}")
+        etree.SubElement(hn, _P + "config").text = json.dumps(dict(h.config), sort_keys=True)
+        for k, v in h.inputs.items():
+            etree.SubElement(hn, _P + "input", name=k, expression=v)
+        for o in h.outputs:
+            etree.SubElement(hn, _P + "output", name=o)
+        for s in h.secrets:
+            etree.SubElement(hn, _P + "secret", name=s)
+    if e.retry is not None:
+        r = e.retry
+        etree.SubElement(ext, _P + "retry", maxAttempts=str(r.max_attempts), initialDelay=f"{r.initial:g}",
+                         multiplier=f"{r.multiplier:g}", maxDelay=f"{r.max_delay:g}")  # fmt: skip
+    if e.human is not None:
+        hn = etree.SubElement(ext, _P + "humanTask")
+        if e.human.candidate_group:
+            hn.set("candidateGroup", e.human.candidate_group)
+        if e.human.due:
+            hn.set("due", e.human.due)
+        for f in e.human.fields:
+            fn = etree.SubElement(hn, _P + "field", name=f.name, type=f.type,
+                                  required="true" if f.required else "false")
+            if f.label:
+                fn.set("label", f.label)
+            if f.allowed:
+                fn.set("allowed", json.dumps(list(f.allowed)))
+            if f.default is not None:
+                fn.set("default", json.dumps(f.default))
+    if e.kind == "callActivity" and e.called:
+        ref, _, version = e.called.partition("@")
+        call = etree.SubElement(ext, _P + "call", model=ref)
+        if version:
+            call.set("version", version)
+        node.set("calledElement", called.get(e.called, "Process_" + (slug(ref) or "1")))
+    if len(ext):
+        node.insert(head, ext)
+    if e.default:
+        node.set("default", e.default)
+    if e.kind == "boundaryEvent" and not e.interrupting:
+        node.set("cancelActivity", "false")
+    if e.kind == "scriptTask" and e.script:
+        node.set("scriptFormat", "python")
+        etree.SubElement(node, _B + "script").text = e.script
+    if e.event:
+        d = etree.SubElement(node, _B + f"{e.event}EventDefinition", id=f"{e.id}_def")
+        if e.event == "timer" and e.timer:
+            tag = {"duration": "timeDuration", "date": "timeDate", "cycle": "timeCycle"}[e.timer_kind]
+            t = etree.SubElement(d, _B + tag)
+            t.set(f"{{{XSI_NS}}}type", "bpmn:tFormalExpression")
+            t.text = e.timer
+        if e.event == "error":
+            err_id = f"Error_{e.id}"
+            d.set("errorRef", err_id)
+            errors.append(etree.Element(_B + "error", id=err_id, name=e.name or e.error_code or e.id,
+                                        errorCode=e.error_code or e.id))  # fmt: skip
+    if e.kind not in GATEWAYS and "gatewayDirection" in node.attrib:
+        del node.attrib["gatewayDirection"]
+
+
+def _route_boundary_flows(root: etree._Element, model: ToBeModel) -> None:
+    """Draw each flow leaving a boundary event down, across, and into the near side of its target."""
+    bounds = {}
+    for shape in root.iter(f"{{{BPMNDI_NS}}}BPMNShape"):
+        b = shape.find(f"{{{DC_NS}}}Bounds")
+        if b is not None:
+            bounds[shape.get("bpmnElement")] = tuple(float(b.get(k, "0")) for k in ("x", "y", "width", "height"))
+    edges = {e.get("bpmnElement"): e for e in root.iter(f"{{{BPMNDI_NS}}}BPMNEdge")}
+    for f in model.flows.values():
+        if model.elements[f.source].kind != "boundaryEvent" or f.id not in edges:
+            continue
+        if f.source not in bounds or f.target not in bounds:
+            continue
+        bx, by, bw, bh = bounds[f.source]
+        tx, ty, tw, th = bounds[f.target]
+        cx, low = bx + bw / 2, by + bh + 15
+        tcx = tx + tw / 2
+        points = [(cx, by + bh), (cx, low), (tcx, low), (tcx, ty + th if ty + th <= low else ty)]
+        if ty >= low:  # target below the detour line: straight down into its top
+            points = [(cx, by + bh), (cx, ty - 15), (tcx, ty - 15), (tcx, ty)]
+        edge = edges[f.id]
+        for w in edge.findall(f"{{{DI_NS}}}waypoint"):
+            edge.remove(w)
+        for x, y in points:
+            etree.SubElement(edge, f"{{{DI_NS}}}waypoint", x=str(round(x)), y=str(round(y)))

@@ -1,0 +1,419 @@
+"""Checks of a to-be model before it is saved or run: :func:`check` lists :class:`Problem` s by element.
+
+:meth:`ToBeModel.validate <procestra.engine.tobe.ToBeModel.validate>` says what is checked. The
+one check with some theory in it is whether a gateway's conditions are exhaustive without a
+default flow: conditions over one numeric variable are turned into sets of intervals
+(``x < 10`` / ``x >= 10``), and ``==``/``in`` over a variable's declared ``allowed`` values
+or a boolean into sets of values; the branches are exhaustive when their union covers every
+value. Anything else is not proven, and the gateway needs a default.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from procestra.engine.connectors import check_handler
+from procestra.engine.elements import GATEWAYS, Element, Flow, Variable, duration_seconds
+from procestra.engine.exceptions import ConditionError
+from procestra.engine.sandbox import compile_expression, compile_script, is_iso_literal
+from procestra.errors import InvalidArgumentError, ModelNotFoundError
+from procestra.models.repository import model_info
+
+if TYPE_CHECKING:
+    from procestra.engine.tobe import ToBeModel
+    from procestra.store.home import Home
+
+__all__ = ["Problem", "check"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing ``validate`` found: ``severity`` "error" (blocks saving) or "warning"."""
+
+    severity: str
+    code: str
+    element: str | None
+    name: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.element} {self.name!r}" if self.name else (self.element or "model")
+        return f"{self.severity} [{self.code}] {where}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check(model: ToBeModel, ws: Home | None = None) -> list[Problem]:
+    """Every problem of ``model``, errors first (``ws`` also checks notebooks and called models)."""
+    return _Validator(model, ws).run()
+
+
+#: Element ids SpiffWorkflow gives its own task specs: a model element with one of them vanishes.
+_RESERVED_IDS = frozenset({"Start", "End", "Root"})
+
+
+class _Validator:
+    """One pass over a model; :func:`check` runs it."""
+
+    def __init__(self, model: ToBeModel, ws: Home | None) -> None:
+        self.m, self.ws = model, ws
+        self.problems: list[Problem] = []
+        self.out: dict[str, list[Flow]] = {e: [] for e in model.elements}
+        self.inc: dict[str, list[Flow]] = {e: [] for e in model.elements}
+        for f in model.flows.values():
+            self.out.setdefault(f.source, []).append(f)
+            self.inc.setdefault(f.target, []).append(f)
+
+    def add(self, severity: str, code: str, e: Element | None, message: str) -> None:
+        self.problems.append(Problem(severity, code, e.id if e else None, e.name if e else "", message))
+
+    def run(self) -> list[Problem]:
+        m = self.m
+        tops = [e for e in m.elements.values() if e.parent is None]
+        if not any(e.kind == "startEvent" for e in tops):
+            self.add("error", "no-start", None, f"process {m.process_id!r} has no start event: add one with "
+                                                "model.add_event('start', before=<first task>)")  # fmt: skip
+        if not any(e.kind == "endEvent" for e in tops):
+            self.add("warning", "no-end", None, "the process has no end event (branches end where they stop)")
+        for e in m.elements.values():
+            self.element(e)
+        self.gateways()
+        self.reachability()
+        self.variables()
+        order = {"error": 0, "warning": 1}
+        return sorted(self.problems, key=lambda p: order.get(p.severity, 2))
+
+    def element(self, e: Element) -> None:
+        ins, outs = self.inc.get(e.id, []), self.out.get(e.id, [])
+        if e.id in _RESERVED_IDS or e.id.endswith(".EndJoin"):
+            self.add("error", "reserved-id", e, f"the id {e.id!r} is reserved by the BPMN engine for its own "
+                     "start and end steps; rename the element's id (e.g. to 'StartEvent_1')")
+        if e.kind == "startEvent" and ins:
+            self.add("error", "start-with-incoming", e, "a start event cannot have incoming flows")
+        if e.kind == "endEvent" and outs:
+            self.add("error", "end-with-outgoing", e, "an end event cannot have outgoing flows")
+        if e.kind == "boundaryEvent":
+            if ins:
+                self.add("error", "boundary-with-incoming", e, "a boundary event cannot have incoming flows")
+            if e.attached_to not in self.m.elements:
+                self.add("error", "boundary-without-host", e, f"it is attached to {e.attached_to!r}, which is missing")
+            if not outs:
+                self.add("error", "boundary-without-path", e, "it leads nowhere: connect it to the fallback or "
+                                                              "escalation path")  # fmt: skip
+        if e.kind not in GATEWAYS and e.kind != "boundaryEvent" and len(outs) > 1:
+            self.add("error", "multiple-outgoing", e, f"it has {len(outs)} outgoing flows; split with a parallel or "
+                                                      "exclusive gateway instead")  # fmt: skip
+        if e.kind not in ("endEvent", "boundaryEvent") and not outs and e.kind != "startEvent":
+            self.add("warning", "dead-end", e, "no outgoing flow: the branch ends here without an end event")
+        if e.kind == "serviceTask" and e.handler is None:
+            self.add("error", "unbound-service-task", e, "the service task has no handler: bind one with "
+                                                          "model.bind(task, python('pkg.mod:func'))")  # fmt: skip
+        if e.kind in ("task", "manualTask") and e.handler is None:
+            self.add("warning", "untyped-task", e, "neither bound to a handler nor a human task: the engine will "
+                                                   "wait for someone to complete it")  # fmt: skip
+        if e.handler is not None:
+            for problem in check_handler(e.handler):
+                self.add("error", "bad-handler", e, problem)
+            nb = e.handler.config.get("path") if e.handler.kind == "notebook" else None
+            if isinstance(nb, str) and self.ws is not None and not (self.ws.path / nb).is_file():
+                self.add("error", "bad-handler", e, f"the notebook {nb!r} is not in the workspace ({self.ws.path})")
+        if e.retry is not None and e.handler is None and e.kind != "callActivity":
+            self.add("warning", "retry-unbound", e, "retries apply to bound service tasks only")
+        if e.kind == "scriptTask":
+            if not e.script:
+                self.add("error", "empty-script", e, "the script task has no script")
+            else:
+                try:
+                    compile_script(e.script)
+                except ConditionError as exc:
+                    self.add("error", "bad-script", e, str(exc))
+        if e.event == "timer" or (e.kind == "boundaryEvent" and e.timer):
+            self.timer(e)
+        if e.event in ("message", "signal", "escalation", "conditional", "compensate", "link", "cancel"):
+            self.add("warning", "unsupported-event", e, f"{e.event} events need a sender the engine does not provide")
+        if e.kind == "subProcess":
+            starts = [c for c in self.m.elements.values() if c.parent == e.id and c.kind == "startEvent"]
+            if len(starts) != 1:
+                self.add("error", "subprocess-start", e, f"a subprocess needs exactly one start event inside, it has "
+                                                         f"{len(starts)}")  # fmt: skip
+        if e.kind == "callActivity":
+            self.call(e)
+
+    def timer(self, e: Element) -> None:
+        text = e.timer or ""
+        if not text:
+            self.add("error", "bad-timer", e, "the timer has no duration, date or cycle")
+        elif is_iso_literal(text):
+            if e.timer_kind == "duration" and duration_seconds(text) is None:
+                self.add("error", "bad-timer", e, f"{text!r} is not an ISO 8601 duration such as PT8H (months and "
+                                                  "years are not allowed)")  # fmt: skip
+        else:
+            try:
+                compile_expression(text, what="timer")
+            except ConditionError as exc:
+                self.add("error", "bad-timer", e, str(exc))
+
+    def call(self, e: Element) -> None:
+        if not e.called:
+            self.add("error", "call-without-model", e, "the call activity names no model to call")
+            return
+        if self.ws is not None:
+            try:
+                model_info(self.ws, e.called)
+            except (ModelNotFoundError, InvalidArgumentError) as exc:
+                self.add("error", "call-unknown-model", e, str(exc))
+
+    def gateways(self) -> None:
+        for e in self.m.elements.values():
+            outs = self.out.get(e.id, [])
+            conditional = [f for f in outs if f.condition]
+            for f in conditional:
+                try:
+                    expr = compile_expression(f.condition or "")
+                except ConditionError as exc:
+                    code = "unsafe-condition" if type(exc).__name__ == "UnsafeExpressionError" else "bad-condition"
+                    self.add("error", code, e, f"flow {f.id!r}: {exc}")
+                    continue
+                if not expr.variables:
+                    self.add("warning", "constant-condition", e, f"flow {f.id!r}: the condition {f.condition!r} uses "
+                                                                 "no case data, so it always gives the same answer")
+            if e.default is not None and e.default not in {f.id for f in outs}:
+                self.add("error", "bad-default", e, f"the default flow {e.default!r} does not leave this element")
+            if conditional and e.kind not in ("exclusiveGateway", "inclusiveGateway"):
+                self.add("error", "condition-ignored", e, f"conditions on flows out of a {e.kind} are not evaluated; "
+                                                          "put an exclusive or inclusive gateway before the branches")
+            if e.kind not in ("exclusiveGateway", "inclusiveGateway") or len(outs) < 2:
+                continue
+            bare = [f for f in outs if not f.condition and f.id != e.default]
+            for f in bare:
+                self.add("error", "missing-condition", e, f"the branch to {self.m.elements[f.target].label} has no "
+                                                          "condition and is not the default flow: "
+                                                          "set_condition() or set_default()")  # fmt: skip
+            if e.default is None and not bare and conditional:
+                conds = [f.condition or "" for f in conditional]
+                if not _exhaustive(conds, self.m.variables):
+                    self.add("error", "no-default", e, "no default flow, and the conditions "
+                             + "; ".join(repr(c) for c in conds) + " are not provably exhaustive: a case matching "
+                             "none would stop here; add a default with set_default()")  # fmt: skip
+
+    def reachability(self) -> None:
+        m = self.m
+        succ: dict[str, set[str]] = {e: set() for e in m.elements}
+        for f in m.flows.values():
+            succ[f.source].add(f.target)
+        for e in m.elements.values():
+            if e.attached_to in succ:
+                succ[e.attached_to].add(e.id)
+            if e.parent in succ and e.kind == "startEvent":
+                succ[e.parent].add(e.id)
+        seen: set[str] = set()
+        stack = [e.id for e in m.elements.values() if e.kind == "startEvent" and e.parent is None]
+        while stack:
+            n = stack.pop()
+            if n not in seen:
+                seen.add(n)
+                stack.extend(succ[n] - seen)
+        if not any(e.kind == "startEvent" and e.parent is None for e in m.elements.values()):
+            return  # reported as no-start
+        for e in m.elements.values():
+            if e.id not in seen and (e.parent is None or e.parent in seen):
+                self.add("error", "unreachable", e, "no path from the start event leads here")
+
+    def variables(self) -> None:
+        m = self.m
+        pred: dict[str, set[str]] = {e: set() for e in m.elements}
+        for f in m.flows.values():
+            pred[f.target].add(f.source)
+        for e in m.elements.values():
+            if e.attached_to in pred:  # a boundary path starts where its host started
+                pred[e.id] |= pred[e.attached_to]
+            if e.kind == "startEvent" and e.parent in pred:  # a subprocess starts where it is entered
+                pred[e.id] |= pred[e.parent]
+        outputs = {e.id: set(e.outputs()) for e in m.elements.values()}
+        for e in m.elements.values():  # a subprocess produces what its content produces
+            p = e.parent
+            while p is not None and p in outputs:
+                outputs[p] |= outputs[e.id]
+                p = m.elements[p].parent
+        declared = set(m.variables)
+        memo: dict[str, set[str]] = {}
+
+        def ancestors(eid: str) -> set[str]:
+            if eid in memo:
+                return memo[eid]
+            seen: set[str] = set()
+            stack = list(pred[eid])
+            while stack:
+                n = stack.pop()
+                if n not in seen:
+                    seen.add(n)
+                    stack.extend(pred[n] - seen)
+            memo[eid] = seen
+            return seen
+
+        for e in m.elements.values():
+            used: dict[str, str] = {}
+            for f in self.out.get(e.id, []):
+                if f.condition:
+                    try:
+                        for v in compile_expression(f.condition).variables:
+                            used.setdefault(v, f"the condition of flow {f.id!r}")
+                    except ConditionError:
+                        pass
+            if e.handler is not None:
+                for v in e.handler.variables():
+                    used.setdefault(v, "the handler's inputs")
+            if e.script:
+                try:
+                    expr = compile_script(e.script)
+                    for v in expr.variables:
+                        used.setdefault(v, "the script")
+                except ConditionError:
+                    pass
+            if e.timer and not is_iso_literal(e.timer):
+                try:
+                    for v in compile_expression(e.timer, what="timer").variables:
+                        used.setdefault(v, "the timer")
+                except ConditionError:
+                    pass
+            if not used:
+                continue
+            available = set(declared)
+            for a in ancestors(e.id):
+                available |= outputs.get(a, set())
+            for v, where in sorted(used.items()):
+                if v not in available:
+                    self.add("error", "unknown-variable", e, f"{where} uses {v!r}, which is neither declared case data "
+                             f"(model.declare({v!r}, ...)) nor an output of a task before it")  # fmt: skip
+
+
+# -- exhaustiveness of gateway conditions -----------------------------------------------------------
+_Interval = tuple[float, bool, float, bool]  # lo, lo included, hi, hi included
+_INF = math.inf
+
+
+def _norm(ivs: Iterable[_Interval]) -> list[_Interval]:
+    items = sorted((i for i in ivs if i[0] < i[2] or (i[0] == i[2] and i[1] and i[3])), key=lambda i: (i[0], not i[1]))
+    out: list[_Interval] = []
+    for lo, li, hi, hi_inc in items:
+        if out:
+            plo, pli, phi, phi_inc = out[-1]
+            if lo < phi or (lo == phi and (li or phi_inc)):
+                if hi > phi or (hi == phi and hi_inc):
+                    out[-1] = (plo, pli, hi, hi_inc)
+                continue
+        out.append((lo, li, hi, hi_inc))
+    return out
+
+
+def _complement(ivs: list[_Interval]) -> list[_Interval]:
+    out: list[_Interval] = []
+    lo, li = -_INF, False
+    for a, ai, b, bi in _norm(ivs):
+        out.append((lo, li, a, not ai))
+        lo, li = b, not bi
+    out.append((lo, li, _INF, False))
+    return _norm(out)
+
+
+def _intervals(node: ast.AST, subject: list[str]) -> list[_Interval] | None:
+    """The set of real values of the one compared variable for which ``node`` holds, or None if not that form."""
+    if isinstance(node, ast.BoolOp):
+        parts = [_intervals(v, subject) for v in node.values]
+        if any(p is None for p in parts):
+            return None
+        if isinstance(node.op, ast.Or):
+            return _norm([i for p in parts for i in p or []])
+        acc = _complement([])  # empty set's complement: everything
+        for p in parts:
+            acc = _complement(_norm(_complement(acc) + _complement(p or [])))
+        return acc
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        inner = _intervals(node.operand, subject)
+        return None if inner is None else _complement(inner)
+    if not isinstance(node, ast.Compare):
+        return None
+    acc = [(-_INF, False, _INF, False)]
+    operands = [node.left, *node.comparators]
+    for op, a, b in zip(node.ops, operands, operands[1:]):
+        flip = {ast.Lt: ast.Gt, ast.LtE: ast.GtE, ast.Gt: ast.Lt, ast.GtE: ast.LtE, ast.Eq: ast.Eq,
+                ast.NotEq: ast.NotEq}
+        if type(op) not in flip:
+            return None
+        if _number(b) is not None and _number(a) is None:
+            var, c, kind = a, _number(b), type(op)
+        elif _number(a) is not None and _number(b) is None:
+            var, c, kind = b, _number(a), flip[type(op)]
+        else:
+            return None
+        key = ast.dump(var)
+        if subject and subject[0] != key:
+            return None
+        subject[:1] = [key]
+        assert c is not None
+        piece = {ast.Lt: [(-_INF, False, c, False)], ast.LtE: [(-_INF, False, c, True)],
+                 ast.Gt: [(c, False, _INF, False)], ast.GtE: [(c, True, _INF, False)], ast.Eq: [(c, True, c, True)],
+                 ast.NotEq: [(-_INF, False, c, False), (c, False, _INF, False)]}[kind]  # fmt: skip
+        acc = _complement(_norm(_complement(acc) + _complement(piece)))
+    return acc
+
+
+def _number(node: ast.AST) -> float | None:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        v = _number(node.operand)
+        return -v if v is not None else None
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return float(node.value)
+    return None
+
+
+def _values(node: ast.AST, subject: list[str]) -> set[Any] | None:
+    """The constants ``x == c`` / ``x in (c, ...)`` / ``or`` of them accept, for one variable ``x``."""
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+        parts = [_values(v, subject) for v in node.values]
+        return None if any(p is None for p in parts) else set().union(*(p or set() for p in parts))
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.Eq, ast.In)):
+        var, right = node.left, node.comparators[0]
+        if isinstance(node.ops[0], ast.Eq) and isinstance(var, ast.Constant):
+            var, right = right, var
+        key = ast.dump(var)
+        if subject and subject[0] != key:
+            return None
+        subject[:1] = [key]
+        if isinstance(node.ops[0], ast.Eq) and isinstance(right, ast.Constant):
+            return {right.value}
+        if isinstance(right, (ast.Tuple, ast.List, ast.Set)) and all(isinstance(x, ast.Constant) for x in right.elts):
+            return {x.value for x in right.elts if isinstance(x, ast.Constant)}
+    return None
+
+
+def _exhaustive(conditions: Sequence[str], variables: Mapping[str, Variable]) -> bool:
+    """Whether at least one of ``conditions`` holds for every value of the case data (as far as we can prove)."""
+    try:
+        trees = [ast.parse(c.strip(), mode="eval").body for c in conditions]
+    except SyntaxError:
+        return False
+    dumps = [ast.dump(t) for t in trees]
+    for t in trees:  # c / not c
+        if isinstance(t, ast.UnaryOp) and isinstance(t.op, ast.Not) and ast.dump(t.operand) in dumps:
+            return True
+    subject: list[str] = []
+    parts = [_intervals(t, subject) for t in trees]
+    if all(p is not None for p in parts) and not _complement(_norm([i for p in parts for i in p or []])):
+        return True
+    subject = []
+    sets = [_values(t, subject) for t in trees]
+    if all(s is not None for s in sets) and subject:
+        for var in variables.values():
+            if subject[0] == ast.dump(ast.Name(id=var.name, ctx=ast.Load())):
+                accepted = set().union(*(s or set() for s in sets))
+                if var.type == "boolean" and {True, False} <= accepted:
+                    return True
+                if var.allowed and set(var.allowed) <= accepted:
+                    return True
+    return False

@@ -1,0 +1,308 @@
+"""Workers: processes that advance runnable cases, many at a time, and commit their steps together.
+
+A :class:`Worker` (``procestra worker``) claims runnable cases with a lease
+(``lease_owner``/``lease_until``); the lease is renewed with every commit and checked in it,
+so two workers never record steps for the same case, and a case whose worker died is taken
+over when its lease runs out. Each round advances every held case by one step
+(:class:`~procestra.engine.runtime.CaseRunner`); the round's steps, work items, snapshots,
+case updates and run events are then written in one transaction (*group commit*), so the cost
+of an fsync is shared. A step is acknowledged when that transaction commits, and the case's
+next step starts only then. A handler is called with an *idempotency key* (from case, element
+and occurrence) that stays the same across retries and takeovers, so its external effects can
+be deduplicated. Timers and retry back-offs set the case's ``wake_at``; any worker fires what
+came due, also after downtime. A background thread moves run events into the event store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from procestra.engine import journal
+from procestra.ingest.outbox import flush_outbox
+from procestra.engine.connectors import Secrets
+from procestra.engine.journal import FINAL
+from procestra.engine.runtime import CaseRunner, Pending, runnable
+from procestra.errors import InvalidArgumentError, ProcestraError
+from procestra.store import ops
+
+if TYPE_CHECKING:
+    from procestra.store.home import Home
+
+__all__ = ["Worker", "WorkerReport"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerReport:
+    """What a worker did until it stopped."""
+
+    worker: str
+    steps: int = 0
+    cases_completed: int = 0
+    cases_failed: int = 0
+    rounds: int = 0
+    commits: int = 0
+    lost_leases: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Worker:
+    """Advances runnable cases of a workspace: claims them with a lease, runs their steps,
+    commits steps of many cases together, and fires timers when they come due.
+
+    ``concurrency`` is how many cases one worker holds at once (their steps interleave and
+    share commits). Several workers (processes, machines sharing the workspace) can run
+    together; a case is only ever in one worker's hands.
+    """
+
+    def __init__(self, ws: Home, *, name: str | None = None, concurrency: int = 64, lease: float = 30.0,
+                 poll: float = 0.2, flush_every: float = 5.0) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidArgumentError(f"concurrency must be a whole number of at least 1, not {concurrency!r}",
+                                       parameter="concurrency")
+        self.workspace = ws
+        self.name = name or f"worker-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        self.concurrency = concurrency
+        self.lease = float(lease)
+        self.poll = float(poll)
+        self.flush_every = float(flush_every)
+        self.report = WorkerReport(self.name)
+        self._stop = threading.Event()
+        self._con: sqlite3.Connection | None = None
+        self._held: set[str] = set()  # cases in hand, whose leases the renewer thread extends
+        self.output_dir = Path(ws.path) / "runs" / "tasks"
+        self.secrets = Secrets(ws)
+        journal.prepare(ws)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current round (signal handlers call this)."""
+        self._stop.set()
+
+    # one connection for the worker's life: opening and closing (a WAL checkpoint) per round costs
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        if self._con is None:  # SQLite, or the PostgreSQL wrapper with the same surface (ops.connect)
+            self._con = ops.open_connection(self.workspace, ops.lock_timeout())
+        try:
+            yield self._con
+        except sqlite3.OperationalError as exc:  # busy, or a lost server connection: the next round reconnects
+            self._close()
+            raise ops.busy_or_error(ops.display_location(self.workspace), exc, ops.lock_timeout()) from exc
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connection() as con, ops.write(con):
+            yield con
+
+    def _close(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._con.close()
+            self._con = None
+
+    def run(self, *, until_idle: bool = False, max_seconds: float | None = None) -> WorkerReport:
+        """Work until stopped (or, with ``until_idle``, until no case is runnable now or soon).
+
+        Run events go to the event store from a background thread every ``flush_every``
+        seconds (DuckDB works outside Python's lock), and once more at the end.
+        """
+        t0 = time.monotonic()
+        done = threading.Event()
+
+        def flusher() -> None:
+            while not done.wait(self.flush_every):
+                self._flush()
+
+        def renewer() -> None:  # a long handler (a notebook) must not lose its case's lease
+            while not done.wait(self.lease / 3):
+                self._renew_leases()
+
+        thread = threading.Thread(target=flusher, name="procestra-flusher", daemon=True)
+        thread.start()
+        keeper = threading.Thread(target=renewer, name="procestra-lease", daemon=True)
+        keeper.start()
+        try:
+            while not self._stop.is_set():
+                if max_seconds is not None and time.monotonic() - t0 > max_seconds:
+                    break
+                try:
+                    worked = self.run_once()
+                    if not worked and until_idle and not self._due_soon():
+                        break
+                except ops.OpsError as exc:
+                    if not getattr(exc, "transient", False):
+                        raise
+                    # the store is locked or its server restarts: the leases keep our cases, try again
+                    log.warning("%s: the operational store is not available (%s); retrying", self.name, exc)
+                    self._close()
+                    worked = False
+                if not worked:
+                    self._stop.wait(self.poll)
+        finally:
+            done.set()
+            thread.join()
+            keeper.join()
+            self._flush()
+            self._close()
+            self.report.seconds = time.monotonic() - t0
+        return self.report
+
+    def _flush(self) -> None:
+        try:
+            flush_outbox(self.workspace)
+        except ProcestraError as exc:  # the store is busy: the next flush sends them
+            log.warning("could not flush run events yet: %s", exc)
+
+    def _due_soon(self, horizon: float = 1.0) -> bool:
+        """Whether some case becomes runnable within ``horizon`` seconds (a retry back-off, a timer)."""
+        soon = journal.iso(journal.now() + timedelta(seconds=horizon))
+        with self._connection() as con:
+            return journal.runnable_soon(con, soon)
+
+    # claiming --------------------------------------------------------------------------------
+    def _claim(self, limit: int) -> list[sqlite3.Row]:
+        now = journal.now()
+        with self._transaction() as con:
+            return journal.claim_cases(con, self.name, journal.iso(now + timedelta(seconds=self.lease)),
+                                       journal.iso(now), limit)
+
+    def _load(self, rows: list[sqlite3.Row]) -> list[CaseRunner]:
+        runners = []
+        with self._connection() as con:  # the journals and work items of the whole batch in two queries
+            steps_of, work_of = journal.journals(con, [row["case_id"] for row in rows])
+        for row in rows:
+            cid = row["case_id"]
+            try:
+                model = runnable(self.workspace, row["model"], row["version"])
+                steps = steps_of.get(cid, [])
+                work = work_of.get(cid, [])
+                applied = {(s["element_id"], s["occurrence"]) for s in steps if s["kind"] == "user"}
+                done = {(w["element_id"], w["occurrence"]): w for w in work
+                        if w["status"] == "completed" and not w["applied"]
+                        and (w["element_id"], w["occurrence"]) not in applied}
+                open_ = {(w["element_id"], w["occurrence"]) for w in work if w["status"] in ("open", "claimed")}
+                runners.append(CaseRunner(self, row, model, steps, done, open_))
+            except ProcestraError as exc:
+                self._fail_case(row, str(exc))
+            except Exception as exc:  # noqa: BLE001 - e.g. a snapshot this SpiffWorkflow cannot read
+                self._fail_case(row, f"the case cannot be rebuilt from its snapshot and journal: "
+                                     f"{type(exc).__name__}: {exc}")
+        return runners
+
+    def _fail_case(self, row: sqlite3.Row, message: str) -> None:
+        with self._transaction() as con:
+            journal.fail_case(con, row["case_id"], self.name, message, journal.iso(journal.now()))
+
+    def run_once(self) -> bool:
+        """Claim a batch of runnable cases and run them until each blocks or ends; False if none."""
+        rows = self._claim(self.concurrency)
+        if not rows:
+            return False
+        active = self._load(rows)
+        self._held = {r.case_id for r in active}
+        while active:
+            self.report.rounds += 1
+            for r in active:
+                r.advance()
+            try:
+                self._commit(active)
+            except ops.OpsBusyError as exc:  # the store stayed locked: these cases are claimed again later
+                log.warning("%s: could not store a round (%s); its cases will be run again", self.name, exc)
+                return True
+            active = [r for r in active if not r.done and not r.lost]
+            self._held = {r.case_id for r in active}
+        return True
+
+    def _renew_leases(self) -> None:
+        """Extend the leases of the cases this worker holds (its own connection: another thread)."""
+        held = list(self._held)
+        if not held:
+            return
+        until = journal.iso(journal.now() + timedelta(seconds=self.lease))
+        try:
+            with ops.transaction(self.workspace) as con:
+                journal.renew_leases(con, held, self.name, until)
+        except ProcestraError as exc:  # the next renewal, or the round's commit, tries again
+            log.warning("%s: could not renew leases: %s", self.name, exc)
+
+    def _commit(self, runners: list[CaseRunner]) -> None:
+        """One transaction for the round: steps, events, work items and case rows of every runner.
+
+        Everything is encoded before the transaction opens, so the write lock that all
+        workers share is held only for the inserts. A runner whose lease was taken over (it
+        ran out) or whose case was cancelled meanwhile is dropped, with what it did this round.
+        """
+        now = journal.now()
+        stamp, lease_until = journal.iso(now), journal.iso(now + timedelta(seconds=self.lease))
+        plans = []
+        for r in runners:
+            snap = r.snapshot() if r.wants_snapshot() else None
+            if r.done:
+                case = journal.stopped_case(r.case_id, r.status, journal.dumps(r.data), r.seq, stamp, r.error,
+                                            journal.iso(r.wake_at) if r.wake_at else None)
+            else:
+                case = journal.running_case(r.case_id, journal.dumps(r.data), r.seq, stamp, lease_until)
+            plans.append((r, snap, case, r.pending.events))
+        ids = [r.case_id for r in runners]
+        try:
+            with self._transaction() as con:
+                updates: dict[str, list[tuple[Any, ...]]] = {}
+                outbox: list[tuple[Any, ...]] = []
+                steps: list[tuple[Any, ...]] = []
+                work: list[tuple[Any, ...]] = []
+                snaps: list[tuple[Any, ...]] = []
+                applied: list[tuple[str]] = []
+                cancel: list[tuple[str, str, int]] = []  # work items whose task a timer interrupted
+                ended: list[tuple[str]] = []  # cases that ended: their open work items go
+                mine = journal.held_cases(con, ids, self.name)
+                for r, snap, case, events in plans:
+                    if r.case_id not in mine:
+                        r.lost = True  # taken over (our lease ran out) or cancelled: drop this round
+                        self.report.lost_leases += 1
+                        continue
+                    p = r.pending
+                    steps += p.steps
+                    work += p.work
+                    cancel += [(r.case_id, el, occ) for el, occ in p.cancel_work]
+                    if snap is not None:
+                        snaps.append((snap, r.seq, r.case_id))
+                    applied += [(task_id,) for task_id in p.applied]
+                    updates.setdefault(case[0], []).append(case[1])
+                    if r.status in FINAL and (p.work or r.open_work or r.work_done):
+                        ended.append((r.case_id,))
+                    outbox += events
+                journal.write_round(con, steps=steps, work=work, snapshots=snaps, cancel=cancel, ended=ended,
+                                    applied=applied, updates=updates)
+                ops.emit_rows(con, outbox)
+        except ProcestraError:
+            for r in runners:  # nothing of this round was stored: reload these cases from the store
+                r.lost = True
+            raise
+        for r, snap, _, _ in plans:
+            if r.lost:
+                continue
+            self.report.steps += len(r.pending.steps)
+            if snap is not None:
+                r.snapshot_seq, r.needs_snapshot = r.seq, False
+            if r.done and r.status == "completed":
+                self.report.cases_completed += 1
+            elif r.done and r.status in FINAL:
+                self.report.cases_failed += 1
+            r.pending = Pending()
+        self.report.commits += 1
