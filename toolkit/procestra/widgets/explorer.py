@@ -1095,7 +1095,7 @@ def _href(path: str | None) -> str | None:
 
 
 def _badge(status: str) -> str:
-    from procestra.schedule.scheduler import STATUS_COLOURS
+    from procestra.schedule.runs import STATUS_COLOURS
 
     colour = STATUS_COLOURS.get(status, "#000")
     return (f'<span class="procestra-status procestra-status-{status}" style="background:{colour};color:#fff;'
@@ -1107,7 +1107,8 @@ class RunHistory(_Composite):
 
     def __init__(self, workspace: Home, job: str | None = None, *, status: str | None = None,
                  limit: int = 200) -> None:
-        from procestra.schedule.scheduler import STATUSES, list_jobs, list_runs
+        from procestra.schedule.jobs import list_jobs
+        from procestra.schedule.runs import STATUSES, list_runs
 
         w = _widgets()
         self.workspace = workspace
@@ -1148,7 +1149,7 @@ class RunHistory(_Composite):
 
     def refresh(self) -> RunHistory:
         """Read the history again and redraw."""
-        from procestra.schedule.scheduler import STATUSES, list_runs
+        from procestra.schedule.runs import STATUSES, list_runs
 
         self.runs = list_runs(self.workspace, job=self.job, status=self.status, limit=self.limit)
         counts = Counter(r.status for r in self.runs)
