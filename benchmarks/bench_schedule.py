@@ -57,8 +57,10 @@ def _bare(nb: Path, out: Path, n: int) -> float:
 
 def _scheduled(root: Path, nb: Path, n: int, tag: str, warm: bool = True) -> tuple[float, int]:
     from procestra import Workspace
-    from procestra.schedule.runner import LocalExecutor
-    from procestra.schedule.scheduler import add_job, list_runs, tick
+    from procestra.schedule.executors import LocalExecutor
+    from procestra.schedule.jobs import add_job
+    from procestra.schedule.runs import list_runs
+    from procestra.schedule.scheduler import tick
 
     ws = Workspace.init(root / f"ws-{tag}")
     add_job(ws, "bench", nb, cron="* * * * *", catchup="all", catchup_limit=n, overlap="queue", start=START,
@@ -97,7 +99,7 @@ def overhead(runs: int, rounds: int) -> dict[str, float]:
 
 
 def _dask_batch(ex, nb: Path, root: Path, jobs: int, tag: str) -> float:
-    from procestra.schedule.runner import RunSpec
+    from procestra.schedule.executors import RunSpec
 
     started = time.perf_counter()
     futures = [ex.submit(RunSpec(f"{tag}-{i}", str(nb), str(root / f"{tag}-{i}.ipynb"), html=False))
@@ -112,7 +114,7 @@ def dask_scaling(jobs: int, wait: float, rounds: int) -> dict[str, float]:
     """Both clusters up at once; batches alternate between them so that load changes hit both."""
     from distributed import LocalCluster
 
-    from procestra.schedule.runner import DaskExecutor, RunSpec
+    from procestra.schedule.executors import DaskExecutor, RunSpec
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
     out: dict[str, float] = {"jobs": jobs * rounds, "w1": 0.0, "w2": 0.0}

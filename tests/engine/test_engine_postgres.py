@@ -204,7 +204,8 @@ def test_workers_on_two_machines_killed_at_random_lose_nothing_and_repeat_nothin
 # -- the scheduler on PostgreSQL -----------------------------------------------------------------------------------
 def test_the_scheduler_adds_and_ticks_a_job_on_postgresql(ws: Workspace, tmp_path: Path, python3_kernel: None) -> None:
     from _schedule_helpers import recorder
-    from procestra.schedule.scheduler import add_job, get_job, list_runs, pause_job, resume_job
+    from procestra.schedule.jobs import add_job, get_job, pause_job, resume_job
+    from procestra.schedule.runs import list_runs
 
     notebook = recorder(tmp_path / "recorder.ipynb")
     add_job(ws, "nightly", notebook, cron="0 6 * * 1-5", timezone="Europe/Amsterdam", parameters={"n": 3},

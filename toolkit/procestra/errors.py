@@ -25,10 +25,10 @@ and exits with code 2. Everything else is a failure of ours or of the machine
     │   ├── FormError                  human-task data that does not fit its form (engine/exceptions.py)
     │   ├── SecretError                a secret that is missing or too short (engine/exceptions.py)
     │   ├── CaseNotFoundError, TaskNotFoundError, TaskStateError, CaseStateError  (engine/exceptions.py)
-    │   ├── NotebookError              a notebook that cannot run as asked: missing, no kernel (runner.py)
-    │   │   └── ParameterError         unknown parameter, wrong type, no parameters cell (runner.py)
-    │   ├── JobError                   a job definition that cannot be stored: cron, zone, cycle (schedule.py)
-    │   ├── JobNotFoundError, RunNotFoundError                                    (schedule.py)
+    │   ├── NotebookError              a notebook that cannot run: missing, no kernel (schedule/exceptions.py)
+    │   │   └── ParameterError         unknown or mistyped parameter, no parameters cell (schedule/exceptions.py)
+    │   ├── JobError                   a job that cannot be stored: cron, zone, cycle (schedule/exceptions.py)
+    │   ├── JobNotFoundError, RunNotFoundError                               (schedule/exceptions.py)
     │   ├── SourceError                a source cannot be read
     │   │   ├── SourceFormatError      malformed file (not XES, ragged CSV, ...)
     │   │   └── SourceConnectionError  a database refused or failed the query

@@ -763,7 +763,7 @@ def _executor_options(func: F) -> F:
 
 
 def _make_executor(name: str, address: str | None, concurrency: int | None) -> Any:
-    from procestra.schedule.runner import get_executor
+    from procestra.schedule.executors import get_executor
 
     if name != "dask" and address:
         raise InvalidArgumentError("--address is only for --executor dask", parameter="address")
@@ -824,8 +824,8 @@ def schedule_add(state: _State, name: str, notebook: str, cron: str | None, tz: 
                  notify_on: str, smtp: str | None, tags: tuple[str, ...], paused: bool, start: str | None,
                  replace: bool, as_json: bool) -> None:
     """Define job NAME that runs NOTEBOOK on --cron in --tz (or --after other jobs)."""
+    from procestra.schedule.jobs import add_job
     from procestra.schedule.notify import Notify
-    from procestra.schedule.scheduler import add_job
 
     ws = state.workspace()
     fmts = tuple(formats) or ("ipynb", "html")
@@ -853,7 +853,7 @@ def schedule_add(state: _State, name: str, notebook: str, cron: str | None, tz: 
 @cli_endpoint
 def schedule_list(state: _State, tag: str | None, as_json: bool) -> None:
     """List the jobs."""
-    from procestra.schedule.scheduler import list_jobs
+    from procestra.schedule.jobs import list_jobs
 
     jobs = list_jobs(state.workspace(), tag=tag)
     if as_json:
@@ -875,7 +875,8 @@ def schedule_list(state: _State, tag: str | None, as_json: bool) -> None:
 @cli_endpoint
 def schedule_show(state: _State, name: str, as_json: bool) -> None:
     """Show job NAME, its next slots and its latest runs."""
-    from procestra.schedule.scheduler import get_job, list_runs
+    from procestra.schedule.jobs import get_job
+    from procestra.schedule.runs import list_runs
 
     ws = state.workspace()
     job = get_job(ws, name)
@@ -890,7 +891,7 @@ def schedule_show(state: _State, name: str, as_json: bool) -> None:
 
 
 def _toggle(state: _State, name: str, as_json: bool, action: str) -> None:
-    from procestra.schedule import scheduler as sched
+    from procestra import schedule as sched
 
     ws = state.workspace()
     if action == "remove":
@@ -976,7 +977,7 @@ def runs_cmd(ctx: click.Context, job: str | None, status: str | None, limit: int
     """The run history, newest first (`runs show RUN` for one run, `runs html` for a page)."""
     if ctx.invoked_subcommand is not None:
         return
-    from procestra.schedule.scheduler import list_runs
+    from procestra.schedule.runs import list_runs
 
     found = list_runs(ctx.obj.workspace(), job=job, status=status, limit=limit)
     if as_json:
@@ -995,7 +996,7 @@ def runs_cmd(ctx: click.Context, job: str | None, status: str | None, limit: int
 @cli_endpoint
 def runs_show(state: _State, run_id: str, as_json: bool) -> None:
     """Everything about one run: times, parameters, outputs, error, files."""
-    from procestra.schedule.scheduler import get_run
+    from procestra.schedule.runs import get_run
 
     run = get_run(state.workspace(), run_id)
     d = run.to_dict()
@@ -1015,7 +1016,7 @@ def runs_show(state: _State, run_id: str, as_json: bool) -> None:
 @cli_endpoint
 def runs_html(state: _State, out: str | None, job: str | None, as_json: bool) -> None:
     """Write the run history as an HTML page, for people who do not open Jupyter."""
-    from procestra.schedule.scheduler import write_history
+    from procestra.schedule.runs import write_history
 
     path = write_history(state.workspace(), out, job=job)
     if as_json:

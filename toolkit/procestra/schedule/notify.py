@@ -13,15 +13,12 @@ SMTP settings come from the job (``smtp="host:port"``) or the environment:
 
 from __future__ import annotations
 
-import email.policy
 import logging
 import os
 import re
-import smtplib
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -165,6 +162,10 @@ def send_webhook(url: str, payload: dict[str, Any], *, timeout: float = 10.0, at
 
 def send_email(to: tuple[str, ...], payload: dict[str, Any], smtp: SmtpSettings) -> Delivery:
     """Mail a plain-text summary of the run to ``to``."""
+    import email.policy  # smtplib and email (ssl with them) load only to send mail
+    import smtplib
+    from email.message import EmailMessage
+
     msg = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))  # no folded subjects
     msg["Subject"] = _subject(payload)
     msg["From"] = smtp.sender

@@ -1,4 +1,4 @@
-"""Run one notebook with papermill in a real kernel, and the executors that run many.
+"""Run one notebook with papermill in a real kernel.
 
 :func:`run_notebook` validates the parameters against the notebook's tagged
 ``parameters`` cell, injects the run's context (``scheduled_for``, ``run_id``,
@@ -12,10 +12,9 @@ the only new process), and returns a :class:`RunResult`:
 - the executed notebook is written as .ipynb and, optionally, HTML (nbconvert);
 - values the notebook returns with :func:`record_output` come back in ``outputs``.
 
-Executors run many notebooks: :class:`LocalExecutor` (threads in this process, each
-run's kernel a local process, a concurrency limit) and :class:`DaskExecutor`
-(``distributed``; notebooks and outputs travel with the task, so workers need no
-shared disk).
+papermill, nbformat, nbconvert and jupyter_client load inside the functions that read or
+run notebooks, so importing this module (for :class:`RunResult`, say) stays cheap. The
+executors that run many notebooks are in :mod:`procestra.schedule.executors`.
 """
 
 from __future__ import annotations
@@ -24,44 +23,37 @@ import ast
 import json
 import logging
 import os
-import queue
 import re
 import signal
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from procestra.errors import InvalidArgumentError, ProcestraError, UserError
+from procestra.errors import InvalidArgumentError
+from procestra.schedule.exceptions import NotebookError, ParameterError
 
 if TYPE_CHECKING:
     import nbformat
+
+    from procestra.schedule.executors import KernelPool
 
 __all__ = [
     "INJECTED_PARAMETERS",
     "OUTPUT_MIME",
     "CellError",
-    "DaskExecutor",
-    "Executor",
-    "KernelPool",
-    "LocalExecutor",
-    "NotebookError",
     "Parameter",
-    "ParameterError",
     "RunResult",
-    "RunSpec",
+    "check_kernel",
     "coerce_parameters",
-    "get_executor",
     "notebook_parameters",
     "read_outputs",
     "record_output",
-    "register_executor",
     "run_notebook",
     "validate_parameters",
 ]
@@ -71,25 +63,7 @@ INJECTED_PARAMETERS = ("scheduled_for", "run_id", "attempt")
 #: The MIME type of a value a notebook returns (see :func:`record_output`).
 OUTPUT_MIME = "application/vnd.procestra.output+json"
 
-_KILL_GRACE = 30.0  # seconds papermill may take to notice a killed kernel before we stop waiting
 logging.getLogger("papermill").addHandler(logging.NullHandler())  # its warnings are ours to report
-
-
-class NotebookError(UserError):
-    """A notebook that cannot be run as asked: missing, unreadable, no kernel."""
-
-    def __init__(self, message: str, *, path: str | None = None) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.reason = message
-
-
-class ParameterError(NotebookError):
-    """A parameter the notebook does not declare, or of the wrong type; ``parameter`` names it."""
-
-    def __init__(self, message: str, *, path: str | None = None, parameter: str | None = None) -> None:
-        super().__init__(message, path=path)
-        self.parameter = parameter
 
 
 # -- parameters --------------------------------------------------------------------------
@@ -116,7 +90,7 @@ def _load(notebook: str | os.PathLike[str] | nbformat.NotebookNode) -> tuple[Any
     if not path.is_file():
         raise NotebookError("no such notebook" if not path.exists() else "not a file", path=str(path))
     try:
-        return nbformat.read(str(path), as_version=4), str(path)
+        return nbformat.read(str(path), as_version=4), str(path)  # type: ignore[no-untyped-call]
     except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds
         raise NotebookError(f"not a readable notebook ({type(exc).__name__}: {exc})", path=str(path)) from None
 
@@ -297,7 +271,8 @@ def record_output(name: str, value: Any) -> None:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"output {name!r} is not JSON-serialisable: {exc}", parameter="value") from None
-    display({OUTPUT_MIME: {"name": name, "value": value}, "text/plain": f"output {name} = {value!r}"}, raw=True)
+    display({OUTPUT_MIME: {"name": name, "value": value},  # type: ignore[no-untyped-call]
+             "text/plain": f"output {name} = {value!r}"}, raw=True)
 
 
 def read_outputs(notebook: str | os.PathLike[str] | nbformat.NotebookNode) -> dict[str, Any]:
@@ -382,7 +357,7 @@ class _KernelHandle:
         if proc is None or proc.poll() is not None:
             return False
         self.killed_for = self.killed_for or reason
-        _kill(proc)
+        kill_kernel(proc)
         return True
 
     def exit_code(self) -> int | None:
@@ -395,7 +370,8 @@ class _KernelHandle:
             return None
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
+def kill_kernel(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a kernel process and the processes it started."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # the kernel leads its own session: take its children too
     except OSError:
@@ -410,147 +386,14 @@ def _reap(proc: subprocess.Popen[bytes], wait: float = 5.0) -> None:
     try:
         proc.wait(timeout=wait)
     except subprocess.TimeoutExpired:
-        _kill(proc)
+        kill_kernel(proc)
         proc.wait()
-
-
-class _WarmKernel:
-    """A kernel started ahead of its run: its (sync) manager, process and stderr file."""
-
-    def __init__(self, km: Any, stderr_path: str) -> None:
-        self.km = km
-        self.process: subprocess.Popen[bytes] = km.provisioner.process
-        self.stderr_path = stderr_path
-        self.since = time.monotonic()
-
-    def discard(self) -> None:
-        _kill(self.process)
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        self.km.cleanup_connection_file()
-        Path(self.stderr_path).unlink(missing_ok=True)
-
-
-class KernelPool:
-    """Kernels started ahead of time, so that a run does not wait ~0.8 s for one.
-
-    A kernel is used once, for one run, and is as fresh as a cold one: nothing has run in
-    it. Kernels are kept per (kernel name, working directory); the first run of each pays
-    the start-up, and every run that takes a warm kernel starts its replacement in the
-    background. At most ``size`` idle kernels per key and ``limit`` in all; :meth:`prune`
-    stops those idle for more than ``max_idle`` seconds.
-    """
-
-    def __init__(self, size: int = 1, *, limit: int | None = None, max_idle: float = 600.0) -> None:
-        self.size = max(int(size), 1)
-        self.limit = limit or 2 * self.size
-        self.max_idle = max_idle
-        self._idle: dict[tuple[str, str], list[_WarmKernel]] = {}
-        self._starting: dict[tuple[str, str], int] = {}
-        self._order: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        self._requests: queue.Queue[tuple[str, str] | None] = queue.Queue()
-        self._warmer: threading.Thread | None = None
-
-    def take(self, kernel_name: str, cwd: str) -> _WarmKernel | None:
-        """A started kernel for ``kernel_name`` in ``cwd`` (None if none is ready); refills in the background."""
-        key = (kernel_name, cwd)
-        found = None
-        with self._lock:
-            if self._closed:
-                return None
-            idle = self._idle.get(key, [])
-            while idle and found is None:
-                k = idle.pop(0)
-                if k.process.poll() is None:
-                    found = k
-                else:
-                    k.discard()
-            if key in self._order:
-                self._order.remove(key)
-            self._order.append(key)
-            want = self.size - len(idle) - self._starting.get(key, 0)
-            for _ in range(max(want, 0)):
-                self._starting[key] = self._starting.get(key, 0) + 1
-                self._requests.put(key)
-            if want > 0 and self._warmer is None:
-                # One long-lived thread starts them all (one event loop, not one per kernel).
-                self._warmer = threading.Thread(target=self._warm, name="procestra-kernel-warmer", daemon=True)
-                self._warmer.start()
-        return found
-
-    def _warm(self) -> None:
-        while True:
-            key = self._requests.get()
-            if key is None:
-                return
-            self._fill(key)
-
-    def _fill(self, key: tuple[str, str]) -> None:
-        from jupyter_client.manager import KernelManager
-
-        warm = None
-        try:
-            fd, path = tempfile.mkstemp(prefix="procestra-kernel-", suffix=".log")
-            try:
-                km = KernelManager(kernel_name=key[0])
-                km.start_kernel(cwd=key[1], stdout=subprocess.DEVNULL, stderr=fd,
-                                extra_arguments=["--HistoryManager.hist_file=:memory:"])
-            finally:
-                os.close(fd)
-            km._close_control_socket()  # the run's own manager talks to it from here on
-            if getattr(km, "_created_context", False):
-                km.context.destroy(linger=0)  # its zmq context (and I/O thread) is not needed any more
-            warm = _WarmKernel(km, path)
-        except Exception as exc:  # noqa: BLE001 - no warm kernel: runs start their own
-            logging.getLogger(__name__).debug("could not warm a %s kernel: %s", key[0], exc)
-        surplus: list[_WarmKernel] = []
-        with self._lock:
-            self._starting[key] -= 1
-            if warm is not None:
-                if self._closed:
-                    surplus.append(warm)
-                else:
-                    self._idle.setdefault(key, []).append(warm)
-                    while sum(len(v) for v in self._idle.values()) > self.limit:
-                        oldest = next(k for k in self._order if self._idle.get(k))
-                        surplus.append(self._idle[oldest].pop(0))
-        for k in surplus:
-            k.discard()
-
-    def prune(self) -> int:
-        """Stop kernels that waited more than ``max_idle`` seconds for a run; returns how many."""
-        now = time.monotonic()
-        old: list[_WarmKernel] = []
-        with self._lock:
-            for key, idle in self._idle.items():
-                keep = [k for k in idle if now - k.since <= self.max_idle]
-                old += [k for k in idle if now - k.since > self.max_idle]
-                self._idle[key] = keep
-        for k in old:
-            k.discard()
-        return len(old)
-
-    def close(self) -> None:
-        """Stop every idle kernel; later ``take`` calls return None."""
-        with self._lock:
-            self._closed = True
-            idle = [k for v in self._idle.values() for k in v]
-            self._idle.clear()
-            while not self._requests.empty():
-                self._requests.get_nowait()
-            self._requests.put(None)
-        for k in idle:
-            k.discard()
 
 
 def _kernel_manager_class(handle: _KernelHandle, pool: KernelPool | None = None, cwd: str = "") -> type:
     from jupyter_client.manager import AsyncKernelManager
 
-    class _RunKernelManager(AsyncKernelManager):  # type: ignore[misc]
+    class _RunKernelManager(AsyncKernelManager):
         def __init__(self, **kw: Any) -> None:
             super().__init__(**kw)
             handle.km = self
@@ -602,7 +445,7 @@ def _export_html(nb: Any, path: Path) -> None:
 
     with _html_lock:  # one exporter per process: its templates load once (~0.7 s)
         if _html_exporter is None:
-            _html_exporter = HTMLExporter()
+            _html_exporter = HTMLExporter()  # type: ignore[no-untyped-call]
         body, _ = _html_exporter.from_notebook_node(nb)
     path.write_text(body, encoding="utf-8")
 
@@ -767,243 +610,13 @@ def _annotate(out: Path, nb: Any, status: str, error: CellError) -> Any:
 
     if nb is None:
         return None
-    note = nbformat.v4.new_markdown_cell(
+    note = nbformat.v4.new_markdown_cell(  # type: ignore[no-untyped-call]
         f"**Procestra: this run {status.replace('_', ' ')}** at "
         f"{'cell ' + str(error.cell_index) if error.cell_index is not None else 'start-up'}: "
         f"`{error.ename}`: {error.evalue}")
     note.metadata["tags"] = ["procestra-status"]
     nb.cells.insert(0, note)
-    nbformat.write(nb, str(out))
+    nbformat.write(nb, str(out))  # type: ignore[no-untyped-call]
     return nb
 
 
-# -- executors ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything an executor needs to run one notebook (picklable; paths are the scheduler's)."""
-
-    run_id: str
-    notebook: str
-    output: str
-    parameters: dict[str, Any] = field(default_factory=dict)
-    extra_parameters: dict[str, Any] = field(default_factory=dict)
-    kernel: str | None = None
-    timeout: float | None = None
-    html: bool = True
-    scheduled_for: datetime | None = None
-    attempt: int = 1
-
-
-class Executor(Protocol):
-    """Runs :class:`RunSpec` s; ``capacity`` runs at once. ``cancel`` asks one to stop."""
-
-    name: str
-    capacity: int
-
-    def submit(self, spec: RunSpec) -> Future[RunResult]: ...
-
-    def cancel(self, run_id: str) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def _run_spec(spec: RunSpec, cancel: threading.Event | None, pool: KernelPool | None = None) -> RunResult:
-    return run_notebook(spec.notebook, spec.output, parameters=spec.parameters, kernel=spec.kernel,
-                        timeout=spec.timeout, html=spec.html, scheduled_for=spec.scheduled_for,
-                        run_id=spec.run_id, attempt=spec.attempt, cancel=cancel,
-                        extra_parameters=spec.extra_parameters, pool=pool)
-
-
-def _failed(spec: RunSpec, exc: BaseException) -> RunResult:
-    now = datetime.now(UTC)
-    return RunResult("failed", now, now, None, None,
-                     CellError(None, getattr(exc, "ename", type(exc).__name__), str(exc)))
-
-
-class LocalExecutor:
-    """Runs notebooks on this machine, at most ``concurrency`` at once (each kernel its own process).
-
-    With ``warm_kernels`` (the default) the next kernels start while runs go on (:class:`KernelPool`).
-    """
-
-    name = "local"
-
-    def __init__(self, concurrency: int = 2, *, warm_kernels: bool = True) -> None:
-        if int(concurrency) < 1:
-            raise InvalidArgumentError(f"concurrency must be at least 1, not {concurrency}", parameter="concurrency")
-        self.capacity = int(concurrency)
-        self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="procestra-run")
-        self._cancels: dict[str, threading.Event] = {}
-        self.kernels = KernelPool(self.capacity) if warm_kernels else None
-
-    def submit(self, spec: RunSpec) -> Future[RunResult]:
-        cancel = self._cancels.setdefault(spec.run_id, threading.Event())
-
-        def job() -> RunResult:
-            try:
-                return _run_spec(spec, cancel, self.kernels)
-            except ProcestraError as exc:  # bad parameters, missing notebook: a failed run, no kernel
-                return _failed(spec, exc)
-            finally:
-                self._cancels.pop(spec.run_id, None)
-
-        return self._pool.submit(job)
-
-    def cancel(self, run_id: str) -> None:
-        ev = self._cancels.get(run_id)
-        if ev is not None:
-            ev.set()
-
-    def close(self) -> None:
-        for ev in list(self._cancels.values()):
-            ev.set()
-        self._pool.shutdown(wait=True)
-        if self.kernels is not None:
-            self.kernels.close()
-
-
-def _remote_run(payload: dict[str, Any]) -> dict[str, Any]:
-    """On a Dask worker: run the shipped notebook in a scratch directory, ship the outputs back."""
-    import nbformat
-
-    spec = RunSpec(**payload["spec"])
-    cancel = threading.Event()
-    done = threading.Event()
-
-    try:  # a cancel from the scheduler arrives as a distributed Event; the client is this task's
-        from distributed import Event as DEvent
-        from distributed import get_client
-
-        ev: Any = DEvent(f"procestra-cancel-{spec.run_id}", client=get_client())
-    except Exception:  # noqa: BLE001 - not on a worker: the timeout still applies
-        ev = None
-
-    def watch() -> None:
-        while ev is not None and not done.is_set():
-            try:
-                if ev.wait(timeout=1):
-                    cancel.set()
-                    return
-            except Exception:  # noqa: BLE001 - the scheduler went away
-                return
-
-    threading.Thread(target=watch, daemon=True).start()
-    # One scratch directory per worker process, so that its kernels can be started ahead of time there.
-    scratch = Path(tempfile.gettempdir()) / f"procestra-worker-{os.getpid()}"
-    nb_path = scratch / f"{spec.run_id}-{Path(spec.notebook).name}"
-    out = scratch / "out" / f"{spec.run_id}.ipynb"
-    try:
-        scratch.mkdir(exist_ok=True)
-        nbformat.write(nbformat.reads(payload["notebook"], as_version=4), str(nb_path))
-        local = replace(spec, notebook=str(nb_path), output=str(out))
-        try:
-            result = _run_spec(local, cancel, _worker_pool())
-        except ProcestraError as exc:
-            result = _failed(spec, exc)
-        files = {}
-        for kind, path in (("output", result.output), ("html", result.html)):
-            if path:
-                files[kind] = Path(path).read_text(encoding="utf-8")
-        return {"result": result, "files": files}
-    finally:
-        done.set()
-        for p in (nb_path, out, out.with_suffix(".html")):
-            p.unlink(missing_ok=True)
-
-
-_worker_kernels: KernelPool | None = None
-
-
-def _worker_pool() -> KernelPool:
-    """The kernel pool of this (Dask worker) process, stopped when the process exits."""
-    global _worker_kernels
-    if _worker_kernels is None:
-        import atexit
-
-        _worker_kernels = KernelPool(1)
-        atexit.register(_worker_kernels.close)
-    return _worker_kernels
-
-
-class DaskExecutor:
-    """Runs notebooks on a Dask ``distributed`` cluster at ``address`` (``tcp://host:8786``).
-
-    The notebook's content and its outputs travel with the task, so workers need the
-    kernels but not the workspace. ``concurrency`` defaults to the cluster's threads.
-    """
-
-    name = "dask"
-
-    def __init__(self, address: str, *, concurrency: int | None = None, timeout: float = 30.0) -> None:
-        from distributed import Client
-
-        if not isinstance(address, str) or not re.match(r"^(tcp|tls|inproc|ucx|ws|wss)://", address):
-            raise InvalidArgumentError(f"--address {address!r} is not a Dask scheduler address; "
-                                       "use tcp://HOST:PORT", parameter="address")
-        try:
-            self.client = Client(address, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            raise InvalidArgumentError(f"cannot reach the Dask scheduler at {address}: {exc}",
-                                       parameter="address") from None
-        threads = sum(self.client.nthreads().values()) or 1
-        self.capacity = int(concurrency or threads)
-        self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="procestra-dask")
-
-    def submit(self, spec: RunSpec) -> Future[RunResult]:
-        return self._pool.submit(self._run, spec)
-
-    def _run(self, spec: RunSpec) -> RunResult:
-        path = Path(spec.notebook)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            return _failed(spec, NotebookError(f"cannot read: {exc.strerror}", path=str(path)))
-        fut = self.client.submit(_remote_run, {"spec": asdict(spec), "notebook": text}, pure=False,
-                                 key=f"procestra-run-{spec.run_id}")
-        try:
-            packed = fut.result()
-        except Exception as exc:  # noqa: BLE001 - a lost worker or a cancelled task
-            return _failed(spec, exc)
-        result: RunResult = packed["result"]
-        out = Path(spec.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        written: dict[str, str | None] = {"output": None, "html": None}
-        for kind, text_out in packed["files"].items():
-            target = out if kind == "output" else out.with_suffix(".html")
-            target.write_text(text_out, encoding="utf-8")
-            written[kind] = str(target)
-        return replace(result, output=written["output"], html=written["html"])
-
-    def cancel(self, run_id: str) -> None:
-        from distributed import Event as DEvent
-
-        try:
-            DEvent(f"procestra-cancel-{run_id}", client=self.client).set()
-        except Exception as exc:  # noqa: BLE001 - best effort; the run's timeout still applies
-            logging.getLogger(__name__).warning("could not cancel run %s on Dask: %s", run_id, exc)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        self.client.close()
-
-
-_EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "dask": DaskExecutor}
-
-
-def register_executor(name: str, factory: Callable[..., Executor]) -> None:
-    """Make ``factory(**options)`` available as executor ``name`` (CLI ``--executor NAME``)."""
-    _EXECUTORS[name] = factory
-
-
-def get_executor(name: str = "local", **options: Any) -> Executor:
-    """A new executor: ``local`` (``concurrency=``) or ``dask`` (``address=``, ``concurrency=``)."""
-    factory = _EXECUTORS.get(name)
-    if factory is None:
-        raise InvalidArgumentError(f"unknown executor {name!r}; use one of {', '.join(sorted(_EXECUTORS))}",
-                                   parameter="executor")
-    if name == "dask" and not options.get("address"):
-        raise InvalidArgumentError("--executor dask needs --address tcp://HOST:PORT", parameter="address")
-    if name == "local":
-        options.pop("address", None)
-    options = {k: v for k, v in options.items() if v is not None}
-    return factory(**options)

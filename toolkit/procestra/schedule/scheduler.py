@@ -1,9 +1,7 @@
-"""Scheduled notebook jobs: definitions, due slots, claiming, retries, pipelines and run history.
+"""The scheduler: plans due slots, claims runs once, runs them, records how they end; ticks and the daemon.
 
-Jobs and runs live in the operational store (``ops.sqlite``, see :mod:`procestra.ops`).
-A *slot* is one fire time of a job's cron expression in its IANA timezone (croniter
-plus zoneinfo, so DST is right: a wall time skipped in spring runs at the end of the gap,
-a fixed-hour job runs once in the repeated autumn hour, hourly jobs run every real hour).
+Jobs (:mod:`procestra.schedule.jobs`) and runs (:mod:`procestra.schedule.runs`) live in
+the operational store (``ops.sqlite`` or PostgreSQL, see :mod:`procestra.store.ops`).
 
 - **Planning** (:meth:`Scheduler.plan`): the slots due since a job's cursor become
   ``queued`` runs, or ``skipped`` ones by the catch-up policy (``none``: only slots
@@ -14,21 +12,23 @@ a fixed-hour job runs once in the repeated autumn hour, hourly jobs run every re
 - **Claiming**: a queued run becomes ``running`` by a conditional ``UPDATE`` in a write
   transaction; only one scheduler's update can succeed. Jobs with ``overlap`` skip or
   queue run one at a time.
-- **Running**: an executor (:mod:`procestra.schedule.runner`) runs the notebook; the outcome,
-  failing cell, outputs and files are recorded; a failure with retries left queues the
-  next attempt after an exponential backoff; the final outcome is announced
-  (:mod:`procestra.notify`); dependants (``depends_on``) are queued for the same slot
-  with the upstream outputs as parameters, or skipped if an upstream failed.
+- **Running**: an executor (:mod:`procestra.schedule.executors`) runs the notebook
+  (:mod:`procestra.schedule.runner`); the outcome, failing cell, outputs and files are
+  recorded; a failure with retries left queues the next attempt after an exponential
+  backoff; the final outcome is announced (:mod:`procestra.schedule.notify`); dependants
+  (``depends_on``) are queued for the same slot with the upstream outputs as parameters,
+  or skipped if an upstream failed.
 - **Crash safety**: runs carry their scheduler's id and a heartbeat; a scheduler that
   dies leaves runs that the next pass marks failed (``WorkerLost``) and retries.
 - Every step is also an event in the ``jobs`` log of the event store, via the outbox.
+
+Importing this module loads no notebook machinery (papermill, nbformat, jupyter_client,
+dask): runs load it when they start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import html as html_mod
-import json
 import logging
 import os
 import re
@@ -40,579 +40,51 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from procestra.errors import InvalidArgumentError, UserError
-from procestra.schedule.notify import Notify
-from procestra.schedule.runner import CellError, Executor, LocalExecutor, RunResult, RunSpec
+from procestra.errors import InvalidArgumentError
+from procestra.schedule import jobs, runs
+from procestra.schedule.exceptions import JobNotFoundError, NotebookError
+from procestra.schedule.executors import Executor, LocalExecutor, RunSpec
+from procestra.schedule.jobs import Job, fire_times, iso
+from procestra.schedule.notify import send
+from procestra.schedule.runner import CellError, RunResult
+from procestra.schedule.runs import FINAL, Run, get_run, write_history
+from procestra.schedule.tables import prepare
 from procestra.store import ops
-from procestra.store.ops import Event, from_iso, to_iso, utcnow
+from procestra.store.ops import Event, to_iso, utcnow
 
 if TYPE_CHECKING:
     from procestra.store.home import Home
 
 __all__ = [
-    "STATUSES",
-    "Job",
-    "JobError",
-    "JobNotFoundError",
-    "Run",
-    "RunNotFoundError",
+    "JOBS_LOG",
     "Scheduler",
     "TickResult",
-    "add_job",
-    "fire_times",
-    "get_job",
-    "get_run",
-    "history_html",
-    "list_jobs",
-    "list_runs",
-    "pause_job",
     "remove_job",
-    "resume_job",
     "run_now",
     "stop_on_signals",
     "tick",
-    "write_history",
 ]
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "succeeded", "failed", "timed_out", "skipped", "cancelled")
-FINAL = frozenset({"succeeded", "failed", "timed_out", "skipped", "cancelled"})
-STATUS_COLOURS = {"queued": "#6c757d", "running": "#0d6efd", "succeeded": "#198754", "failed": "#dc3545",
-                  "timed_out": "#fd7e14", "skipped": "#adb5bd", "cancelled": "#6f42c1"}
-OVERLAP = ("skip", "queue", "allow")
-CATCHUP = ("none", "latest", "all")
-FORMATS = ("ipynb", "html")
 JOBS_LOG = "jobs"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TAG_RE = re.compile(r"^[\w.:-]{1,40}$")
 MAX_SKIPS_RECORDED = 100  # missed slots recorded as skipped runs per job and pass; older ones are counted
 _HEARTBEAT = float(os.environ.get("PROCESTRA_HEARTBEAT", "10"))
 _STALE = float(os.environ.get("PROCESTRA_STALE_AFTER", "120"))
 _HOST = socket.gethostname()
-
-_MIGRATIONS: tuple[tuple[str, ...], ...] = ((
-    """CREATE TABLE jobs (
-        name TEXT PRIMARY KEY, notebook TEXT NOT NULL, parameters TEXT NOT NULL, cron TEXT,
-        timezone TEXT NOT NULL, kernel TEXT, timeout REAL, retries INTEGER NOT NULL,
-        retry_backoff REAL NOT NULL, overlap TEXT NOT NULL, catchup TEXT NOT NULL,
-        catchup_limit INTEGER NOT NULL, grace REAL NOT NULL, formats TEXT NOT NULL, notify TEXT NOT NULL,
-        tags TEXT NOT NULL, depends_on TEXT NOT NULL, enabled INTEGER NOT NULL, created_at TEXT NOT NULL,
-        start TEXT NOT NULL, cursor TEXT NOT NULL)""",
-    """CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY, job TEXT NOT NULL, scheduled_for TEXT NOT NULL, attempt INTEGER NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('queued','running','succeeded','failed','timed_out',
-                                               'skipped','cancelled')),
-        trigger TEXT NOT NULL, queued_at TEXT NOT NULL, not_before TEXT, started_at TEXT, ended_at TEXT,
-        worker TEXT, heartbeat_at TEXT, notebook TEXT, parameters TEXT, output TEXT, html TEXT, outputs TEXT,
-        error_cell INTEGER, error_name TEXT, error_value TEXT, reason TEXT,
-        UNIQUE (job, scheduled_for, attempt))""",
-    "CREATE INDEX runs_by_status ON runs (status, not_before)",
-    "CREATE INDEX runs_by_job ON runs (job, scheduled_for)",
-),)
-
-
-class JobError(UserError):
-    """A job definition that cannot be stored; ``field`` names what to fix."""
-
-    def __init__(self, message: str, *, job: str | None = None, field: str | None = None) -> None:
-        super().__init__(f"job {job!r}: {message}" if job else message)
-        self.job = job
-        self.field = field
-
-
-class JobNotFoundError(UserError):
-    """A job name that is not defined in this workspace."""
-
-    def __init__(self, name: str, known: list[str]) -> None:
-        hint = f" (jobs: {', '.join(known)})" if known else " (no jobs yet; add one with `procestra schedule add`)"
-        super().__init__(f"no job named {name!r}{hint}")
-        self.name = name
-
-
-class RunNotFoundError(UserError):
-    """A run id that is not in the history."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"no run {run_id!r}; list runs with `procestra runs`")
-        self.run_id = run_id
-
-
-def _prepare(workspace: Home) -> None:
-    ops.ensure_schema(workspace, "schedule", _MIGRATIONS)
-
-
-# -- definitions -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Job:
-    """A scheduled notebook: what to run, when (cron in a timezone, or after other jobs), and how."""
-
-    name: str
-    notebook: str
-    parameters: dict[str, Any] = field(default_factory=dict)
-    cron: str | None = None
-    timezone: str = "UTC"
-    kernel: str | None = None
-    timeout: float | None = None
-    retries: int = 0
-    retry_backoff: float = 60.0
-    overlap: str = "skip"
-    catchup: str = "latest"
-    catchup_limit: int = 10
-    grace: float = 300.0
-    formats: tuple[str, ...] = FORMATS
-    notify: Notify = field(default_factory=Notify)
-    tags: tuple[str, ...] = ()
-    depends_on: tuple[str, ...] = ()
-    enabled: bool = True
-    created_at: datetime | None = None
-    start: datetime | None = None
-
-    def next_runs(self, n: int = 5, after: datetime | None = None) -> list[datetime]:
-        """The next ``n`` slots after ``after`` (default now), in UTC."""
-        if not self.cron:
-            return []
-        start = max(after or utcnow(), self.start or after or utcnow())
-        out = []
-        for t in fire_times(self.cron, self.timezone, start, None):
-            out.append(t)
-            if len(out) >= n:
-                break
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "notebook": self.notebook, "parameters": self.parameters, "cron": self.cron,
-            "timezone": self.timezone, "kernel": self.kernel, "timeout": self.timeout, "retries": self.retries,
-            "retry_backoff": self.retry_backoff, "overlap": self.overlap, "catchup": self.catchup,
-            "catchup_limit": self.catchup_limit, "grace": self.grace, "formats": list(self.formats),
-            "notify": self.notify.to_dict(), "tags": list(self.tags), "depends_on": list(self.depends_on),
-            "enabled": self.enabled, "created_at": _iso(self.created_at), "start": _iso(self.start),
-            "next_runs": [_iso(t) for t in self.next_runs(3)] if self.enabled else [],
-        }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value is not None else None
-
-
-def _job_from_row(r: sqlite3.Row) -> Job:
-    return Job(
-        name=r["name"], notebook=r["notebook"], parameters=json.loads(r["parameters"]), cron=r["cron"],
-        timezone=r["timezone"], kernel=r["kernel"], timeout=r["timeout"], retries=int(r["retries"]),
-        retry_backoff=float(r["retry_backoff"]), overlap=r["overlap"], catchup=r["catchup"],
-        catchup_limit=int(r["catchup_limit"]), grace=float(r["grace"]), formats=tuple(json.loads(r["formats"])),
-        notify=Notify.from_dict(json.loads(r["notify"])), tags=tuple(json.loads(r["tags"])),
-        depends_on=tuple(json.loads(r["depends_on"])), enabled=bool(r["enabled"]),
-        created_at=from_iso(r["created_at"]), start=from_iso(r["start"]),
-    )
-
-
-def _check_cron(cron: str, name: str) -> None:
-    from croniter import croniter
-
-    if not isinstance(cron, str) or not cron.strip():
-        raise JobError("the cron expression is empty", job=name, field="cron")
-    try:
-        croniter(cron, datetime(2025, 1, 1, tzinfo=UTC))
-    except (ValueError, KeyError, TypeError) as exc:  # croniter's errors are ValueErrors
-        raise JobError(f"invalid cron expression {cron!r}: {str(exc).rstrip('.')}; use 5 fields (minute hour day month weekday), "
-                       "e.g. '0 6 * * 1-5', with an optional 6th for seconds", job=name, field="cron") from None
-
-
-def _check_timezone(tz: str, name: str) -> None:
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise JobError(f"unknown timezone {tz!r}; use an IANA name such as Europe/Amsterdam or UTC",
-                       job=name, field="timezone") from None
-
-
-def add_job(
-    workspace: Home,
-    name: str,
-    notebook: str | os.PathLike[str],
-    *,
-    parameters: dict[str, Any] | None = None,
-    cron: str | None = None,
-    timezone: str = "UTC",
-    kernel: str | None = None,
-    timeout: float | None = None,
-    retries: int = 0,
-    retry_backoff: float = 60.0,
-    overlap: str = "skip",
-    catchup: str = "latest",
-    catchup_limit: int = 10,
-    grace: float = 300.0,
-    formats: tuple[str, ...] | list[str] = FORMATS,
-    notify: Notify | None = None,
-    tags: tuple[str, ...] | list[str] = (),
-    depends_on: tuple[str, ...] | list[str] = (),
-    enabled: bool = True,
-    start: datetime | None = None,
-    replace: bool = False,
-    coerce: bool = False,
-) -> Job:
-    """Define job ``name``: run ``notebook`` on ``cron`` in ``timezone``, or after ``depends_on`` succeed.
-
-    Everything is checked before anything is stored: the name, the notebook, its
-    ``parameters`` against its parameters cell, the kernel, the cron expression, the
-    timezone, the policies, notification targets, and that the dependencies exist and
-    form no cycle. ``start`` (default now) is when the schedule begins; ``replace``
-    redefines an existing job. With ``coerce``, ``parameters`` are texts (the CLI's
-    ``-p KEY=VALUE``) typed by the notebook's parameters cell.
-
-    >>> add_job(ws, "nightly", "report.ipynb", cron="0 6 * * 1-5", timezone="Europe/Amsterdam",
-    ...         parameters={"region": "north"}, retries=2, notify=Notify(email=("me@example.com",)))
-    """
-    from procestra.schedule.runner import (
-        NotebookError,
-        check_kernel,
-        coerce_parameters,
-        validate_parameters,
-    )
-
-    # Cheap checks first (no notebook machinery), then the notebook, then the stored jobs.
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise JobError(f"invalid job name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a "
-                       "letter or digit", field="name")
-    depends = tuple(dict.fromkeys(depends_on))
-    if cron is None and not depends:
-        raise JobError("give a cron expression (--cron), or the jobs it runs after (--after)", job=name, field="cron")
-    if cron is not None and depends:
-        raise JobError("a job that runs after other jobs takes its slots from them; leave out --cron",
-                       job=name, field="cron")
-    if cron is not None:
-        _check_cron(cron, name)
-    _check_timezone(timezone, name)
-    if timeout is not None and not float(timeout) > 0:
-        raise JobError(f"timeout must be a positive number of seconds, not {timeout}", job=name, field="timeout")
-    if not isinstance(retries, int) or not 0 <= retries <= 100:
-        raise JobError(f"retries must be a whole number from 0 to 100, not {retries}", job=name, field="retries")
-    if not float(retry_backoff) >= 0:
-        raise JobError(f"retry backoff must be 0 or more seconds, not {retry_backoff}", job=name, field="retry_backoff")
-    if overlap not in OVERLAP:
-        raise JobError(f"overlap {overlap!r}: use one of {', '.join(OVERLAP)}", job=name, field="overlap")
-    if catchup not in CATCHUP:
-        raise JobError(f"catch-up {catchup!r}: use one of {', '.join(CATCHUP)}", job=name, field="catchup")
-    if not isinstance(catchup_limit, int) or catchup_limit < 1:
-        raise JobError(f"catch-up limit must be at least 1, not {catchup_limit}", job=name, field="catchup_limit")
-    if not float(grace) >= 0:
-        raise JobError(f"grace must be 0 or more seconds, not {grace}", job=name, field="grace")
-    fmts = tuple(dict.fromkeys(formats))
-    if not fmts or any(f not in FORMATS for f in fmts):
-        raise JobError(f"formats {list(fmts)}: choose from {', '.join(FORMATS)}", job=name, field="formats")
-    bad_tags = [t for t in tags if not isinstance(t, str) or not _TAG_RE.match(t)]
-    if bad_tags:
-        raise JobError(f"invalid tag {bad_tags[0]!r}: use 1-40 letters, digits, '_', '.', ':' or '-'",
-                       job=name, field="tags")
-    if start is not None and start.tzinfo is None:
-        raise JobError("start must be a timezone-aware time", job=name, field="start")
-    _prepare(workspace)
-    with ops.connect(workspace) as con:
-        _check_graph(con, name, depends, replace)  # early, cheap; repeated inside the write below
-    path = Path(notebook).expanduser()
-    if not path.is_file():
-        raise NotebookError("no such notebook" if not path.exists() else "not a file", path=str(path))
-    if coerce and parameters:
-        parameters = coerce_parameters(path, {k: str(v) for k, v in parameters.items()})
-    params = validate_parameters(path, parameters or {})
-    kernel_name = check_kernel(path, kernel)
-    now = utcnow()
-    begin = start or now
-    job = Job(name=name, notebook=str(path.resolve()), parameters=params, cron=cron, timezone=timezone,
-              kernel=kernel_name if kernel else None, timeout=float(timeout) if timeout is not None else None,
-              retries=retries, retry_backoff=float(retry_backoff), overlap=overlap, catchup=catchup,
-              catchup_limit=catchup_limit, grace=float(grace), formats=fmts, notify=notify or Notify(),
-              tags=tuple(dict.fromkeys(tags)), depends_on=depends, enabled=enabled, created_at=now, start=begin)
-    with ops.transaction(workspace) as con:
-        _check_graph(con, name, depends, replace)
-        row = (name, job.notebook, json.dumps(params), cron, timezone, job.kernel, job.timeout, retries,
-               job.retry_backoff, overlap, catchup, catchup_limit, job.grace, json.dumps(list(fmts)),
-               json.dumps(job.notify.to_dict()), json.dumps(list(job.tags)), json.dumps(list(depends)),
-               int(enabled), to_iso(now), to_iso(begin), to_iso(begin))
-        con.execute("INSERT INTO jobs VALUES (" + ",".join("?" * len(row)) + ") ON CONFLICT (name) DO UPDATE SET "
-                    "notebook = excluded.notebook, parameters = excluded.parameters, cron = excluded.cron, "
-                    "timezone = excluded.timezone, kernel = excluded.kernel, timeout = excluded.timeout, "
-                    "retries = excluded.retries, retry_backoff = excluded.retry_backoff, overlap = excluded.overlap, "
-                    "catchup = excluded.catchup, catchup_limit = excluded.catchup_limit, grace = excluded.grace, "
-                    "formats = excluded.formats, notify = excluded.notify, tags = excluded.tags, "
-                    "depends_on = excluded.depends_on, enabled = excluded.enabled, created_at = excluded.created_at, "
-                    "start = excluded.start, cursor = excluded.cursor", row)
-    return job
-
-
-def _check_graph(con: sqlite3.Connection, name: str, depends: tuple[str, ...], replace: bool) -> None:
-    """A new name (unless replacing), dependencies that exist, and no cycle through ``name``."""
-    known = {r["name"]: json.loads(r["depends_on"]) for r in con.execute("SELECT name, depends_on FROM jobs")}
-    if name in known and not replace:
-        raise JobError("already exists; pass --replace to redefine it, or choose another name", job=name, field="name")
-    if name in depends:
-        raise JobError(f"dependency cycle: {name} -> {name}", job=name, field="depends_on")
-    missing = [d for d in depends if d not in known]
-    if missing:
-        raise JobError(f"depends on {missing[0]!r}, which is not a job (jobs: {', '.join(sorted(known)) or 'none'})",
-                       job=name, field="depends_on")
-    known[name] = list(depends)
-    cycle = _find_cycle(known, name)
-    if cycle:
-        raise JobError(f"dependency cycle: {' -> '.join(cycle)}", job=name, field="depends_on")
-
-
-def _find_cycle(graph: dict[str, list[str]], start: str) -> list[str] | None:
-    """A dependency path from ``start`` back to itself, if there is one."""
-    path: list[str] = []
-
-    def visit(node: str, seen: set[str]) -> list[str] | None:
-        for dep in graph.get(node, []):
-            if dep == start:
-                return path + [node, dep]
-            if dep not in seen:
-                seen.add(dep)
-                path.append(node)
-                found = visit(dep, seen)
-                path.pop()
-                if found:
-                    return found
-        return None
-
-    return visit(start, {start})
-
-
-def list_jobs(workspace: Home, *, tag: str | None = None) -> list[Job]:
-    """Every job, by name (only those tagged ``tag`` when given)."""
-    _prepare(workspace)
-    with ops.connect(workspace) as con:
-        jobs = [_job_from_row(r) for r in con.execute("SELECT * FROM jobs ORDER BY name")]
-    return [j for j in jobs if tag is None or tag in j.tags]
-
-
-def get_job(workspace: Home, name: str) -> Job:
-    """Job ``name``, or :class:`JobNotFoundError` listing the jobs."""
-    _prepare(workspace)
-    with ops.connect(workspace) as con:
-        return _get_job(con, name)
-
-
-def _get_job(con: sqlite3.Connection, name: str) -> Job:
-    row = con.execute("SELECT * FROM jobs WHERE name = ?", [name]).fetchone()
-    if row is None:
-        raise JobNotFoundError(name, [r[0] for r in con.execute("SELECT name FROM jobs ORDER BY name")])
-    return _job_from_row(row)
-
-
-def pause_job(workspace: Home, name: str) -> Job:
-    """Stop planning and starting runs of ``name`` (runs already going finish)."""
-    _prepare(workspace)
-    with ops.transaction(workspace) as con:
-        _get_job(con, name)
-        con.execute("UPDATE jobs SET enabled = 0 WHERE name = ?", [name])
-        return _get_job(con, name)
-
-
-def resume_job(workspace: Home, name: str) -> Job:
-    """Plan ``name`` again from now on: slots that fell in the pause are not caught up."""
-    _prepare(workspace)
-    with ops.transaction(workspace) as con:
-        job = _get_job(con, name)
-        if not job.enabled:
-            now = to_iso(utcnow())
-            con.execute("UPDATE jobs SET enabled = 1, cursor = CASE WHEN cursor > ? THEN cursor ELSE ? END "
-                        "WHERE name = ?", [now, now, name])
-        return _get_job(con, name)
-
-
-def remove_job(workspace: Home, name: str) -> None:
-    """Delete job ``name``; its queued runs are cancelled, its history is kept."""
-    _prepare(workspace)
-    with ops.transaction(workspace) as con:
-        _get_job(con, name)
-        dependants = [r["name"] for r in con.execute("SELECT name, depends_on FROM jobs")
-                      if name in json.loads(r["depends_on"])]
-        if dependants:
-            raise JobError(f"jobs {', '.join(dependants)} depend on it; remove them first", job=name,
-                           field="depends_on")
-        now = utcnow()
-        for r in con.execute("SELECT * FROM runs WHERE job = ? AND status = 'queued'", [name]).fetchall():
-            run = _run_from_row(r)
-            con.execute("UPDATE runs SET status = 'cancelled', ended_at = ?, reason = ? WHERE run_id = ?",
-                        [to_iso(now), "job removed", run.run_id])
-            ops.emit(con, JOBS_LOG, [_event(run, "cancel", now, reason="job removed")])
-        con.execute("DELETE FROM jobs WHERE name = ?", [name])
-
-
-# -- slots ---------------------------------------------------------------------------------
-def fire_times(cron: str, tz: str, after: datetime, until: datetime | None) -> Iterator[datetime]:
-    """The fire times of ``cron`` in zone ``tz`` in ``(after, until]``, in UTC, in order.
-
-    A wall time that occurs twice when clocks go back runs once, unless the hour field
-    is ``*`` (then every real hour runs); a wall time skipped when clocks go forward
-    runs at the end of the gap.
-    """
-    from croniter import croniter
-
-    zone = ZoneInfo(tz)
-    fields = cron.split()
-    every_hour = len(fields) > 1 and fields[1] == "*"
-    it = croniter(cron, after.astimezone(zone))
-    last = None
-    while True:
-        t = it.get_next(datetime)
-        if t.tzinfo is None:
-            t = t.replace(tzinfo=zone)
-        utc = t.astimezone(UTC)
-        if until is not None and utc > until:
-            return
-        if last is not None and utc <= last:
-            continue
-        if not every_hour and _second_of_repeated(t, zone):
-            continue
-        last = utc
-        yield utc
-
-
-def _second_of_repeated(t: datetime, zone: ZoneInfo) -> bool:
-    """Whether ``t`` is the later of two instants with the same wall time (clocks went back)."""
-    wall = t.replace(tzinfo=None)
-    first, second = wall.replace(tzinfo=zone, fold=0), wall.replace(tzinfo=zone, fold=1)
-    if first.utcoffset() == second.utcoffset():
-        return False
-    return t.utcoffset() == second.utcoffset()
-
-
-# -- runs ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Run:
-    """One attempt at one slot of a job, as the history records it."""
-
-    run_id: str
-    job: str
-    scheduled_for: datetime
-    attempt: int
-    status: str
-    trigger: str
-    queued_at: datetime
-    not_before: datetime | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    worker: str | None = None
-    notebook: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-    output: str | None = None
-    html: str | None = None
-    outputs: dict[str, Any] = field(default_factory=dict)
-    error: CellError | None = None
-    reason: str | None = None
-
-    @property
-    def seconds(self) -> float | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return (self.ended_at - self.started_at).total_seconds()
-
-    def summary(self) -> dict[str, Any]:
-        """The ``procestra runs --json`` shape."""
-        return {"run": self.run_id, "job": self.job, "scheduled_for": _iso(self.scheduled_for),
-                "status": self.status, "attempt": self.attempt, "output": self.output}
-
-    def to_dict(self) -> dict[str, Any]:
-        err = self.error
-        return {**self.summary(), "trigger": self.trigger, "queued_at": _iso(self.queued_at),
-                "not_before": _iso(self.not_before), "started_at": _iso(self.started_at),
-                "ended_at": _iso(self.ended_at), "seconds": self.seconds, "worker": self.worker,
-                "notebook": self.notebook, "parameters": self.parameters, "html": self.html,
-                "outputs": self.outputs, "reason": self.reason,
-                "error": None if err is None else {"cell": err.cell_index, "name": err.ename, "value": err.evalue}}
-
-
-def _run_from_row(r: sqlite3.Row) -> Run:
-    err = None
-    if r["error_name"]:
-        err = CellError(r["error_cell"], r["error_name"], r["error_value"] or "")
-    return Run(
-        run_id=r["run_id"], job=r["job"], scheduled_for=_when(r["scheduled_for"]), attempt=int(r["attempt"]),
-        status=r["status"], trigger=r["trigger"], queued_at=_when(r["queued_at"]),
-        not_before=from_iso(r["not_before"]), started_at=from_iso(r["started_at"]),
-        ended_at=from_iso(r["ended_at"]), worker=r["worker"], notebook=r["notebook"],
-        parameters=json.loads(r["parameters"] or "{}"), output=r["output"], html=r["html"],
-        outputs=json.loads(r["outputs"] or "{}"), error=err, reason=r["reason"])
-
-
-def _when(text: str) -> datetime:
-    value = from_iso(text)
-    assert value is not None
-    return value
-
-
-def _run_id(job: str, slot: datetime, attempt: int, *, exact: bool = False) -> str:
-    stamp = slot.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ" if exact else "%Y%m%dT%H%M%SZ")
-    return f"{job.replace('/', '-')}-{stamp}-{attempt}"
 
 
 def _event(run: Run, activity: str, ts: datetime, *, lifecycle: str = "complete", resource: str | None = None,
            **attrs: Any) -> Event:
     return Event(case_id=f"{run.job}@{run.scheduled_for.strftime('%Y-%m-%dT%H:%M:%SZ')}", activity=activity,
                  timestamp=ts, lifecycle=lifecycle, resource=resource or run.worker or "scheduler",
-                 attributes={"job": run.job, "run_id": run.run_id, "scheduled_for": _iso(run.scheduled_for),
+                 attributes={"job": run.job, "run_id": run.run_id, "scheduled_for": iso(run.scheduled_for),
                              "attempt": run.attempt, "trigger": run.trigger, **attrs})
-
-
-def _insert_run(con: sqlite3.Connection, job: str, slot: datetime, attempt: int, status: str, trigger: str,
-                now: datetime, *, notebook: str | None, parameters: dict[str, Any] | None = None,
-                not_before: datetime | None = None, reason: str | None = None, worker: str | None = None,
-                exact: bool = False) -> Run | None:
-    """Insert one run row unless the slot's attempt exists (another scheduler got there first)."""
-    run_id = _run_id(job, slot, attempt, exact=exact)
-    started = to_iso(now) if status == "running" else None
-    ended = to_iso(now) if status in FINAL else None
-    cur = con.execute(
-        "INSERT INTO runs (run_id, job, scheduled_for, attempt, status, trigger, queued_at, not_before, "
-        "started_at, ended_at, worker, heartbeat_at, notebook, parameters, reason) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        [run_id, job, to_iso(slot), attempt, status, trigger, to_iso(now),
-         to_iso(not_before) if not_before else None, started, ended, worker, started, notebook,
-         json.dumps(parameters or {}), reason])
-    if cur.rowcount != 1:
-        return None
-    return _run_from_row(con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).fetchone())
-
-
-def list_runs(workspace: Home, *, job: str | None = None, status: str | None = None,
-              limit: int | None = None) -> list[Run]:
-    """The run history, newest slot first; filtered by ``job`` and ``status``."""
-    if status is not None and status not in STATUSES:
-        raise InvalidArgumentError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}", parameter="status")
-    if limit is not None and limit < 1:
-        raise InvalidArgumentError(f"limit must be at least 1, not {limit}", parameter="limit")
-    _prepare(workspace)
-    where, args = ops.where(("job = ?", job), ("status = ?", status))
-    sql = "SELECT * FROM runs" + where
-    sql += " ORDER BY scheduled_for DESC, attempt DESC, queued_at DESC"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    with ops.connect(workspace) as con:
-        rows = con.execute(sql, args).fetchall()
-        unknown = not rows and job is not None and not con.execute(
-            "SELECT 1 FROM jobs WHERE name = ? UNION ALL SELECT 1 FROM runs WHERE job = ? LIMIT 1", [job, job]).fetchone()
-        if unknown:
-            raise JobNotFoundError(str(job), [r[0] for r in con.execute("SELECT name FROM jobs ORDER BY name")])
-    return [_run_from_row(r) for r in rows]
-
-
-def get_run(workspace: Home, run_id: str) -> Run:
-    """One run by id, or :class:`RunNotFoundError`."""
-    _prepare(workspace)
-    with ops.connect(workspace) as con:
-        row = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).fetchone()
-    if row is None:
-        raise RunNotFoundError(run_id)
-    return _run_from_row(row)
 
 
 # -- the scheduler ---------------------------------------------------------------------------
@@ -643,7 +115,7 @@ class Scheduler:
         self._inflight: dict[Future[RunResult], Run] = {}
         self._last_beat = 0.0
         self.stop = threading.Event()
-        _prepare(workspace)
+        prepare(workspace)
         self.runs_dir = Path(workspace.path).resolve() / "runs" / "jobs"
 
     # planning ---------------------------------------------------------------------------
@@ -651,19 +123,17 @@ class Scheduler:
         """Turn the slots due at ``now`` into queued (or skipped) runs; returns the new runs."""
         now = now or utcnow()
         with ops.connect(self.workspace) as con:
-            due = [r["name"] for r in con.execute(
-                "SELECT name, cron, timezone, cursor FROM jobs WHERE enabled = 1 AND cron IS NOT NULL").fetchall()
-                if next(fire_times(r["cron"], r["timezone"], _when(r["cursor"]), now), None) is not None]
+            due = jobs.due_jobs(con, now)
         if not due:
             return []
         planned: list[Run] = []
         with ops.transaction(self.workspace) as con:
             wall = utcnow()
             for name in due:
-                row = con.execute("SELECT * FROM jobs WHERE name = ? AND enabled = 1", [name]).fetchone()
-                if row is None:
-                    continue
-                planned += self._plan_job(con, _job_from_row(row), _when(row["cursor"]), now, wall)
+                found = jobs.enabled_job(con, name)
+                if found is not None:
+                    job, cursor = found
+                    planned += self._plan_job(con, job, cursor, now, wall)
         return planned
 
     def _plan_job(self, con: sqlite3.Connection, job: Job, cursor: datetime, now: datetime,
@@ -686,44 +156,38 @@ class Scheduler:
             run = slots[-1:]
         else:
             run = slots[-job.catchup_limit:]
-        busy = job.overlap == "skip" and con.execute(
-            "SELECT 1 FROM runs WHERE job = ? AND status IN ('queued', 'running') LIMIT 1", [job.name]).fetchone()
+        busy = job.overlap == "skip" and runs.has_active_run(con, job.name)
         out: list[Run] = []
         events: list[Event] = []
         for t in slots:
             if t in run and not busy:
-                r = _insert_run(con, job.name, t, 1, "queued", "schedule", wall, notebook=job.notebook,
-                                parameters=job.parameters)
+                r = runs.insert_run(con, job.name, t, 1, "queued", "schedule", wall, notebook=job.notebook,
+                                    parameters=job.parameters)
                 if r:
                     events.append(_event(r, "queue", wall))
             else:
                 reason = "a run of the job was still active (overlap skip)" if t in run else \
                     f"missed while no scheduler ran (catch-up {job.catchup})"
-                r = _insert_run(con, job.name, t, 1, "skipped", "schedule", wall, notebook=job.notebook, reason=reason)
+                r = runs.insert_run(con, job.name, t, 1, "skipped", "schedule", wall, notebook=job.notebook,
+                                    reason=reason)
                 if r:
                     events.append(_event(r, "skip", wall, reason=reason))
             if r:
                 out.append(r)
         if total > len(slots):
             log.warning("job %s: %d older missed slots were not recorded", job.name, total - len(slots))
-        con.execute("UPDATE jobs SET cursor = ? WHERE name = ? AND cursor < ?", [to_iso(now), job.name, to_iso(now)])
+        jobs.advance_cursor(con, job.name, now)
         ops.emit(con, JOBS_LOG, events)
         return out
 
     def _plan_dependants(self, con: sqlite3.Connection, upstream: str, slot: datetime, wall: datetime) -> None:
         """Queue (or skip) the jobs that depend on ``upstream`` for ``slot``, once all their upstreams are final."""
-        for row in con.execute("SELECT * FROM jobs WHERE enabled = 1 AND depends_on LIKE ?",
-                               [f"%{json.dumps(upstream)}%"]).fetchall():
-            job = _job_from_row(row)
-            if upstream not in job.depends_on:
-                continue
-            if con.execute("SELECT 1 FROM runs WHERE job = ? AND scheduled_for = ?", [job.name, to_iso(slot)]).fetchone():
+        for job in jobs.dependants(con, upstream):
+            if runs.slot_statuses(con, job.name, slot):
                 continue
             state = {}
             for dep in job.depends_on:
-                rows = con.execute("SELECT status FROM runs WHERE job = ? AND scheduled_for = ? ORDER BY attempt",
-                                   [dep, to_iso(slot)]).fetchall()
-                statuses = [r[0] for r in rows]
+                statuses = runs.slot_statuses(con, dep, slot)
                 state[dep] = ("succeeded" if "succeeded" in statuses else
                               "pending" if not statuses or any(s in ("queued", "running") for s in statuses)
                               else statuses[-1])
@@ -732,14 +196,14 @@ class Scheduler:
             bad = [d for d, s in state.items() if s != "succeeded"]
             if bad:
                 reason = f"upstream {bad[0]} {state[bad[0]]}"
-                r = _insert_run(con, job.name, slot, 1, "skipped", "dependency", wall, notebook=job.notebook,
-                                reason=reason)
+                r = runs.insert_run(con, job.name, slot, 1, "skipped", "dependency", wall, notebook=job.notebook,
+                                    reason=reason)
                 if r:
                     ops.emit(con, JOBS_LOG, [_event(r, "skip", wall, reason=reason)])
                     self._plan_dependants(con, job.name, slot, wall)
             else:
-                r = _insert_run(con, job.name, slot, 1, "queued", "dependency", wall, notebook=job.notebook,
-                                parameters=job.parameters)
+                r = runs.insert_run(con, job.name, slot, 1, "queued", "dependency", wall, notebook=job.notebook,
+                                    parameters=job.parameters)
                 if r:
                     ops.emit(con, JOBS_LOG, [_event(r, "queue", wall)])
 
@@ -754,25 +218,17 @@ class Scheduler:
         claimed: list[tuple[Run, Job]] = []
         with ops.transaction(self.workspace) as con:
             wall = utcnow()
-            rows = con.execute(
-                "SELECT r.run_id, r.job FROM runs r JOIN jobs j ON j.name = r.job WHERE r.status = 'queued' "
-                "AND j.enabled = 1 AND (r.not_before IS NULL OR r.not_before <= ?) "
-                "ORDER BY r.scheduled_for, r.attempt LIMIT 500", [to_iso(wall)]).fetchall()
             taken: set[str] = set()
-            for r in rows:
+            for run_id, name in runs.ready_runs(con, jobs.enabled_job_names(con), wall):
                 if len(claimed) >= self.free():
                     break
-                job = _get_job(con, r["job"])
-                if job.overlap != "allow" and (job.name in taken or con.execute(
-                        "SELECT 1 FROM runs WHERE job = ? AND status = 'running' LIMIT 1", [job.name]).fetchone()):
+                job = jobs.read_job(con, name)
+                if job.overlap != "allow" and (job.name in taken or runs.has_running_run(con, job.name)):
                     continue
-                cur = con.execute("UPDATE runs SET status = 'running', worker = ?, started_at = ?, heartbeat_at = ? "
-                                  "WHERE run_id = ? AND status = 'queued'",
-                                  [self.worker, to_iso(wall), to_iso(wall), r["run_id"]])
-                if cur.rowcount != 1:
+                run = runs.claim_run(con, run_id, self.worker, wall)
+                if run is None:
                     continue
                 taken.add(job.name)
-                run = _run_from_row(con.execute("SELECT * FROM runs WHERE run_id = ?", [r["run_id"]]).fetchone())
                 ops.emit(con, JOBS_LOG, [_event(run, "run", wall, lifecycle="start")])
                 claimed.append((run, job))
             upstream = {run.run_id: self._upstream_outputs(con, job, run.scheduled_for) for run, job in claimed}
@@ -783,11 +239,7 @@ class Scheduler:
     def _upstream_outputs(self, con: sqlite3.Connection, job: Job, slot: datetime) -> dict[str, Any]:
         if not job.depends_on:
             return {}
-        ups: dict[str, Any] = {}
-        for dep in job.depends_on:
-            row = con.execute("SELECT outputs FROM runs WHERE job = ? AND scheduled_for = ? AND status = 'succeeded' "
-                              "ORDER BY attempt DESC LIMIT 1", [dep, to_iso(slot)]).fetchone()
-            ups[dep] = json.loads(row[0] or "{}") if row else {}
+        ups = {dep: runs.slot_outputs(con, dep, slot) for dep in job.depends_on}
         flat: dict[str, Any] = {}
         for outs in ups.values():
             flat.update(outs)
@@ -829,8 +281,7 @@ class Scheduler:
         self._last_beat = time.monotonic()
         ids = [r.run_id for r in self._inflight.values()]
         with ops.transaction(self.workspace) as con:
-            con.execute(f"UPDATE runs SET heartbeat_at = ? WHERE worker = ? AND status = 'running' AND run_id IN "
-                        f"({','.join('?' * len(ids))})", [to_iso(utcnow()), self.worker, *ids])
+            runs.beat(con, self.worker, ids, utcnow())
 
     def complete(self, run: Run, result: RunResult) -> Run | None:
         """Record how ``run`` ended; queue a retry or the dependants; announce a final outcome."""
@@ -838,23 +289,17 @@ class Scheduler:
         status = result.status if result.status in FINAL else "failed"
         err = result.error
         with ops.transaction(self.workspace) as con:
-            cur = con.execute(
-                "UPDATE runs SET status = ?, ended_at = ?, output = ?, html = ?, outputs = ?, error_cell = ?, "
-                "error_name = ?, error_value = ? WHERE run_id = ? AND status = 'running' AND worker = ?",
-                [status, to_iso(wall), result.output, result.html, json.dumps(result.outputs, default=str),
-                 err.cell_index if err else None, err.ename if err else None, err.evalue if err else None,
-                 run.run_id, self.worker])
-            if cur.rowcount != 1:
+            rec = runs.finish_run(con, run.run_id, self.worker, status, result, wall)
+            if rec is None:
                 log.warning("run %s was taken over while it ran (its scheduler was thought dead); "
                             "its outcome %s is not recorded", run.run_id, status)
                 return None
-            rec = _run_from_row(con.execute("SELECT * FROM runs WHERE run_id = ?", [run.run_id]).fetchone())
             attrs: dict[str, Any] = {"outcome": status, "seconds": rec.seconds}
             if err:
                 attrs.update(error_name=err.ename, error_value=err.evalue[:2000], error_cell=err.cell_index)
             ops.emit(con, JOBS_LOG, [_event(rec, "run", wall, lifecycle="complete", **attrs)])
             final = self._after(con, rec, wall)
-        log.info("run %s of job %s (slot %s, attempt %d): %s%s", rec.run_id, rec.job, _iso(rec.scheduled_for),
+        log.info("run %s of job %s (slot %s, attempt %d): %s%s", rec.run_id, rec.job, iso(rec.scheduled_for),
                  rec.attempt, rec.status, f" ({err})" if err else "")
         if final:
             self._announce(rec)
@@ -862,13 +307,12 @@ class Scheduler:
 
     def _after(self, con: sqlite3.Connection, rec: Run, wall: datetime) -> bool:
         """Queue a retry if one is left, else the dependants; True when ``rec`` is the slot's final outcome."""
-        row = con.execute("SELECT * FROM jobs WHERE name = ?", [rec.job]).fetchone()
-        job = _job_from_row(row) if row else None
+        job = jobs.find_job(con, rec.job)
         if job and rec.status in ("failed", "timed_out") and rec.attempt <= job.retries:
             delay = job.retry_backoff * (2 ** (rec.attempt - 1))
-            retry = _insert_run(con, job.name, rec.scheduled_for, rec.attempt + 1, "queued", "retry", wall,
-                                notebook=job.notebook, parameters=job.parameters,
-                                not_before=wall + timedelta(seconds=delay))
+            retry = runs.insert_run(con, job.name, rec.scheduled_for, rec.attempt + 1, "queued", "retry", wall,
+                                    notebook=job.notebook, parameters=job.parameters,
+                                    not_before=wall + timedelta(seconds=delay))
             if retry:
                 ops.emit(con, JOBS_LOG, [_event(retry, "retry", wall, delay_seconds=delay)])
                 return False
@@ -877,10 +321,8 @@ class Scheduler:
         return True
 
     def _announce(self, rec: Run) -> None:
-        from procestra.schedule.notify import send
-
         try:
-            job = get_job(self.workspace, rec.job)
+            job = jobs.get_job(self.workspace, rec.job)
         except JobNotFoundError:
             return
         if not job.notify.wants(rec.status):
@@ -900,16 +342,14 @@ class Scheduler:
         found: list[Run] = []
         finals: list[Run] = []
         with ops.transaction(self.workspace) as con:
-            for r in con.execute("SELECT * FROM runs WHERE status = 'running' AND worker <> ?", [self.worker]).fetchall():
-                run = _run_from_row(r)
+            for run, heartbeat in runs.running_elsewhere(con, self.worker):
                 host, _, rest = (run.worker or "").partition(":")
                 pid = rest.partition(":")[0]
                 gone = host == _HOST and pid.isdigit() and not _alive(int(pid))
-                if not gone and (r["heartbeat_at"] or "") >= stale:
+                if not gone and heartbeat >= stale:
                     continue
                 why = f"its scheduler {run.worker} stopped without finishing it"
-                con.execute("UPDATE runs SET status = 'failed', ended_at = ?, error_name = 'WorkerLost', "
-                            "error_value = ? WHERE run_id = ? AND status = 'running'", [to_iso(wall), why, run.run_id])
+                runs.fail_lost_run(con, run.run_id, wall, why)
                 rec = replace(run, status="failed", ended_at=wall, error=CellError(None, "WorkerLost", why))
                 ops.emit(con, JOBS_LOG, [_event(rec, "run", wall, outcome="failed", error_name="WorkerLost",
                                                 error_value=why)])
@@ -961,8 +401,8 @@ class Scheduler:
         if not slots:
             return None
         with ops.connect(self.workspace) as con:
-            rows = con.execute("SELECT job, scheduled_for, not_before FROM runs WHERE status = 'queued'").fetchall()
-        times = [from_iso(r["not_before"]) or utcnow() for r in rows if (r["job"], r["scheduled_for"]) in slots]
+            queued = runs.queued_slots(con)
+        times = [not_before or utcnow() for job, slot, not_before in queued if (job, slot) in slots]
         return min(times) if times else None
 
     def _drain(self, grace: float) -> list[Run]:
@@ -1067,7 +507,7 @@ def run_now(workspace: Home, notebook: str | os.PathLike[str], *, parameters: di
             kernel: str | None = None, timeout: float | None = None, html: bool = True,
             cancel: threading.Event | None = None) -> Run:
     """Run ``notebook`` now, in this process, recorded in the history as job ``adhoc/<name>``."""
-    from procestra.schedule.runner import NotebookError, check_kernel, run_notebook, validate_parameters
+    from procestra.schedule.runner import check_kernel, run_notebook, validate_parameters  # papermill, later
 
     path = Path(notebook).expanduser()
     if not path.is_file():
@@ -1076,13 +516,13 @@ def run_now(workspace: Home, notebook: str | os.PathLike[str], *, parameters: di
     check_kernel(path, kernel)
     if timeout is not None and not timeout > 0:
         raise InvalidArgumentError(f"timeout must be positive, not {timeout}", parameter="timeout")
-    _prepare(workspace)
+    prepare(workspace)
     sched = Scheduler(workspace, executor=_NoExecutor())
     job = f"adhoc/{re.sub(r'[^A-Za-z0-9_.-]', '_', path.stem)[:60]}"
     now = utcnow()
     with ops.transaction(workspace) as con:
-        run = _insert_run(con, job, now, 1, "running", "manual", now, notebook=str(path.resolve()),
-                          parameters=params, worker=sched.worker, exact=True)
+        run = runs.insert_run(con, job, now, 1, "running", "manual", now, notebook=str(path.resolve()),
+                              parameters=params, worker=sched.worker, exact=True)
         assert run is not None
         ops.emit(con, JOBS_LOG, [_event(run, "run", now, lifecycle="start")])
     try:
@@ -1114,50 +554,11 @@ class _NoExecutor:
         pass
 
 
-# -- the history page --------------------------------------------------------------------------
-def history_html(workspace: Home, *, job: str | None = None, limit: int = 500, base: Path | None = None) -> str:
-    """The run history as one self-contained HTML page (status colours, links to the outputs)."""
-    runs = list_runs(workspace, job=job, limit=limit)
-    root = base or Path(workspace.path) / "runs"
-
-    def link(path: str | None, label: str) -> str:
-        if not path:
-            return ""
-        try:
-            href = os.path.relpath(path, root)
-        except ValueError:
-            href = path
-        return f'<a href="{html_mod.escape(href)}">{label}</a>'
-
-    rows = []
-    for r in runs:
-        colour = STATUS_COLOURS.get(r.status, "#000")
-        err = html_mod.escape(str(r.error)) if r.error else html_mod.escape(r.reason or "")
-        secs = f"{r.seconds:.1f}" if r.seconds is not None else ""
-        rows.append(
-            f"<tr><td>{html_mod.escape(r.job)}</td><td>{html_mod.escape(_iso(r.scheduled_for) or '')}</td>"
-            f'<td><span class="st" style="background:{colour}">{r.status}</span></td><td>{r.attempt}</td>'
-            f"<td>{html_mod.escape(_iso(r.started_at) or '')}</td><td>{secs}</td>"
-            f"<td>{link(r.output, 'ipynb')} {link(r.html, 'html')}</td><td class='err'>{err}</td>"
-            f"<td><code>{html_mod.escape(r.run_id)}</code></td></tr>")
-    title = f"Runs of {job}" if job else "Procestra runs"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html_mod.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1.5em}}table{{border-collapse:collapse;font-size:14px}}
-td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}
-.st{{color:#fff;border-radius:4px;padding:1px 6px}}.err{{max-width:40em;color:#842029}}</style></head>
-<body><h1>{html_mod.escape(title)}</h1><p>{len(runs)} runs, newest first; generated {_iso(utcnow())}.</p>
-<table><tr><th>job</th><th>scheduled for (UTC)</th><th>status</th><th>attempt</th><th>started</th>
-<th>seconds</th><th>output</th><th>error</th><th>run</th></tr>
-{''.join(rows)}</table></body></html>
-"""
-
-
-def write_history(workspace: Home, path: str | os.PathLike[str] | None = None, *, job: str | None = None) -> Path:
-    """Write :func:`history_html` to ``path`` (default ``<workspace>/runs/index.html``)."""
-    target = Path(path) if path is not None else Path(workspace.path) / "runs" / "index.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = history_html(workspace, job=job, base=target.parent)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")  # schedulers may race
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
-    return target
+def remove_job(workspace: Home, name: str) -> None:
+    """Delete job ``name``; its queued runs are cancelled, its history is kept."""
+    prepare(workspace)
+    with ops.transaction(workspace) as con:
+        jobs.delete_job(con, name)
+        now = utcnow()
+        for run in runs.cancel_queued(con, name, now, "job removed"):
+            ops.emit(con, JOBS_LOG, [_event(run, "cancel", now, reason="job removed")])

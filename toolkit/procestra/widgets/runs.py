@@ -42,7 +42,7 @@ def _href(path: str | None) -> str | None:
 
 
 def _badge(status: str) -> str:
-    from procestra.schedule.scheduler import STATUS_COLOURS
+    from procestra.schedule.runs import STATUS_COLOURS
 
     colour = STATUS_COLOURS.get(status, "#000")
     return (f'<span class="procestra-status procestra-status-{status}" style="background:{colour};color:#fff;'
@@ -54,7 +54,7 @@ class RunHistory(Composite):
 
     def __init__(self, workspace: Home, job: str | None = None, *, status: str | None = None,
                  limit: int = 200) -> None:
-        from procestra.schedule.scheduler import STATUSES
+        from procestra.schedule.runs import STATUSES
 
         w = load_widgets()
         self.workspace = workspace
@@ -95,7 +95,7 @@ class RunHistory(Composite):
 
     def refresh(self) -> RunHistory:
         """Read the history again and redraw."""
-        from procestra.schedule.scheduler import STATUSES
+        from procestra.schedule.runs import STATUSES
 
         self.runs = _schedule().list_runs(self.workspace, job=self.job, status=self.status, limit=self.limit)
         counts = Counter(r.status for r in self.runs)

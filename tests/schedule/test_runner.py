@@ -19,11 +19,9 @@ from _schedule_helpers import (
     trivial,
 )
 from procestra.schedule import runner
+from procestra.schedule.exceptions import NotebookError, ParameterError
+from procestra.schedule.executors import LocalExecutor, RunSpec
 from procestra.schedule.runner import (
-    LocalExecutor,
-    NotebookError,
-    ParameterError,
-    RunSpec,
     coerce_parameters,
     notebook_parameters,
     run_notebook,
@@ -179,7 +177,7 @@ def test_kernels_started_ahead_are_used_once_in_the_right_directory_and_stopped(
 
     import psutil
 
-    from procestra.schedule.runner import KernelPool
+    from procestra.schedule.executors import KernelPool
 
     nb = make_notebook(tmp_path / "nb" / "cwd.ipynb", "x = 1",
                        "import os\nfrom procestra.schedule import record_output\nrecord_output('cwd', os.getcwd())\n"

@@ -19,23 +19,11 @@ from _schedule_helpers import (
     trivial,
 )
 from procestra import Workspace
-from procestra.schedule.runner import LocalExecutor, NotebookError, ParameterError
-from procestra.schedule.scheduler import (
-    JobError,
-    JobNotFoundError,
-    Scheduler,
-    add_job,
-    fire_times,
-    get_job,
-    get_run,
-    list_jobs,
-    list_runs,
-    pause_job,
-    remove_job,
-    resume_job,
-    tick,
-    write_history,
-)
+from procestra.schedule.exceptions import JobError, JobNotFoundError, NotebookError, ParameterError
+from procestra.schedule.executors import LocalExecutor
+from procestra.schedule.jobs import add_job, fire_times, get_job, list_jobs, pause_job, resume_job
+from procestra.schedule.runs import get_run, list_runs, write_history
+from procestra.schedule.scheduler import Scheduler, remove_job, tick
 from procestra.store import ops
 
 U = UTC
@@ -359,7 +347,7 @@ def test_dask_executor_runs_jobs_on_a_real_local_cluster(ws: Workspace, nbs: dic
                                                          dask_address: str) -> None:
     import threading
 
-    from procestra.schedule.runner import DaskExecutor, RunSpec, get_executor
+    from procestra.schedule.executors import DaskExecutor, RunSpec, get_executor
 
     ex = get_executor("dask", address=dask_address)
     assert isinstance(ex, DaskExecutor) and ex.capacity == 2
@@ -397,7 +385,7 @@ def test_scheduler_tick_cli_with_the_dask_executor(tmp_path: Path, nbs: dict[str
 
 def test_dask_executor_needs_a_reachable_address() -> None:
     from procestra import InvalidArgumentError
-    from procestra.schedule.runner import get_executor
+    from procestra.schedule.executors import get_executor
 
     with pytest.raises(InvalidArgumentError, match="needs --address"):
         get_executor("dask")

@@ -15,9 +15,11 @@ import pytest
 
 from _schedule_helpers import raising, trivial
 from procestra import InvalidArgumentError, Workspace
+from procestra.schedule.executors import LocalExecutor
+from procestra.schedule.jobs import add_job
 from procestra.schedule.notify import Notify, send
-from procestra.schedule.runner import LocalExecutor
-from procestra.schedule.scheduler import add_job, list_runs, tick
+from procestra.schedule.runs import list_runs
+from procestra.schedule.scheduler import tick
 
 T0 = datetime(2025, 1, 6, tzinfo=UTC)
 
