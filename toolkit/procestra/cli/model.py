@@ -133,9 +133,8 @@ def _for_the_cli(exc: ModelError, process: str | None) -> ModelError:
 
 
 def _refusal(name: str, errors: list[Problem], file: str) -> str:
-    more = f" and {len(errors) - 1} more" if len(errors) > 1 else ""
-    return (f"model {name!r} has {len(errors)} error(s), so it was not saved: {errors[0]}{more} "
-            f"(`procestra model validate {file}` lists them all)")
+    return (f"model {name!r} has {len(errors)} error(s) and was not saved; the first: {errors[0]}; "
+            f"`procestra model validate {file}` lists them all")
 
 
 #: ``procestra models ...``: the same subcommands under the old name, not listed in ``--help``.
