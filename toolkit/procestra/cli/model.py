@@ -127,7 +127,7 @@ def model_import(state: State, file: str, process: str | None, name: str | None,
 def _for_the_cli(exc: ModelError, process: str | None) -> ModelError:
     """``ToBeModel.load``'s error, worded for the command line (``--process``, not ``process=``)."""
     reason = exc.reason.replace("pick one with process=", "pick one with --process ID")
-    if process is not None:
+    if process is not None and reason.startswith("no process "):
         reason = f"--process {process!r}: {reason}"
     return ModelError(reason, path=exc.path, element=exc.element)
 
