@@ -16,8 +16,7 @@ import pytest
 from _schedule_helpers import make_notebook, raising, recorder, trivial
 from conftest import run_cli
 from procestra import Workspace
-from procestra.schedule.runs import list_runs
-from procestra.schedule.scheduler import Scheduler
+from procestra.schedule import Scheduler, list_runs
 
 NOW = "2025-03-31T04:00:30Z"
 
@@ -87,7 +86,7 @@ def test_run_notebook_records_the_run_and_fails_with_exit_1(tmp_path: Path, nbs:
 
 
 def test_bad_input_is_one_line_exit_2_and_stores_nothing(tmp_path: Path, nbs: dict[str, Path]) -> None:
-    from procestra.schedule.jobs import add_job
+    from procestra.schedule import add_job
 
     w = Workspace.init(tmp_path / "ws")
     ws, nb = w.path, str(nbs["recorder"])
@@ -191,7 +190,7 @@ def test_two_daemons_never_run_one_slot_twice(tmp_path: Path) -> None:
 def test_a_killed_daemon_leaves_no_run_stuck_in_running_and_no_kernel(tmp_path: Path) -> None:
     import psutil
 
-    from procestra.schedule.jobs import add_job
+    from procestra.schedule import add_job
 
     ws = Workspace.init(tmp_path / "ws")
     nb = make_notebook(tmp_path / "long.ipynb", "x = 1", "import time; time.sleep(120)")
