@@ -54,7 +54,7 @@ demo: $(STAMP) sysdeps
 		--out $(DEMO_WS)/loan-asis.bpmn --save loan-asis
 	$(BIN)/procestra -w $(DEMO_WS) discover loan --miner inductive --noise 0.2 --out $(DEMO_WS)/loan-asis.svg
 	$(BIN)/procestra -w $(DEMO_WS) conform loan loan-asis
-	$(BIN)/procestra -w $(DEMO_WS) models list
+	$(BIN)/procestra -w $(DEMO_WS) model list
 	@echo "--- scheduled notebook jobs: define a job, one scheduler pass, its history"
 	$(BIN)/procestra -w $(DEMO_WS) schedule add daily-report notebooks/jobs/daily_report.ipynb \
 		--cron "0 6 * * 1-5" --tz Europe/Amsterdam -p workspace=$(abspath $(DEMO_WS)) -p log=loan \
@@ -94,6 +94,7 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/bench_explorer.py
 	$(BIN)/python benchmarks/bench_schedule.py
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_cli.py
 
 # The engine's crash test with 100 worker kills instead of 50.
 crash-long: $(STAMP)

@@ -23,12 +23,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from procestra.engine import journal
-from procestra.ingest.outbox import flush_outbox
 from procestra.engine.elements import FormField, HumanTask
 from procestra.engine.exceptions import CaseNotFoundError, CaseStateError, TaskNotFoundError, TaskStateError
 from procestra.engine.journal import FINAL, STATUSES, runs_log
 from procestra.engine.runtime import Runnable, runnable
 from procestra.errors import InvalidArgumentError
+from procestra.ingest.outbox import flush_outbox
 from procestra.mining.conformance import conform
 from procestra.mining.filters import Filter
 from procestra.models.repository import ModelRef

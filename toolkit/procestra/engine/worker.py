@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from procestra.engine import journal
-from procestra.ingest.outbox import flush_outbox
 from procestra.engine.connectors import Secrets
 from procestra.engine.journal import FINAL
 from procestra.engine.runtime import CaseRunner, Pending, runnable
 from procestra.errors import InvalidArgumentError, ProcestraError
+from procestra.ingest.outbox import flush_outbox
 from procestra.store import ops
 
 if TYPE_CHECKING:
