@@ -200,7 +200,9 @@ def _ingest(
             workspace, log, mode, info.content_hash, opt_hash
         ):
             return _unchanged(workspace, log, info.name, started)
-        staged_variants = catalogue.count_variants(con, "stg")  # outside the writer lock
+        # counted outside the writer lock; an append is recounted over the whole log at commit,
+        # so counting its batch here (the outbox flush appends every few seconds) would be wasted
+        staged_variants = catalogue.count_variants(con, "stg") if mode != "append" else None
         report("writing to the store", 0, None)
         status, added = _commit(workspace, con, log, mode, info, mapping, options, opt_hash, quality,
                                 staged_variants)
@@ -534,7 +536,7 @@ def _explain_bad_timestamp(con: duckdb.DuckDBPyConnection, value: str, parser: s
 def _commit(
     workspace: Home, staged: duckdb.DuckDBPyConnection, log: str, mode: Mode, info: SourceInfo,
     schema: LogSchema,
-    options: dict[str, Any], opt_hash: str, quality: QualityReport, staged_variants: int,
+    options: dict[str, Any], opt_hash: str, quality: QualityReport, staged_variants: int | None,
 ) -> tuple[str, int]:
     store = workspace.store
     with store.write() as con:
