@@ -8,23 +8,8 @@
 
 from __future__ import annotations
 
-from procestra.engine import (
-    ConditionError,
-    FormError,
-    FormField,
-    Handler,
-    HumanTask,
-    Problem,
-    Retry,
-    SecretError,
-    TaskContext,
-    TaskError,
-    TaskTimeoutError,
-    ToBeModel,
-    UnsafeExpressionError,
-    ValidationError,
-    validate_model,
-)
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from procestra.errors import (
     DataError,
     EmptyResultError,
@@ -43,39 +28,99 @@ from procestra.errors import (
     UserError,
     WorkspaceError,
 )
-from procestra.ingest import LoadResult, QualityIssue, QualityReport, ingest
-from procestra.mining import (
-    ConformanceResult,
-    DiscoveryResult,
-    Filter,
-    Miner,
-    conform,
-    deviations,
-    get_miner,
-    miners,
-    register_miner,
-    save_filtered,
-    stats,
-)
-from procestra.models import (
-    DFG,
-    DFGDiff,
-    LoadedModel,
-    ModelInfo,
-    bpmn_to_petri,
-    list_models,
-    load_model,
-    model_info,
-    read_bpmn,
-    save,
-    save_model,
-    show,
-    write_bpmn,
-)
-from procestra.schema import LogSchema
-from procestra.store import OpsBusyError, OpsError, OpsUnavailableError, OpsUrlError
+
+# ``ingest`` names both a subpackage and its main function. Importing a submodule sets it as an
+# attribute of its parent, so if ``procestra.ingest`` were first imported after this module,
+# ``procestra.ingest`` would become the subpackage. Binding the function here, once the
+# subpackage is in ``sys.modules``, keeps ``procestra.ingest(...)`` the function for good.
+from procestra.ingest import ingest
 from procestra.version import __version__
-from procestra.workspace import LogInfo, Workspace
+
+if _TYPE_CHECKING:  # for type checkers and IDEs; at run time every name below loads on first use
+    from procestra.engine import (
+        ConditionError,
+        FormError,
+        FormField,
+        Handler,
+        HumanTask,
+        Problem,
+        Retry,
+        SecretError,
+        TaskContext,
+        TaskError,
+        TaskTimeoutError,
+        ToBeModel,
+        UnsafeExpressionError,
+        ValidationError,
+        validate_model,
+    )
+    from procestra.ingest import LoadResult, QualityIssue, QualityReport
+    from procestra.mining import (
+        ConformanceResult,
+        DiscoveryResult,
+        Filter,
+        Miner,
+        conform,
+        deviations,
+        get_miner,
+        miners,
+        register_miner,
+        save_filtered,
+        stats,
+    )
+    from procestra.models import (
+        DFG,
+        DFGDiff,
+        LoadedModel,
+        ModelInfo,
+        bpmn_to_petri,
+        list_models,
+        load_model,
+        model_info,
+        read_bpmn,
+        save,
+        save_model,
+        show,
+        write_bpmn,
+    )
+    from procestra.schedule import (
+        Job,
+        JobError,
+        JobNotFoundError,
+        NotebookError,
+        Notify,
+        ParameterError,
+        Run,
+        RunNotFoundError,
+        RunResult,
+        Scheduler,
+        add_job,
+        list_jobs,
+        list_runs,
+        record_output,
+        run_notebook,
+        run_now,
+    )
+    from procestra.schema import (
+        LogSchema,
+    )
+    from procestra.store import (
+        OpsBusyError,
+        OpsError,
+        OpsUnavailableError,
+        OpsUrlError,
+    )
+    from procestra.widgets import (
+        Comparison,
+        Explorer,
+        Inbox,
+        RunHistory,
+        VariantBrowser,
+    )
+    from procestra.workspace import (
+        LogInfo,
+        Workspace,
+    )
 
 __all__ = [
     "Comparison",
@@ -169,30 +214,80 @@ __all__ = [
 ]
 
 
-#: Names imported on first use: the widgets pull in ipywidgets and the scheduler nbformat (2-3 s),
-#: which most CLI commands never need.
+#: Where each public name lives. Nothing below the errors is imported until first use, so
+#: ``procestra --help`` or ``procestra logs`` never pays for pm4py, SpiffWorkflow, ipywidgets or
+#: nbformat, and a subpackage the caller never touches is never loaded.
 _LAZY = {
     "Comparison": "widgets",
+    "ConditionError": "engine",
+    "ConformanceResult": "mining",
+    "DFG": "models",
+    "DFGDiff": "models",
+    "DiscoveryResult": "mining",
     "Explorer": "widgets",
+    "Filter": "mining",
+    "FormError": "engine",
+    "FormField": "engine",
+    "Handler": "engine",
+    "HumanTask": "engine",
     "Inbox": "widgets",
     "Job": "schedule",
     "JobError": "schedule",
     "JobNotFoundError": "schedule",
+    "LoadResult": "ingest",
+    "LoadedModel": "models",
+    "LogInfo": "workspace",
+    "LogSchema": "schema",
+    "Miner": "mining",
+    "ModelInfo": "models",
     "NotebookError": "schedule",
     "Notify": "schedule",
+    "OpsBusyError": "store",
+    "OpsError": "store",
+    "OpsUnavailableError": "store",
+    "OpsUrlError": "store",
     "ParameterError": "schedule",
+    "Problem": "engine",
+    "QualityIssue": "ingest",
+    "QualityReport": "ingest",
+    "Retry": "engine",
     "Run": "schedule",
     "RunHistory": "widgets",
     "RunNotFoundError": "schedule",
     "RunResult": "schedule",
     "Scheduler": "schedule",
+    "SecretError": "engine",
+    "TaskContext": "engine",
+    "TaskError": "engine",
+    "TaskTimeoutError": "engine",
+    "ToBeModel": "engine",
+    "UnsafeExpressionError": "engine",
+    "ValidationError": "engine",
     "VariantBrowser": "widgets",
+    "Workspace": "workspace",
     "add_job": "schedule",
+    "bpmn_to_petri": "models",
+    "conform": "mining",
+    "deviations": "mining",
+    "get_miner": "mining",
     "list_jobs": "schedule",
+    "list_models": "models",
     "list_runs": "schedule",
+    "load_model": "models",
+    "miners": "mining",
+    "model_info": "models",
+    "read_bpmn": "models",
     "record_output": "schedule",
+    "register_miner": "mining",
     "run_notebook": "schedule",
     "run_now": "schedule",
+    "save": "models",
+    "save_filtered": "mining",
+    "save_model": "models",
+    "show": "models",
+    "stats": "mining",
+    "validate_model": "engine",
+    "write_bpmn": "models",
 }
 
 
@@ -204,3 +299,7 @@ def __getattr__(name: str) -> object:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'procestra' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
