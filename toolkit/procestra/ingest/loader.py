@@ -17,6 +17,7 @@ whose key ``(case_id, activity, ts, lifecycle, resource)`` is not yet in the log
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -185,6 +186,7 @@ def _ingest(
     info: SourceInfo | None = None
     spill = workspace.tmp_dir / f"spill-{uuid.uuid4().hex}"
     con = duckdb.connect(":memory:")
+    counting: concurrent.futures.Future[int] | None = None
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"SET temp_directory = {_lit(str(spill))}")
@@ -200,13 +202,17 @@ def _ingest(
             workspace, log, mode, info.content_hash, opt_hash
         ):
             return _unchanged(workspace, log, info.name, started)
-        # counted outside the writer lock; an append is recounted over the whole log at commit,
-        # so counting its batch here (the outbox flush appends every few seconds) would be wasted
-        staged_variants = catalogue.count_variants(con, "stg") if mode != "append" else None
+        # Counted outside the writer lock, on a second cursor while the commit copies the tables
+        # (DuckDB runs both without the GIL). An append is recounted over the whole log at commit,
+        # so counting its batch here (the outbox flush appends every few seconds) would be wasted.
+        if mode != "append":
+            counting = _counter.submit(_count_staged_variants, con.cursor())
         report("writing to the store", 0, None)
         status, added = _commit(workspace, con, log, mode, info, mapping, options, opt_hash, quality,
-                                staged_variants)
+                                counting)
     finally:
+        if counting is not None:
+            concurrent.futures.wait([counting])
         con.close()
         if info is not None and info.cleanup is not None:
             info.cleanup()
@@ -533,10 +539,23 @@ def _explain_bad_timestamp(con: duckdb.DuckDBPyConnection, value: str, parser: s
 
 
 # -- commit ------------------------------------------------------------------------
+#: One thread that counts a staged load's variants while the load is copied into the store.
+_counter = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="procestra-variants")
+
+
+def _count_staged_variants(cursor: duckdb.DuckDBPyConnection) -> int:
+    """The variants of staging table ``stg``, on a cursor of its own (closed afterwards)."""
+    try:
+        return catalogue.count_variants(cursor, "stg")
+    finally:
+        cursor.close()
+
+
 def _commit(
     workspace: Home, staged: duckdb.DuckDBPyConnection, log: str, mode: Mode, info: SourceInfo,
     schema: LogSchema,
-    options: dict[str, Any], opt_hash: str, quality: QualityReport, staged_variants: int | None,
+    options: dict[str, Any], opt_hash: str, quality: QualityReport,
+    staged_variants: concurrent.futures.Future[int] | None,
 ) -> tuple[str, int]:
     store = workspace.store
     with store.write() as con:
@@ -565,7 +584,7 @@ def _commit(
                     con.unregister("_staged")
                 added = quality.events
                 content_hash = info.content_hash
-                variants: int | None = staged_variants
+                variants: int | None = staged_variants.result() if staged_variants is not None else None
             else:
                 log_id, version = int(row[0]), int(row[1]) + 1
                 for name in ("stg", "ea", "ca"):
