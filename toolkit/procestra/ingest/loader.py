@@ -27,6 +27,7 @@ import shutil
 import time
 import uuid
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -197,16 +198,20 @@ def _ingest(
             tmp_dir=workspace.tmp_dir, content_hash=known_hash,
         )
         report("mapping and checking", 0, None)
-        quality, mapping = _stage(con, info, schema, timestamp_format, timezone, on_bad_rows)
+        # The variants are counted on a second cursor from the moment the events are staged, while
+        # the checks run and the commit copies the tables (DuckDB runs both without the GIL), so
+        # the count costs next to nothing. An append is recounted over the whole log at commit,
+        # so counting its batch here (the outbox flush appends every few seconds) would be wasted.
+        def count_from_here() -> None:
+            nonlocal counting
+            if mode != "append":
+                counting = _counter.submit(_count_staged_variants, con.cursor())
+
+        quality, mapping = _stage(con, info, schema, timestamp_format, timezone, on_bad_rows, count_from_here)
         if kind in ("frame", "sqlite", "postgres") and _already_loaded(
             workspace, log, mode, info.content_hash, opt_hash
         ):
             return _unchanged(workspace, log, info.name, started)
-        # Counted outside the writer lock, on a second cursor while the commit copies the tables
-        # (DuckDB runs both without the GIL). An append is recounted over the whole log at commit,
-        # so counting its batch here (the outbox flush appends every few seconds) would be wasted.
-        if mode != "append":
-            counting = _counter.submit(_count_staged_variants, con.cursor())
         report("writing to the store", 0, None)
         status, added = _commit(workspace, con, log, mode, info, mapping, options, opt_hash, quality,
                                 counting)
@@ -359,9 +364,12 @@ def _fmt_param(fmt: str) -> str:
 
 def _stage(
     con: duckdb.DuckDBPyConnection, info: SourceInfo, given: LogSchema, fmt: str | None,
-    tz: str, on_bad_rows: str,
+    tz: str, on_bad_rows: str, staged: Callable[[], None] = lambda: None,
 ) -> tuple[QualityReport, LogSchema]:
-    """Build ``stg`` (events), ``ea`` (attributes) and ``ca`` (cases) from ``raw``."""
+    """Build ``stg`` (events), ``ea`` (attributes) and ``ca`` (cases) from ``raw``.
+
+    ``staged`` is called once ``stg`` holds its final rows, before the slower checks.
+    """
     src = info.name
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     if "raw" not in tables or info.rows == 0:
@@ -476,6 +484,7 @@ def _stage(
         con.execute(f"DELETE FROM stg0 WHERE NOT ({keep})")
     con.execute("CREATE VIEW stg AS SELECT rowid AS event_id, rowid + 1 AS __row, case_id, activity, ts, "
                 "start_ts, lifecycle, resource, __dup FROM stg0")
+    staged()
     ev_names = unique_names(event_cols, reserved={"event_id"})
     select = "".join(f", {quote_ident('ea:' + c)} AS {quote_ident(n)}" for c, n in zip(event_cols, ev_names))
     con.execute(f"CREATE TABLE ea AS SELECT rowid AS event_id{select} FROM stg0")
