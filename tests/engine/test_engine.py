@@ -601,17 +601,23 @@ def test_a_task_escalated_and_sent_back_opens_a_new_work_item(ws: Workspace) -> 
 
 def test_a_task_past_its_due_time_shows_overdue(orders: Workspace) -> None:
     ws = orders
+    later = engine.start_case(ws, "orders", {"amount": 5000})  # version 1: the review is due in an hour
     main_model(review_due="PT2S").save(ws)
-    case = engine.start_case(ws, "orders", {"amount": 5000})
+    soon = engine.start_case(ws, "orders", {"amount": 5000})  # version 2: due in two seconds
     work(ws)
-    [task] = engine.list_tasks(ws, case=case)
+    [hour] = engine.list_tasks(ws, case=later)
+    [task] = engine.list_tasks(ws, case=soon)
+    assert hour.due is not None and abs(hour.due - hour.created - timedelta(hours=1)) < timedelta(milliseconds=50)
     assert task.due is not None and abs(task.due - task.created - timedelta(seconds=2)) < timedelta(milliseconds=50)
-    overdue, now = task.overdue, ops.utcnow()
-    if now < task.due:  # (a loaded machine may take longer than that to get here)
-        assert not overdue and not task.to_dict()["overdue"]
+    assert (hour.overdue, hour.to_dict()["overdue"]) == (False, False)  # an hour is never up during this test
     time.sleep(max(0.0, (task.due - ops.utcnow()).total_seconds()) + 0.05)
-    [task] = engine.list_tasks(ws, case=case)
-    assert task.overdue and task.to_dict()["overdue"] is True
+    [task] = engine.list_tasks(ws, case=soon)
+    [hour] = engine.list_tasks(ws, case=later)
+    assert (task.overdue, task.to_dict()["overdue"]) == (True, True)
+    assert (hour.overdue, hour.to_dict()["overdue"]) == (False, False)
+    done = engine.complete_task(ws, task.task, {"decision": "yes"})  # done late: no longer overdue, only late
+    assert (done.status, done.overdue, done.to_dict()["overdue"]) == ("completed", False, False)
+    assert done.completed_at is not None and done.completed_at > done.due
 
 
 def test_a_timer_that_came_due_while_no_worker_ran_fires_at_start(ws: Workspace) -> None:
@@ -753,22 +759,19 @@ def test_case_data_that_is_json_but_not_an_object_is_a_user_error(orders: Worksp
     assert state(orders) == before
 
 
-def test_element_ids_spiffworkflow_reserves_are_refused_or_run(ws: Workspace) -> None:
+def test_element_ids_spiffworkflow_reserves_are_refused_naming_them(ws: Workspace) -> None:
     m = ToBeModel("reserved")
     start = m.add_event("start", id="Start")
     task = m.add_task("Task", id="Activity_task", after=start)
     m.bind(task, python(H + "effect", outputs=["effect_done"]))
     m.add_event("end", id="End", after=task)
-    try:
+    with pytest.raises(ValidationError) as info:  # SpiffWorkflow names its own start and end steps so
         m.save(ws)
-        case = engine.start_case(ws, "reserved", {})
-    except UserError as exc:  # refused (by validate or by the engine), naming the id: fine
-        assert "'Start'" in str(exc)
-        assert engine.list_cases(ws) == []
-        return
-    work(ws)
-    assert engine.get_case(ws, case).status == "completed"
-    assert [s.element for s in engine.case_history(ws, case)][:1] == ["Activity_task"]
+    assert [(p.code, p.element) for p in info.value.problems] == [("reserved-id", "Start"), ("reserved-id", "End")]
+    assert "'Start' is reserved" in str(info.value) and not (ws.models_dir / "reserved").exists()
+    with pytest.raises(ModelNotFoundError, match="reserved"):
+        engine.start_case(ws, "reserved", {})
+    assert engine.list_cases(ws) == []
 
 
 def test_a_case_that_cannot_be_rebuilt_fails_alone_and_the_worker_goes_on(orders: Workspace) -> None:
@@ -844,15 +847,11 @@ def test_a_malicious_condition_cannot_be_saved_or_run(ws: Workspace, tmp_path: P
     info = m.save(ws)
     path = Path(info.path) / "model.bpmn"
     path.write_text(path.read_text().replace("amount &lt; 1000", evil.replace("'", "&apos;")))
-    try:
-        case = engine.start_case(ws, "evil", {"amount": 10})
-    except ProcestraError as exc:  # refusing to start it is fine too
-        assert "__import__" in str(exc)
-    else:
-        work(ws)
-        info = engine.get_case(ws, case)
-        assert info.status == "failed" and "Gateway_size" in info.error and "'__import__' is not allowed" in info.error
-        assert "Activity_auto" not in {s.element for s in engine.case_history(ws, case)}
+    case = engine.start_case(ws, "evil", {"amount": 10})  # starting reads no condition: the gateway does
+    work(ws)
+    info = engine.get_case(ws, case)
+    assert info.status == "failed" and "Gateway_size" in info.error and "'__import__' is not allowed" in info.error
+    assert [s.element for s in engine.case_history(ws, case)] == ["Activity_score", None]  # Score, then the failure
     assert not marker.exists()
 
 

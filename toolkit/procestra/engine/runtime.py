@@ -25,19 +25,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from procestra.engine import journal
-from procestra.engine.elements import Element
+from procestra.engine.elements import ACTIVITIES, Element
 from procestra.engine.exceptions import EngineError
 from procestra.engine.journal import FINAL
 from procestra.engine.tobe import ToBeModel
@@ -82,23 +84,32 @@ def spiff() -> Any:
     from SpiffWorkflow.util.task import TaskState
 
     class Workflow(BpmnWorkflow):  # type: ignore[misc]
-        """SpiffWorkflow's workflow with state lookups over its task dict instead of tree walks
+        """SpiffWorkflow's workflow with state lookups over its task dicts instead of tree walks
         (the same tasks, 2x faster), and timers fired by the engine, explicitly and journaled."""
 
         completed: bool
+
+        def _every_task(self) -> Iterable[Any]:
+            """Its own tasks and those inside its subprocesses and call activities, at any depth, as
+            SpiffWorkflow's tree walk finds them: each subprocess keeps its tasks in a dict of its own,
+            and the top workflow holds every subprocess in ``subprocesses``."""
+            own: Iterable[Any] = self.tasks.values()
+            if not self.subprocesses:
+                return own
+            return itertools.chain(own, *(sp.tasks.values() for sp in self.subprocesses.values()))
 
         def get_tasks(self, first_task: Any = None, **kwargs: Any) -> list[Any]:
             if first_task is None and kwargs and set(kwargs) <= {"state", "spec_name"}:
                 state, name = kwargs.get("state"), kwargs.get("spec_name")
                 if name is None:  # the hot case (every engine step): one attribute test per task
-                    return [t for t in self.tasks.values() if t._state & state]
-                return [t for t in self.tasks.values()
+                    return [t for t in self._every_task() if t._state & state]
+                return [t for t in self._every_task()
                         if (state is None or t._state & state) and t.task_spec.name == name]
             tasks: list[Any] = super().get_tasks(first_task, **kwargs)
             return tasks
 
         def update_waiting_tasks(self) -> None:
-            for task in [t for t in self.tasks.values() if t.state == TaskState.WAITING]:
+            for task in [t for t in self._every_task() if t.state == TaskState.WAITING]:
                 task.task_spec._update(task)
 
         def is_completed(self) -> bool:
@@ -176,16 +187,42 @@ def runnable(ws: Home, name: str, version: int | None = None) -> Runnable:
     tobe = ToBeModel.load(info.ref, ws=ws)
     parser = _parser()
     parser.add_bpmn_file(str(path))
+    calls: list[Runnable] = []
     for element in tobe.elements.values():  # call activities: the called models' processes
         if element.kind == "callActivity" and element.called:
             ref = ModelRef.parse(element.called)
             called = runnable(ws, ref.name, ref.version)
+            calls.append(called)
             parser.add_bpmn_file(str(Path(model_info(ws, called.name, called.version).path) / "model.bpmn"))
     spec, subs = _specs(parser, tobe.process_id, info.name, info.version)
-    model = Runnable(info.name, info.version, tobe, spec, subs, dict(tobe.elements))
+    model = Runnable(info.name, info.version, tobe, spec, subs, _elements(info.name, info.version, tobe, calls))
     with _models_lock:
         _models[key] = model
     return model
+
+
+def _elements(name: str, version: int, tobe: ToBeModel, calls: list[Runnable]) -> dict[str, Element]:
+    """The elements a case of the model runs on, by id: its own and those of the models it calls.
+
+    SpiffWorkflow names a task by its element id alone, so the engine finds the binding, form
+    and boundary events of a task inside a call activity by that id. An activity or boundary
+    event id that the model and a model it calls (or two called models) both use is refused,
+    naming both, rather than one task running with the other's binding.
+    """
+    looked_up = (*ACTIVITIES, "boundaryEvent")
+    out: dict[str, Element] = {}
+    owner: dict[str, str] = {}
+    sources = [(str(ModelRef(name, version)), tobe.elements),
+               *((str(ModelRef(c.name, c.version)), c.elements) for c in calls)]
+    for source, elements in sources:
+        for eid, e in elements.items():
+            if eid not in out:
+                out[eid], owner[eid] = e, source
+            elif owner[eid] != source and (e.kind in looked_up or out[eid].kind in looked_up):
+                raise EngineError(f"model {name!r} version {version} cannot be run: the element id {eid!r} is used "
+                                  f"by {owner[eid]} and by {source}, which it calls; the engine finds a task by its "
+                                  "id, so rename one of them")
+    return out
 
 
 def _parser() -> Any:
@@ -267,10 +304,12 @@ def _shared(ws: Home, name: str, version: int | None) -> Runnable:
     parser.add_bpmn_str(bpmn, filename=str(ModelRef(name, v)))
     pinned = json.loads(stored["called"]) if stored is not None else {}
     called_refs: dict[str, str] = {}
+    calls: list[Runnable] = []
     for element in tobe.elements.values():  # call activities: the versions the publisher resolved
         if element.kind == "callActivity" and element.called:
             ref = ModelRef.parse(pinned.get(element.called) or element.called)
             called = runnable(ws, ref.name, ref.version)
+            calls.append(called)
             called_refs[element.called] = str(ModelRef(called.name, called.version))
             text = _shared_bpmn.get((str(ws.path), called.name, called.version))
             if text is None:  # parsed before this process used the shared store
@@ -286,7 +325,7 @@ def _shared(ws: Home, name: str, version: int | None) -> Runnable:
                                      journal.iso(journal.now()))
         if theirs != digest:  # another workspace published a different one meanwhile: that one runs
             return _shared(ws, name, v)
-    model = Runnable(name, int(v), tobe, spec, subs, dict(tobe.elements))
+    model = Runnable(name, int(v), tobe, spec, subs, _elements(name, int(v), tobe, calls))
     with _models_lock:
         _shared_bpmn[key] = bpmn
         _models[key] = model
@@ -411,7 +450,13 @@ class CaseRunner:
                 (ops.new_event_uid(), self.log, self.case_id, name, t1, "complete", resource, text)]
 
     def advance(self) -> None:
-        """Run what can run now, at most one handler call; sets ``done`` when the case blocks or ends."""
+        """Run what can run now, at most one handler call; sets ``done`` when the case blocks or ends.
+
+        Tasks inside subprocesses and call activities count like any other; the subprocess or call
+        activity itself waits (STARTED) until its inside ends, and is no task to run.
+        """
+        from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask
+
         TS = self.TaskState
         now = journal.now()
         try:
@@ -434,6 +479,8 @@ class CaseRunner:
             # service tasks: one handler call per round
             waiting_retry: list[datetime] = []
             for task in self.wf.get_tasks(state=TS.STARTED):
+                if isinstance(task.task_spec, SubWorkflowTask):  # runs its inside; completes when that ends
+                    continue
                 el = task.task_spec.bpmn_id
                 occ = self.occurrence.get(el, 0) + 1
                 due = self.retry_at.get((el, occ))
