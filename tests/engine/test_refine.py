@@ -205,7 +205,7 @@ def test_call_activities_and_subprocesses_run(tmp_path):
 
 
 # -- loading other sources ----------------------------------------------------------------------------
-def test_load_a_discovery_and_refine_it(ws, loan_csv):
+def test_load_a_discovery_and_refine_it(ws, loan_csv, loan_table):
     ws.ingest(loan_csv, log="loans")
     model = ToBeModel.load(ws.discover("loans", "inductive", noise_threshold=0.2), name="loans-to-be")
     assert model.source == "discovered from log 'loans'"
@@ -224,7 +224,19 @@ def test_load_a_discovery_and_refine_it(ws, loan_csv):
     assert "Activity_credit_check" not in codes(model.validate()).get("untyped-task", [])
     with pytest.raises(ValidationError) as info:
         model.save(ws)
-    assert info.value.problems and not (ws.models_dir / "loans-to-be").exists()  # nothing written
+    # The refusal is exactly: one error per branch of each discovered XOR/OR split (a discovered
+    # model has no conditions), and a warning per task still without a handler, i.e. every
+    # activity of the generated log (the generator's own table) but the removed and the bound one.
+    refused = info.value.problems
+    splits = Counter(f.source for f in model.flows.values()
+                     if model.elements[f.source].kind in ("exclusiveGateway", "inclusiveGateway"))
+    assert Counter(p.element for p in refused if p.severity == "error") == +Counter(
+        {g: n for g, n in splits.items() if n >= 2})
+    assert {p.code for p in refused if p.severity == "error"} == {"missing-condition"}
+    activities = set(loan_table.column("activity").to_pylist()) - {"Request documents", "Credit check"}
+    assert sorted(p.element for p in refused if p.code == "untyped-task") == sorted(
+        "Activity_" + a.lower().replace(" ", "_") for a in activities)
+    assert not (ws.models_dir / "loans-to-be").exists()  # nothing written
     saved = model.save(ws, check=False)  # a draft can be kept
     assert saved.ref == "loans-to-be@1"
 
