@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_WS ?= demo-workspace
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test bench explore crash-long sysdeps venv clean lint
+.PHONY: demo test bench explore crash-long sysdeps browser-deps venv clean lint
 
 venv: $(STAMP)
 
@@ -31,6 +31,17 @@ sysdeps:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# bpmn-js for the browser tests, exactly as tests/browser/package-lock.json pins it (`npm ci`);
+# run again only when the lockfile (or package.json) changes. The tests never install it themselves.
+BROWSER_DIR := tests/browser
+BROWSER_STAMP := $(BROWSER_DIR)/node_modules/.installed
+
+browser-deps: $(BROWSER_STAMP)
+
+$(BROWSER_STAMP): $(BROWSER_DIR)/package-lock.json $(BROWSER_DIR)/package.json | sysdeps
+	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
+	@touch $@
 
 demo: $(STAMP) sysdeps
 	@rm -rf $(DEMO_WS)
@@ -83,7 +94,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	PROCESTRA_NO_PROGRESS=1 $(BIN)/python -m pytest -q -p no:randomly tests/test_layout.py tests/test_public_api.py
 
-test: $(STAMP) sysdeps lint
+test: $(STAMP) sysdeps browser-deps lint
 	PROCESTRA_NO_PROGRESS=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
 
 bench: $(STAMP) sysdeps
@@ -106,4 +117,4 @@ explore: $(STAMP)
 	cd notebooks && ../$(BIN)/voila 01_explore.ipynb --Voila.ip=127.0.0.1
 
 clean:
-	rm -rf $(VENV) $(DEMO_WS) .pytest_cache build *.egg-info toolkit/*.egg-info
+	rm -rf $(VENV) $(DEMO_WS) .pytest_cache build *.egg-info toolkit/*.egg-info $(BROWSER_DIR)/node_modules

@@ -1,23 +1,29 @@
 """Test helper: bpmn-js in a real headless Chromium (Debian's), driven by Python playwright.
 
-:func:`ensure_bpmn_js` installs the pinned bpmn-js from ``tests/browser/package.json``
-with npm when ``node_modules`` is missing; :class:`BpmnViewer` opens one page and
-imports BPMN XML into ``new BpmnJS({container})``, returning bpmn-js's warnings and
-the ids of the elements it drew. No mocks: this is the viewer users open files in.
+Every browser test gets its browser and bpmn-js here, and fails the same way when one is
+missing: :func:`require_chromium` (Debian's chromium, from ``make sysdeps``) and
+:func:`require_bpmn_js` (the bpmn-js that ``make browser-deps`` installs with ``npm ci`` from
+``tests/browser/package-lock.json``; the tests never install it themselves). Both are part
+of ``make test``. :class:`BpmnViewer` opens one page and imports BPMN XML into
+``new BpmnJS({container})``, returning bpmn-js's warnings and the ids of the elements it
+drew. No mocks: this is the viewer users open files in.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from filelock import FileLock
+import pytest
 
 BROWSER_DIR = Path(__file__).resolve().parent / "browser"
-VIEWER_JS = BROWSER_DIR / "node_modules" / "bpmn-js" / "dist" / "bpmn-viewer.production.min.js"
+BPMN_JS_DIR = BROWSER_DIR / "node_modules" / "bpmn-js"
+VIEWER_JS = BPMN_JS_DIR / "dist" / "bpmn-viewer.production.min.js"
+#: The OMG BPMN 2.0 schema, as shipped in bpmn-moddle (a bpmn-js dependency).
+BPMN_XSD = BROWSER_DIR / "node_modules" / "bpmn-moddle" / "resources" / "bpmn" / "xsd" / "BPMN20.xsd"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
@@ -53,23 +59,37 @@ _IMPORT = """async (xml) => {
 }"""
 
 
-def ensure_bpmn_js(timeout: float = 300) -> Path:
-    """The bpmn-js viewer bundle, running ``npm install`` in tests/browser first if it is missing."""
-    with FileLock(str(BROWSER_DIR / ".npm-install.lock")):
-        if not VIEWER_JS.is_file():
-            npm = shutil.which("npm")
-            if npm is None:
-                raise RuntimeError("npm is not installed: `apt-get install npm` (needed for bpmn-js in the tests)")
-            proc = subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=BROWSER_DIR,
-                                  capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
-            if proc.returncode != 0 or not VIEWER_JS.is_file():
-                raise RuntimeError(f"`npm install` in {BROWSER_DIR} failed:\n{proc.stderr[-2000:]}")
-    return VIEWER_JS
-
-
 def chromium_path() -> str | None:
     """Debian's chromium (``apt-get install chromium``); playwright's own browsers are not used."""
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def require_chromium() -> str:
+    """Debian's chromium, or fail the calling test saying how to install it."""
+    exe = chromium_path()
+    if exe is None:
+        pytest.fail("Debian's chromium is not installed: run `make sysdeps` (part of `make test`)", pytrace=False)
+    return exe
+
+
+def require_bpmn_js() -> Path:
+    """The bpmn-js viewer bundle at the version ``package-lock.json`` pins, or fail the calling test."""
+    lock = json.loads((BROWSER_DIR / "package-lock.json").read_text(encoding="utf-8"))
+    pinned = lock["packages"]["node_modules/bpmn-js"]["version"]
+    manifest = BPMN_JS_DIR / "package.json"
+    found = json.loads(manifest.read_text(encoding="utf-8"))["version"] if manifest.is_file() else None
+    if found != pinned or not VIEWER_JS.is_file() or not BPMN_XSD.is_file():
+        pytest.fail(
+            f"bpmn-js {pinned} is not installed in {BROWSER_DIR / 'node_modules'} (found: "
+            f"{found or 'nothing'}): run `make browser-deps` (part of `make test`)",
+            pytrace=False,
+        )
+    return VIEWER_JS
+
+
+def open_viewer() -> BpmnViewer:
+    """A :class:`BpmnViewer` in Debian's chromium with the pinned bpmn-js; fails the test if either is missing."""
+    return BpmnViewer(require_chromium(), require_bpmn_js())
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ subprocesses) is tested through the engine itself in ``test_behaviour.py``.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -113,20 +112,13 @@ def test_saved_model_is_versioned_and_loads_back(loan_ws):
 
 
 def test_saved_model_opens_in_bpmn_js_without_warnings(loan_ws):
-    from bpmn_viewer import VIEWER_JS, BpmnViewer, chromium_path, ensure_bpmn_js
+    from bpmn_viewer import BPMN_XSD, open_viewer, require_bpmn_js
 
-    exe = chromium_path()
-    if exe is None:
-        if os.environ.get("PROCESTRA_SKIP_BROWSER"):
-            pytest.skip("chromium is not installed")
-        pytest.fail("chromium is not installed: run `make test`, or set PROCESTRA_SKIP_BROWSER=1")
-    pytest.importorskip("playwright")
     xml = (loan_ws.models_dir / "loan-to-be" / "v1" / "model.bpmn").read_text(encoding="utf-8")
-    js = ensure_bpmn_js()
-    xsd = etree.XMLSchema(etree.parse(str(VIEWER_JS.parents[2] / "bpmn-moddle" / "resources" / "bpmn" / "xsd"
-                                          / "BPMN20.xsd")))  # fmt: skip
+    require_bpmn_js()
+    xsd = etree.XMLSchema(etree.parse(str(BPMN_XSD)))
     assert xsd.validate(etree.fromstring(xml.encode())), xsd.error_log
-    with BpmnViewer(exe, js) as viewer:
+    with open_viewer() as viewer:
         result = viewer.import_xml(xml, screenshot=OUTPUT / "refine_loan_to_be.png")
     assert result.error is None and result.warnings == []
     kinds = result.elements

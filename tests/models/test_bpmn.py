@@ -1,14 +1,13 @@
 """procestra.bpmn: BPMN XML that opens in bpmn-js (a real headless Chromium), imports of other tools' files.
 
-The browser tests need Debian's chromium, Python playwright and npm (bpmn-js is installed
-into tests/browser/node_modules on first use). Without chromium they fail, naming the
-fix; ``PROCESTRA_SKIP_BROWSER=1`` turns that into a skip.
+The browser tests need Debian's chromium (``make sysdeps``), Python playwright and the
+bpmn-js that ``make browser-deps`` installs into tests/browser/node_modules (both part of
+``make test``). Without either they fail, naming the fix (tests/bpmn_viewer.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from bpmn_viewer import VIEWER_JS, BpmnViewer, chromium_path, ensure_bpmn_js
+from bpmn_viewer import BPMN_XSD, BpmnViewer, open_viewer, require_bpmn_js
 from procestra.errors import InvalidArgumentError, ModelError, UserError
 from procestra.models.bpmn import (
     BPMN_NS,
@@ -43,22 +42,15 @@ FLOW_NODE_TAGS = ("task", "startEvent", "endEvent", "exclusiveGateway", "paralle
 @pytest.fixture(scope="module")
 def viewer() -> Iterator[BpmnViewer]:
     """bpmn-js in Debian's chromium, for the whole module."""
-    exe = chromium_path()
-    if exe is None:
-        if os.environ.get("PROCESTRA_SKIP_BROWSER"):
-            pytest.skip("chromium is not installed")
-        pytest.fail("chromium is not installed: run `make test` (it installs Debian's chromium), "
-                    "or set PROCESTRA_SKIP_BROWSER=1 to skip the browser tests")  # fmt: skip
-    pytest.importorskip("playwright", reason="pip install playwright (the browser itself comes from Debian)")
-    with BpmnViewer(exe, ensure_bpmn_js()) as v:
+    with open_viewer() as v:
         yield v
 
 
 @pytest.fixture(scope="module")
 def bpmn_xsd() -> etree.XMLSchema:
     """The OMG BPMN 2.0 schema, as shipped in bpmn-moddle (a bpmn-js dependency)."""
-    ensure_bpmn_js()
-    xsd = VIEWER_JS.parents[2] / "bpmn-moddle" / "resources" / "bpmn" / "xsd" / "BPMN20.xsd"
+    require_bpmn_js()
+    xsd = BPMN_XSD
     return etree.XMLSchema(etree.parse(str(xsd)))
 
 

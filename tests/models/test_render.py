@@ -106,10 +106,51 @@ def test_dfg_derives_activity_counts(pm_log, models):
     assert models["dfg"].activities == counts
 
 
-def test_petri_net_with_markings_shows_tokens(models):
-    with_markings = render(AcceptingPetriNet(*models["petri"]), format="dot")
-    assert with_markings == render(models["petri"], format="dot")
-    assert "&#9679;" in with_markings or "●" in with_markings or "circle" in with_markings
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svg_node_texts(svg: str) -> dict[str, list[str]]:
+    """Graphviz SVG: each node's name (its ``<title>``) -> the texts drawn inside it."""
+    root = etree.fromstring(svg.encode("utf-8"))
+    return {g.findtext(f"{SVG}title"): [t.text or "" for t in g.iter(f"{SVG}text")]
+            for g in root.iter(f"{SVG}g") if g.get("class") == "node"}  # fmt: skip
+
+
+def marked_net() -> tuple[Any, Any, Any, dict[str, Any]]:
+    """p0 -a-> p1 -b-> p2 -c-> p3 with one token in p0, two in p2, and p3 as the final marking."""
+    from pm4py.objects.petri_net.obj import Marking, PetriNet
+    from pm4py.objects.petri_net.utils.petri_utils import add_arc_from_to
+
+    net = PetriNet("marked")
+    places = {n: PetriNet.Place(n) for n in ("p0", "p1", "p2", "p3")}
+    net.places.update(places.values())
+    for i, name in enumerate("abc"):
+        t = PetriNet.Transition(name, name)
+        net.transitions.add(t)
+        add_arc_from_to(places[f"p{i}"], t, net)
+        add_arc_from_to(t, places[f"p{i + 1}"], net)
+    return net, Marking({places["p0"]: 1, places["p2"]: 2}), Marking({places["p3"]: 1}), places
+
+
+def test_petri_net_draws_the_tokens_of_its_markings_in_exactly_the_marked_places():
+    net, im, fm, places = marked_net()
+    svg = render(AcceptingPetriNet(net, im, fm), format="svg")
+    assert svg == render((net, im, fm), format="svg")
+    texts = svg_node_texts(svg)
+    # one token: a dot; two tokens: the number; the final marking: a square; unmarked places: nothing
+    assert {name: texts[str(id(p))] for name, p in places.items()} == {
+        "p0": ["\N{BLACK CIRCLE}"], "p1": [], "p2": ["2"], "p3": ["\N{BLACK SQUARE}"]}
+    bare = svg_node_texts(render(net, format="svg"))  # no markings given: no place shows a token
+    assert {name: bare[str(id(p))] for name, p in places.items()} == {"p0": [], "p1": [], "p2": [], "p3": []}
+
+
+def test_discovered_petri_net_shows_one_token_in_its_source_place(models):
+    net, im, fm = models["petri"]
+    texts = svg_node_texts(render(AcceptingPetriNet(net, im, fm), format="svg"))
+    marks = {p.name: texts[str(id(p))] for p in net.places if texts[str(id(p))]}
+    assert marks == {"source": ["\N{BLACK CIRCLE}"], "sink": ["\N{BLACK SQUARE}"]}
+    assert (list(im), list(fm)) == ([p for p in net.places if p.name == "source"],
+                                    [p for p in net.places if p.name == "sink"])  # fmt: skip
 
 
 # -- thresholds -----------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,11 +141,45 @@ def test_a_killed_kernel_is_a_failed_run_not_a_hang(nbs: dict[str, Path], tmp_pa
     assert "signal 9" in r.error.evalue and r.kernel_exit == -9
 
 
-def test_a_cancelled_run_stops_its_kernel(nbs: dict[str, Path], tmp_path: Path) -> None:
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie waiting for its parent to reap it does not)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_cancelled_run_stops_its_kernel_and_what_the_kernel_started(tmp_path: Path) -> None:
+    import json
+    import time
+
+    pids = tmp_path / "pids.json"
+    nb = make_notebook(tmp_path / "nb" / "stuck.ipynb", f"pids_file = {str(pids)!r}",
+                       "import json, os, subprocess, sys\n"
+                       "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+                       "with open(pids_file + '.partial', 'w') as f:\n"
+                       "    json.dump({'kernel': os.getpid(), 'child': child.pid}, f)\n"
+                       "os.replace(pids_file + '.partial', pids_file)",
+                       "import time\ntime.sleep(120)")
     cancel = threading.Event()
-    threading.Timer(2.0, cancel.set).start()
-    r = run_notebook(nbs["sleeping"], tmp_path / "cancel.ipynb", cancel=cancel)
-    assert r.status == "cancelled" and r.error.ename == "Cancelled"
+
+    def cancel_once_started() -> None:  # cancel while the kernel is busy in the cell after the pids
+        deadline = time.monotonic() + 120
+        while not pids.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cancel.set()
+
+    threading.Thread(target=cancel_once_started, daemon=True).start()
+    r = run_notebook(nb, tmp_path / "cancel.ipynb", cancel=cancel)
+    assert r.status == "cancelled" and r.error.ename == "Cancelled" and r.error.cell_index == 3
+    started = json.loads(pids.read_text())
+    left = [name for name, pid in started.items() if _running(pid)]
+    for name in left:  # never leave them behind, even when the test fails
+        os.kill(started[name], signal.SIGKILL)
+    assert started["kernel"] != started["child"]
+    assert left == []  # the kernel and the process it started are gone
 
 
 def test_missing_notebook_and_unknown_kernel_are_user_errors(nbs: dict[str, Path], tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -58,11 +60,6 @@ def executor():
     ex.close()
 
 
-def _jobs_in_store(ws: Workspace) -> list[str]:
-    with ops.connect(ws) as con:
-        return [r[0] for r in con.execute("SELECT name FROM jobs ORDER BY name")]
-
-
 # -- definitions and bad input ---------------------------------------------------------------------
 def test_a_job_is_stored_with_every_field(ws: Workspace, nbs: dict[str, Path]) -> None:
     from procestra.schedule.notify import Notify
@@ -104,13 +101,10 @@ def test_bad_definitions_are_refused_and_store_nothing(ws: Workspace, nbs: dict[
     args = {"name": "j", "notebook": nbs["recorder"], "cron": "0 6 * * *", **kwargs}
     if args["notebook"] in ("plain", "missing.ipynb"):
         args["notebook"] = nbs["plain"] if args["notebook"] == "plain" else nbs["plain"].parent / "missing.ipynb"
-    before = ws.path / "ops.sqlite"
-    had = before.exists()
+    keep = add_job(ws, "keep", nbs["trivial"], cron="0 5 * * *", start=T0)  # the store exists, with one job
     with pytest.raises(error, match=match):
         add_job(ws, args.pop("name"), args.pop("notebook"), **args)
-    assert not had or _jobs_in_store(ws) == []
-    if before.exists():
-        assert _jobs_in_store(ws) == []
+    assert list_jobs(ws) == [keep]  # nothing added, nothing changed
 
 
 def test_duplicates_and_cycles_are_refused_and_leave_the_jobs_as_they_were(ws: Workspace, nbs: dict[str, Path]) -> None:
@@ -277,21 +271,54 @@ def test_failures_timeouts_and_dead_kernels_are_recorded_never_left_running(
     assert list_runs(ws, status="running") == []
 
 
-def test_a_run_whose_scheduler_died_is_failed_and_retried(ws: Workspace, nbs: dict[str, Path]) -> None:
+@pytest.fixture
+def pids() -> Iterator[dict[str, int]]:
+    """A live pid (a child sleeping until the test ends) and a dead one (a child started and waited for)."""
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        yield {"live": live.pid, "dead": dead.pid}
+    finally:
+        live.kill()
+        live.wait()
+
+
+# A scheduler's id is "host:pid:nonce". Documented (Scheduler.reap, ARCHITECTURE.md): a run is
+# reaped when its scheduler's process is gone (checkable on this host only) or its heartbeat is
+# stale (older than PROCESTRA_STALE_AFTER, 120 s); a live pid with a stale heartbeat is a pid
+# reused by another process, or a scheduler that stopped beating.
+@pytest.mark.parametrize("host, pid, beat, reaped", [
+    ("here", "live", "fresh", False),
+    ("here", "dead", "fresh", True),
+    ("here", "live", "stale", True),
+    ("other", "dead", "fresh", False),  # a pid of another machine says nothing here: the heartbeat decides
+    ("other", "live", "stale", True),
+])
+def test_a_run_is_reaped_when_its_scheduler_is_gone_or_silent(ws: Workspace, nbs: dict[str, Path],
+                                                              pids: dict[str, int], host: str, pid: str,
+                                                              beat: str, reaped: bool) -> None:
     import socket
 
     add_job(ws, "j", nbs["trivial"], cron="0 6 * * *", start=T0, retries=1, retry_backoff=0)
-    s = Scheduler(ws)
-    s.plan(T0 + timedelta(hours=6))
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    with ops.transaction(ws) as con:
-        con.execute("UPDATE runs SET status = 'running', worker = ?, started_at = ?",
-                    [f"{socket.gethostname()}:{dead.pid}:x", ops.to_iso(T0)])
-    reaped = s.reap()
-    assert [(r.status, r.error.ename) for r in reaped] == [("failed", "WorkerLost")]
-    assert [(r.attempt, r.status) for r in list_runs(ws, job="j")] == [(2, "queued"), (1, "failed")]
-    s.close()
+    s = Scheduler(ws, LocalExecutor(1, warm_kernels=False))
+    try:
+        s.plan(T0 + timedelta(hours=6))
+        name = socket.gethostname() if host == "here" else "elsewhere.invalid"
+        heartbeat = datetime.now(U) - (timedelta(0) if beat == "fresh" else timedelta(hours=1))
+        with ops.transaction(ws) as con:
+            con.execute("UPDATE runs SET status = 'running', worker = ?, started_at = ?, heartbeat_at = ?",
+                        [f"{name}:{pids[pid]}:x", ops.to_iso(T0), ops.to_iso(heartbeat)])
+        got = [(r.status, r.error.ename) for r in s.reap()]
+        history = [(r.attempt, r.status) for r in list_runs(ws, job="j")]
+    finally:
+        s.close()
+    if reaped:
+        assert got == [("failed", "WorkerLost")]
+        assert history == [(2, "queued"), (1, "failed")]
+    else:
+        assert got == []
+        assert history == [(1, "running")]
 
 
 # -- pipelines ------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from bpmn_viewer import CHROMIUM_ARGS, chromium_path
+from bpmn_viewer import CHROMIUM_ARGS, require_chromium
 from procestra import Filter, LogSchema, Workspace
 from procestra.mining import stats
 from procestra.widgets.explorer import Explorer
@@ -39,8 +39,11 @@ LOAD_TIMEOUT_MS = 180_000  # voila starts a kernel per page; the first load can 
 STEP_TIMEOUT_MS = 60_000
 QUIET_MS = 800  # the explorer's DOM must stay unchanged this long before a redraw counts as finished
 
-pytestmark = pytest.mark.skipif(chromium_path() is None,
-                                reason="Debian's chromium is not installed (`make test` installs it)")  # fmt: skip
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> str:
+    """Debian's chromium; every test here fails (before voila starts) when it is missing."""
+    return require_chromium()
 
 
 # -- the server ----------------------------------------------------------------------
@@ -150,14 +153,14 @@ def page_errors() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def page(served: Served, page_errors: list[str]) -> Iterator[Any]:
+def page(chromium: str, served: Served, page_errors: list[str]) -> Iterator[Any]:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     OUTPUT.mkdir(parents=True, exist_ok=True)
     pw = sync_playwright().start()
     try:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         pg = browser.new_page(viewport={"width": 1600, "height": 2000})
         pg.set_default_timeout(STEP_TIMEOUT_MS)
         pg.on("pageerror", lambda exc: page_errors.append(str(exc)))
