@@ -149,8 +149,10 @@ def effect_once_then_fail(ctx: TaskContext) -> dict[str, Any]:
 
 
 def slow_effect(ctx: TaskContext) -> dict[str, Any]:
-    """:func:`effect` taking ``delay_ms`` (case data) milliseconds, so a kill can land between effect and commit."""
-    _record(ctx, effect=True)
+    """Records the call (in ``calls`` only: it deduplicates nothing), then takes ``delay_ms`` (case data)
+    milliseconds, so a kill can land between call and commit. The crash test checks the engine's own
+    deduplication on these calls: a repeat only for a step the journal had not acknowledged."""
+    _record(ctx, effect=False)
     time.sleep(float(ctx.data.get("delay_ms") or 0) / 1000)
     return {f"{ctx.task_id}_done": True}
 
