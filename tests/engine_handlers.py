@@ -12,10 +12,15 @@ Every handler returns at once. Handlers with an *effect* record it in the SQLite
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sqlite3
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +160,34 @@ def slow_effect(ctx: TaskContext) -> dict[str, Any]:
     _record(ctx, effect=False)
     time.sleep(float(ctx.data.get("delay_ms") or 0) / 1000)
     return {f"{ctx.task_id}_done": True}
+
+
+class JsonApi(BaseHTTPRequestHandler):
+    """The request handler of a test's local HTTP server (:func:`http_server`): quiet, with JSON replies."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def reply(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@contextlib.contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server on a free loopback port, served by a thread while in the block: its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def subprocess_env() -> dict[str, str]:
