@@ -1,13 +1,15 @@
 """Python handlers for the engine tests, bound as ``engine_handlers:<name>`` (tests/ is on sys.path),
-and the checks the engine tests share (the closed loop: run events against the journal).
+the checks the engine tests share (the closed loop: run events against the journal), and a
+local HTTP server for the connector tests.
 
-Every handler returns at once. Handlers with an *effect* record it in the SQLite file
-``<workspace>/effects.sqlite`` (or ``$ENGINE_TEST_EFFECTS``):
+Every handler returns at once (but :func:`slow_effect`). Handlers record their calls in the
+SQLite file ``<workspace>/effects.sqlite`` (or ``$ENGINE_TEST_EFFECTS``):
 
-- ``calls``: one row per call (idempotency key, case, task, attempt, pid), so tests can see
-  retries, attempt numbers and which process ran what;
+- ``calls``: one row per call (idempotency key, case, task, attempt, pid, time), so tests can
+  see retries, attempt numbers, which process ran what, and repeats;
 - ``effects``: one row per idempotency key (``INSERT OR IGNORE``), the pattern a handler
-  uses to deduplicate an external effect however often it is called.
+  uses to deduplicate an external effect however often it is called (not :func:`slow_effect`,
+  whose calls the crash test checks for the engine's own deduplication).
 """
 
 from __future__ import annotations
