@@ -26,6 +26,16 @@ at once (``bench_engine:done``, through the real connector).
 
 The machine may be shared: the load average is printed at the start and the end.
 Prints a table and writes ``benchmarks/output/bench_engine.json``.
+
+    python benchmarks/bench_engine.py --postgres [--pg-cases 400] [--pg-concurrency 32] [--pg-runs 2]
+
+**PostgreSQL against SQLite** (only this, instead of the above): one worker (concurrency 32)
+runs three-step cases (Receive -> Score -> Notify, the same handler) with its operational
+store on a PostgreSQL server on this machine, started the way the tests start it (Debian's
+binaries, a throwaway cluster: ``tests/pg_cluster.py``; a fresh database per run), and on
+SQLite, in alternation; ``workers`` and ``batch`` as above. Also the median time of a short
+operation (``engine.get_case``; each opens a connection) on either store. Prints both side by
+side and writes ``benchmarks/output/bench_engine_postgres.json``.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ from typing import Any
 os.environ.setdefault("PROCESTRA_NO_PROGRESS", "1")
 HERE = Path(__file__).resolve().parent
 MODEL = "bench8"
+MODEL3 = "bench3"  # Receive -> Score -> Notify (--postgres)
 HANDLER = "bench_engine:done"
 TASKS = ("Receive", "Score", "Approve automatically", "Approve with limits", "Check A", "Check B", "Check C",
          "Notify")
@@ -99,6 +110,21 @@ def build_model() -> Any:
     return m
 
 
+def three_step_model() -> Any:
+    """Receive -> Score -> Notify, each the benchmark's handler."""
+    from procestra.engine.connectors import python
+    from procestra.engine.tobe import ToBeModel
+
+    m = ToBeModel(MODEL3)
+    m.declare("amount", "number", required=True)
+    prev = m.add_event("start", id="StartEvent_1")
+    for name in ("Receive", "Score", "Notify"):
+        prev = m.add_task(name, id="Activity_" + name.lower(), after=prev)
+        m.bind(prev, python(HANDLER, outputs=[prev + "_ok"]))
+    m.add_event("end", id="EndEvent_1", after=prev)
+    return m
+
+
 def timer_model() -> Any:
     from procestra.engine.connectors import python
     from procestra.engine.tobe import ToBeModel
@@ -129,12 +155,17 @@ def amounts(n: int, seed: int) -> list[float]:
     return values[:n]
 
 
-def new_workspace(root: Path, name: str) -> Any:
+def new_workspace(root: Path, name: str, url: str | None = None) -> Any:
+    """A workspace with the benchmark's models; its operational store on the PostgreSQL ``url`` if given."""
     from procestra import Workspace
+    from procestra.store import ops
 
     ws = Workspace.init(root / name)
+    if url is not None:
+        ops.set_url(ws, url)
     build_model().save(ws)
     timer_model().save(ws)
+    three_step_model().save(ws)
     return ws
 
 
@@ -250,14 +281,15 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "PROCESTRA_NO_PROGRESS": "1"}
 
 
-def start_workers(ws: Any, n: int, concurrency: int, tag: str) -> tuple[list[subprocess.Popen[str]], Path, Path]:
-    """``n`` warm worker processes, waiting for the returned ``go`` file; touch ``stop`` to end them."""
+def start_workers(ws: Any, n: int, concurrency: int, tag: str,
+                  model: str = MODEL) -> tuple[list[subprocess.Popen[str]], Path, Path]:  # fmt: skip
+    """``n`` warm worker processes (``model`` parsed), waiting for the returned ``go`` file; touch ``stop`` to end them."""
     stop, go = Path(ws.path) / f"stop-{tag}", Path(ws.path) / f"go-{tag}"
     procs, readies = [], []
     for i in range(n):
         ready = Path(ws.path) / f"ready-{tag}-{i}"
         readies.append(ready)
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER.format(model=MODEL), str(ws.path), str(stop),
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER.format(model=model), str(ws.path), str(stop),
                                        str(ready), str(concurrency), str(go)], env=_env(), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     deadline = time.monotonic() + 60
@@ -280,7 +312,12 @@ def stop_workers(procs: list[subprocess.Popen[str]], stop: Path) -> list[dict[st
     return reports
 
 
-def completed(ws: Any, model: str) -> int:
+def completed(ws: Any, model: str, pg: Any = None) -> int:
+    """Completed cases of ``model``: in ``ops.sqlite``, or on ``pg``, an open connection to a PostgreSQL store
+    (polling through the engine's API would open a connection every time)."""
+    if pg is not None:
+        return int(pg.execute("SELECT count(*) FROM cases WHERE model = %s AND status = 'completed'",
+                              (model,)).fetchone()[0])
     con = sqlite3.connect(str(Path(ws.path) / "ops.sqlite"), timeout=30)
     try:
         return int(con.execute("SELECT count(*) FROM cases WHERE model = ? AND status = 'completed'",
@@ -289,41 +326,48 @@ def completed(ws: Any, model: str) -> int:
         con.close()
 
 
-def start_all(ws: Any, values: list[float], batch: int) -> float:
+def start_all(ws: Any, values: list[float], batch: int, model: str = MODEL) -> float:
     """Start a case per value: one ``start_case`` each (``batch`` 1) or ``start_cases`` per ``batch``; seconds."""
     from procestra import engine
 
     t = time.perf_counter()
     if batch <= 1:
         for amount in values:
-            engine.start_case(ws, MODEL, {"amount": amount})
+            engine.start_case(ws, model, {"amount": amount})
     else:
         for i in range(0, len(values), batch):
-            engine.start_cases(ws, MODEL, [{"amount": a} for a in values[i:i + batch]])
+            engine.start_cases(ws, model, [{"amount": a} for a in values[i:i + batch]])
     return time.perf_counter() - t
 
 
-def ours(root: Path, values: list[float], workers: int, concurrency: int, mode: str) -> dict[str, Any]:
+def ours(root: Path, values: list[float], workers: int, concurrency: int, mode: str, *, model: str = MODEL,
+         url: str | None = None, name: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Cases per second, from the first start (or, for ``mode`` "workers", the workers' go) to the last done.
 
     ``mode``: "single" (one start_case per case while the workers run), "batch" (start_cases of 100
-    while the workers run) or "workers" (all cases started before the workers go).
+    while the workers run) or "workers" (all cases started before the workers go). ``url``: the
+    operational store on that PostgreSQL database instead of SQLite.
     """
     from procestra import engine
 
-    ws = new_workspace(root, f"ours-{workers}-{mode}")
+    ws = new_workspace(root, name or f"ours-{workers}-{mode}", url)
     engine.list_cases(ws)  # the engine's tables exist before the clock starts
+    pg = None
+    if url is not None:
+        import psycopg
+
+        pg = psycopg.connect(url, autocommit=True)
     batch = 1 if mode == "single" else 100
-    start_seconds = start_all(ws, values, batch) if mode == "workers" else None
-    procs, stop, go = start_workers(ws, workers, concurrency, "run")
+    start_seconds = start_all(ws, values, batch, model) if mode == "workers" else None
+    procs, stop, go = start_workers(ws, workers, concurrency, "run", model)
     go.touch()
     t0 = time.perf_counter()
     if mode != "workers":
-        start_seconds = start_all(ws, values, batch)
+        start_seconds = start_all(ws, values, batch, model)
     deadline = time.monotonic() + 600
     marks: list[float] = []  # seconds until a third, two thirds and all of the cases were done
     while True:
-        n = completed(ws, MODEL)
+        n = completed(ws, model, pg)
         while len(marks) < 3 and n >= len(values) * (len(marks) + 1) / 3:
             marks.append(round(time.perf_counter() - t0, 2))
         if n >= len(values):
@@ -333,9 +377,11 @@ def ours(root: Path, values: list[float], workers: int, concurrency: int, mode: 
         time.sleep(0.01)
     seconds = time.perf_counter() - t0
     reports = stop_workers(procs, stop)
-    failed = len(engine.list_cases(ws, model=MODEL, status="failed"))
+    if pg is not None:
+        pg.close()
+    failed = len(engine.list_cases(ws, model=model, status="failed"))
     assert failed == 0, f"{failed} cases failed"
-    return {"workers": workers, "mode": mode, "cases": len(values), "seconds": seconds,
+    return {"workspace": str(ws.path), "workers": workers, "mode": mode, "cases": len(values), "seconds": seconds,
             "cases_per_s": len(values) / seconds, "start_seconds": start_seconds,
             "steps": sum(r["steps"] for r in reports), "commits": sum(r["commits"] for r in reports),
             "lost_leases": sum(r["lost_leases"] for r in reports), "thirds_done_at_s": marks,
@@ -367,6 +413,81 @@ def timers(root: Path, n: int) -> dict[str, Any]:
             "min_ms": min(latencies), "max_ms": max(latencies), "poll_s": 0.2}
 
 
+# -- PostgreSQL against SQLite ----------------------------------------------------------------------------
+def short_operation_ms(path: str, n: int = 100) -> float:
+    """The median milliseconds of ``engine.get_case`` on a case of the workspace at ``path`` (one short
+    operation: a new connection to the operational store, one query)."""
+    from procestra import Workspace, engine
+
+    ws = Workspace(path)
+    case = engine.list_cases(ws, model=MODEL3)[0].case
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        engine.get_case(ws, case)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def postgres_vs_sqlite(args: argparse.Namespace) -> None:
+    """One worker on three-step cases with the operational store on PostgreSQL and on SQLite, side by side."""
+    import psycopg
+
+    sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' throwaway PostgreSQL server
+    from pg_cluster import cluster, pg_bin
+
+    bindir = pg_bin()
+    if bindir is None:
+        raise SystemExit("PostgreSQL is not installed: `make test` installs Debian's postgresql")
+    root = Path(tempfile.mkdtemp(prefix="bench-engine-pg-"))
+    values = amounts(args.pg_cases, args.seed)
+    modes = {"workers": "cases started before", "batch": "end to end, start_cases of 100"}
+    rows: dict[str, dict[str, list[float]]] = {m: {"sqlite": [], "postgresql": []} for m in modes}
+    short: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
+    result: dict[str, Any] = {"cases": args.pg_cases, "concurrency": args.pg_concurrency, "workers": 1,
+                              "model": "Receive -> Score -> Notify", "cpus": os.cpu_count(), "runs": []}
+    load0 = os.getloadavg()[0]
+    try:
+        with cluster(bindir) as server:
+            print(f"PostgreSQL {bindir.parent.name} on this machine against SQLite: one worker, concurrency "
+                  f"{args.pg_concurrency}, {args.pg_cases} three-step cases; {os.cpu_count()} CPUs", flush=True)
+            for run in range(1, args.pg_runs + 1):
+                for backend in ("sqlite", "postgresql"):
+                    for mode in modes:
+                        url = None
+                        if backend == "postgresql":
+                            db = f"bench_{run}_{mode}"
+                            with psycopg.connect(server, autocommit=True) as admin:
+                                admin.execute(f'CREATE DATABASE "{db}"')
+                            url = server.rsplit("/", 1)[0] + "/" + db
+                        r = ours(root, values, 1, args.pg_concurrency, mode, model=MODEL3, url=url,
+                                 name=f"{backend}-{run}-{mode}")
+                        rows[mode][backend].append(r["cases_per_s"])
+                        result["runs"].append({"backend": backend, "run": run} | r)
+                        print(f"run {run}, {backend}, {modes[mode]}: {r['cases_per_s']:.0f} cases/s "
+                              f"({r['seconds']:.2f} s, {r['commits']} commits for {r['steps']} steps)", flush=True)
+                    short[backend].append(short_operation_ms(r["workspace"]))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    result["short_operation_ms"] = short
+    result["load_average"] = [load0, os.getloadavg()[0]]
+
+    def span(values: list[float], digits: int = 0) -> str:
+        lo, hi = min(values), max(values)
+        return f"{lo:.{digits}f}" if round(lo, digits) == round(hi, digits) else f"{lo:.{digits}f}-{hi:.{digits}f}"
+
+    print(f"\n{'':44}{'SQLite':>14}{'PostgreSQL':>14}")
+    for mode, label in modes.items():
+        print(f"{'cases/s, ' + label:44}{span(rows[mode]['sqlite']):>14}{span(rows[mode]['postgresql']):>14}")
+    print(f"{'a short operation (get_case), median ms':44}{span(short['sqlite'], 1):>14}"
+          f"{span(short['postgresql'], 1):>14}")
+    print(f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 CPUs: above 2 means "
+          "other work shared them)")
+    out = HERE / "output"
+    out.mkdir(exist_ok=True)
+    (out / "bench_engine_postgres.json").write_text(json.dumps(result, indent=2, default=str))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=2000, help="cases per run of ours")
@@ -375,7 +496,15 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64, help="cases one worker holds at once (the Worker default)")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--keep", action="store_true", help="keep the workspaces (printed)")
+    ap.add_argument("--postgres", action="store_true",
+                    help="only the operational store on PostgreSQL against SQLite (see the docstring)")
+    ap.add_argument("--pg-cases", type=int, default=400, help="cases per run with --postgres")
+    ap.add_argument("--pg-concurrency", type=int, default=32, help="cases the worker holds with --postgres")
+    ap.add_argument("--pg-runs", type=int, default=2, help="runs per store with --postgres")
     args = ap.parse_args()
+    if args.postgres:
+        postgres_vs_sqlite(args)
+        return
 
     root = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     try:

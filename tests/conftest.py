@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pg_cluster import cluster, pg_bin
 from procestra import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,52 +75,19 @@ def cli():
 
 
 # -- PostgreSQL --------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL server on a free loopback port, for the session.
+    """A real PostgreSQL server on a free loopback port, for the session (see ``pg_cluster``).
 
-    Debian's server refuses to run as root, so as root it runs as ``postgres``.
     ``make test`` installs the package; without it the tests fail, naming the fix.
     """
-    bindir = _pg_bin()
+    bindir = pg_bin()
     if bindir is None:
         if os.environ.get("PROCESTRA_SKIP_POSTGRES"):
             pytest.skip("PostgreSQL is not installed")
         pytest.fail("PostgreSQL is not installed: run `make test` (it installs Debian's postgresql)")
-    base = Path(tempfile.mkdtemp(prefix="procestra-pg-"))
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    if as_root:
-        shutil.chown(base, "postgres", "postgres")
-    port = _free_port()
-    data = base / "data"
-    subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run(
-        prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-o",
-                  f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "-l", str(base / "log"), "-w", "start"],
-        check=True, capture_output=True,
-    )
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                       capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+    with cluster(bindir) as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,21 +1,28 @@
 """Python handlers for the engine tests, bound as ``engine_handlers:<name>`` (tests/ is on sys.path),
-and the checks the engine tests share (the closed loop: run events against the journal).
+the checks the engine tests share (the closed loop: run events against the journal), and a
+local HTTP server for the connector tests.
 
-Every handler returns at once. Handlers with an *effect* record it in the SQLite file
-``<workspace>/effects.sqlite`` (or ``$ENGINE_TEST_EFFECTS``):
+Every handler returns at once (but :func:`slow_effect`). Handlers record their calls in the
+SQLite file ``<workspace>/effects.sqlite`` (or ``$ENGINE_TEST_EFFECTS``):
 
-- ``calls``: one row per call (idempotency key, case, task, attempt, pid), so tests can see
-  retries, attempt numbers and which process ran what;
+- ``calls``: one row per call (idempotency key, case, task, attempt, pid, time), so tests can
+  see retries, attempt numbers, which process ran what, and repeats;
 - ``effects``: one row per idempotency key (``INSERT OR IGNORE``), the pattern a handler
-  uses to deduplicate an external effect however often it is called.
+  uses to deduplicate an external effect however often it is called (not :func:`slow_effect`,
+  whose calls the crash test checks for the engine's own deduplication).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sqlite3
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -149,10 +156,40 @@ def effect_once_then_fail(ctx: TaskContext) -> dict[str, Any]:
 
 
 def slow_effect(ctx: TaskContext) -> dict[str, Any]:
-    """:func:`effect` taking ``delay_ms`` (case data) milliseconds, so a kill can land between effect and commit."""
-    _record(ctx, effect=True)
+    """Records the call (in ``calls`` only: it deduplicates nothing), then takes ``delay_ms`` (case data)
+    milliseconds, so a kill can land between call and commit. The crash test checks the engine's own
+    deduplication on these calls: a repeat only for a step the journal had not acknowledged."""
+    _record(ctx, effect=False)
     time.sleep(float(ctx.data.get("delay_ms") or 0) / 1000)
     return {f"{ctx.task_id}_done": True}
+
+
+class JsonApi(BaseHTTPRequestHandler):
+    """The request handler of a test's local HTTP server (:func:`http_server`): quiet, with JSON replies."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def reply(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@contextlib.contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server on a free loopback port, served by a thread while in the block: its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def subprocess_env() -> dict[str, str]:

@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import nbformat
 import pytest
 
+from engine_handlers import JsonApi, http_server
 from procestra.engine.connectors import (
     Handler,
     Redactor,
@@ -163,19 +162,8 @@ def test_redactor_covers_encodings():
 
 
 # -- http ------------------------------------------------------------------------------------------
-class _Api(BaseHTTPRequestHandler):
+class _Api(JsonApi):
     seen: ClassVar[list[dict[str, Any]]] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -183,34 +171,28 @@ class _Api(BaseHTTPRequestHandler):
         self.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
         if self.path.startswith("/score"):
             auth = self.headers.get("Authorization", "")
-            self._reply(200, {"score": 710, "echo_auth": auth, "body": body})
+            self.reply(200, {"score": 710, "echo_auth": auth, "body": body})
         elif self.path.startswith("/flaky"):
-            self._reply(503, {"error": f"overloaded, your token was {self.headers.get('Authorization')}"})
+            self.reply(503, {"error": f"overloaded, your token was {self.headers.get('Authorization')}"})
         elif self.path.startswith("/bad"):
-            self._reply(422, {"error": "amount missing"})
+            self.reply(422, {"error": "amount missing"})
         elif self.path.startswith("/slow"):
             time.sleep(1.5)
-            self._reply(200, {})
+            self.reply(200, {})
         else:
-            self._reply(404, {})
+            self.reply(404, {})
 
     do_PUT = do_POST
 
     def do_GET(self) -> None:
         self.seen.append({"path": self.path, "headers": dict(self.headers), "body": None})
-        self._reply(200, [1, 2, 3])
+        self.reply(200, [1, 2, 3])
 
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(_Api) as url:
+        yield url
 
 
 def test_http_request_with_templates_secret_header_and_idempotency_key(api, workspace):

@@ -133,9 +133,10 @@ def test_workers_in_two_workspaces_share_cases_tasks_and_the_event_store(ws: Wor
         steps = engine.case_history(ws, c.case)
         expected = ["fraud", "review" if c.case in large else "auto", None]
         assert [s.element for s in steps] == expected, c.case
-    # 4. the run events went to the main workspace's event store only, equal to the journal
+    # 4. the run events went to the main workspace's event store only, equal to the journal: the other
+    # machine's event store (Workspace.init created it) holds no log at all
+    assert [log.name for log in other.logs()] == []
     assert_closed_loop(ws, "review")
-    assert "runs:review" not in [log.name for log in other.logs()] if other.store.path.exists() else True
     assert ops.outbox_stats(other).pending == 0
 
 
