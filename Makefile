@@ -105,6 +105,7 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/bench_explorer.py
 	$(BIN)/python benchmarks/bench_schedule.py
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_engine.py --postgres
 	$(BIN)/python benchmarks/bench_cli.py
 
 # The engine's crash test with 100 worker kills instead of 50.
