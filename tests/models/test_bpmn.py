@@ -49,7 +49,6 @@ def viewer() -> Iterator[BpmnViewer]:
             pytest.skip("chromium is not installed")
         pytest.fail("chromium is not installed: run `make test` (it installs Debian's chromium), "
                     "or set PROCESTRA_SKIP_BROWSER=1 to skip the browser tests")  # fmt: skip
-    pytest.importorskip("playwright", reason="pip install playwright (the browser itself comes from Debian)")
     with BpmnViewer(exe, ensure_bpmn_js()) as v:
         yield v
 
