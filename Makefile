@@ -101,6 +101,7 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_mining.py
 	$(BIN)/python benchmarks/bench_discover.py
+	$(BIN)/python benchmarks/bench_conformance.py
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_explorer.py
 	$(BIN)/python benchmarks/bench_schedule.py

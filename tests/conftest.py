@@ -56,6 +56,31 @@ def loan_csv(tmp_path_factory: pytest.TempPathFactory, loan_table) -> Path:
     return write_log(loan_table, tmp_path_factory.mktemp("gen") / "loan.csv")
 
 
+def pm4py_frame(table: Any) -> Any:
+    """The generator's own table (Arrow or pandas) as pm4py's DataFrame, never through the store.
+
+    Columns are renamed by ``PM4PY_COLUMNS`` and ``pm4py.format_dataframe`` does the rest
+    (string case ids, a stable sort by case, timestamp and row), so an ingest or export
+    error in the project cannot cancel out against the reference.
+    """
+    import pandas as pd
+    import pm4py
+
+    from procestra.mining.generate import PM4PY_COLUMNS
+
+    frame = table if isinstance(table, pd.DataFrame) else table.to_pandas()
+    out = pm4py.format_dataframe(frame.rename(columns=PM4PY_COLUMNS), case_id="case:concept:name",
+                                 activity_key="concept:name", timestamp_key="time:timestamp")
+    # format_dataframe casts both to the nullable "string" dtype, whose Arrow-backed isin
+    # pm4py's variant filters cannot use under pandas 3; pandas' default str, as read_xes gives
+    for column in ("case:concept:name", "concept:name"):
+        out[column] = out[column].astype(str)
+    # we order and measure cases by completion time (see procestra.mining.stats): the start
+    # time stays a plain column, not the start key pm4py's DFG and durations would sort by
+    out.attrs.pop(pm4py.util.constants.PARAMETER_CONSTANT_START_TIMESTAMP_KEY, None)
+    return out
+
+
 def run_cli(*args: str, workspace: Path | None = None, env: dict[str, str] | None = None,
             check: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the real ``procestra`` command in a subprocess."""

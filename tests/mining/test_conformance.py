@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pm4py
 import pytest
 
+from conftest import pm4py_frame
 from procestra import (
     InvalidArgumentError,
     LogNotFoundError,
@@ -31,14 +33,13 @@ from procestra.mining.filters import Filter
 from procestra.mining.generate import generate_log
 from procestra.models.repository import save_model
 
-pm4py = pytest.importorskip("pm4py")
-
 pytestmark = [pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),  # pm4py's numpy.matrix
               pytest.mark.filterwarnings("ignore:log activities not in the model:UserWarning"),  # IMf dropped it
               pytest.mark.filterwarnings("ignore:Install the optional requirement:UserWarning")]
 
 EXACT = 1e-12  # sums of floats in another order: equal up to rounding
 CASE_ATTRS = LogSchema(case_attributes=("amount", "channel"))
+NOISY = {"events": 1_500, "seed": 3, "noise": 0.1}  # the noisy log's generator arguments
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +47,16 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """A workspace with a clean log (no noise) and a noisy one, both generated."""
     ws = Workspace.init(tmp_path_factory.mktemp("conformance") / "ws")
     ws.ingest(generate_log(2_000, seed=7, noise=0.0), log="clean", schema=CASE_ATTRS, progress=False)
-    ws.ingest(generate_log(1_500, seed=3, noise=0.1), log="noisy", schema=CASE_ATTRS, progress=False)
+    ws.ingest(generate_log(**NOISY), log="noisy", schema=CASE_ATTRS, progress=False)
     ws.ingest(generate_log(600, seed=1, process="order"), log="orders", progress=False)
     return ws
 
 
 @pytest.fixture(scope="module")
 def noisy(gen: Workspace) -> tuple[Any, tuple[Any, Any, Any]]:
-    """The noisy log as pm4py's DataFrame, and an IMf (0.3) Petri net that does not fit it all."""
-    df = gen.to_pandas("noisy")
+    """The noisy log as pm4py's DataFrame (from the generator's table, not from the store),
+    and pm4py's IMf (0.3) Petri net, which does not fit it all."""
+    df = pm4py_frame(generate_log(**NOISY))
     return df, pm4py.discover_petri_net_inductive(df, noise_threshold=0.3)
 
 
@@ -290,12 +292,10 @@ def test_save_false_writes_nothing_and_dropped_logs_forget_runs(ws: Workspace) -
                                                   ("receipt.xes.gz", "receipt.bpmn")])
 def test_real_logs_with_their_bpmn_models(ws: Workspace, shared_dir: Path, log_file: str,
                                           model_file: str) -> None:
-    from procestra.models.bpmn import bpmn_to_petri, read_bpmn
-
     log_path, model_path = shared_dir / "logs" / log_file, shared_dir / "models" / model_file
     ws.ingest(log_path, log="real", progress=False)
     df = pm4py.read_xes(str(log_path))
-    net, im, fm = bpmn_to_petri(read_bpmn(model_path))
+    net, im, fm = pm4py.convert_to_petri_net(pm4py.read_bpmn(str(model_path)))  # pm4py's reading, not ours
     quick = log_file.startswith("running")
     result = conform(ws, "real", model_path, progress=False, quality=quick)
     assert result.model == str(model_path) and result.warnings == []

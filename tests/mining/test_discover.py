@@ -19,6 +19,7 @@ from pm4py.algo.discovery.inductive.fall_through.activity_concurrent import (
 from pm4py.objects.process_tree.obj import ProcessTree
 from pm4py.util.compression import util as comut
 
+from conftest import pm4py_frame
 from procestra import InvalidArgumentError, LogNotFoundError, Workspace
 from procestra.errors import EmptyResultError, UserError
 from procestra.mining.discover import (
@@ -28,6 +29,7 @@ from procestra.mining.discover import (
     inductive_tree,
     log_variants,
 )
+from procestra.mining.filters import Filter, plan_filter
 from procestra.mining.generate import generate_log
 
 # The module, not the function the package may re-export under the same name.
@@ -38,19 +40,33 @@ ORIGINAL_DFG = comut.discover_dfg_uvcl
 
 # -- fixtures ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def gen(tmp_path_factory: pytest.TempPathFactory, loan_table: Any) -> Workspace:
-    """A workspace with a noisy generated loan log and a lifecycle (start/complete) log."""
+def tables(loan_table: Any) -> dict[str, Any]:
+    """The generated tables, by log name: a noisy loan log, a lifecycle (start/complete) log, orders."""
+    return {"loans": loan_table, "lifecycle": generate_log(3_000, seed=5, lifecycle=True),
+            "orders": generate_log(2_000, seed=9, process="order")}
+
+
+@pytest.fixture(scope="module")
+def gen(tmp_path_factory: pytest.TempPathFactory, tables: dict[str, Any]) -> Workspace:
+    """A workspace holding every generated table under its log name."""
     ws = Workspace.init(tmp_path_factory.mktemp("discover") / "ws")
-    ws.ingest(loan_table, log="loans")
-    ws.ingest(generate_log(3_000, seed=5, lifecycle=True), log="lifecycle")
-    ws.ingest(generate_log(2_000, seed=9, process="order"), log="orders")
+    for log, table in tables.items():
+        ws.ingest(table, log=log)
     return ws
 
 
-def _df(ws: Workspace, log: str) -> pd.DataFrame:
+@pytest.fixture(scope="module")
+def frames(tables: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """pm4py's frames of the same logs, made from the generator's tables, not from our export."""
+    return {log: pm4py_frame(table) for log, table in tables.items()}
+
+
+def _df(frames: dict[str, pd.DataFrame], log: str) -> pd.DataFrame:
     """The log for pm4py, ordered by completion time only (no start_timestamp column): pm4py's
     DFG functions would sort by start time first when the column is there."""
-    return ws.to_pandas(log).drop(columns=["start_timestamp"], errors="ignore")
+    out = frames[log].drop(columns=["start_timestamp"], errors="ignore")
+    out.attrs = {}  # format_dataframe named the start timestamp column there
+    return out
 
 
 def _places(net: Any) -> set[tuple[frozenset[str], frozenset[str]]]:
@@ -103,18 +119,18 @@ def test_each_miner_returns_its_model_kind(gen: Workspace) -> None:
         assert isinstance(result.to_bpmn(), BPMN)
 
 
-def test_inductive_equals_pm4py_on_generated_logs(gen: Workspace) -> None:
+def test_inductive_equals_pm4py_on_generated_logs(gen: Workspace, frames: dict[str, pd.DataFrame]) -> None:
     for log in ("loans", "orders", "lifecycle"):
-        df = gen.to_pandas(log)
+        df = frames[log]
         for noise in (0.0, 0.2):
             ours = discover(gen, log, noise_threshold=noise).tree
             assert str(ours) == str(pm4py.discover_process_tree_inductive(df, noise_threshold=noise)), (log, noise)
 
 
-def test_lifecycle_is_not_filtered_as_in_pm4py(gen: Workspace) -> None:
+def test_lifecycle_is_not_filtered_as_in_pm4py(gen: Workspace, frames: dict[str, pd.DataFrame]) -> None:
     variants = log_variants(gen, "lifecycle")
     assert sum(map(len, variants.elements())) == gen.info("lifecycle").events  # start and complete rows
-    df = gen.to_pandas("lifecycle")
+    df = frames["lifecycle"]
     assert set(df["lifecycle:transition"]) == {"start", "complete"}
     projected = comut.get_variants(comut.project_univariate(df))
     assert list(projected.items()) == list(variants.items())  # same variants, same order
@@ -128,7 +144,7 @@ def test_imf_with_noise_differs_from_im(gen: Workspace) -> None:
     assert len(str(imf.tree)) < len(str(im))  # noise filtered away: a smaller model
 
 
-def test_heuristics_has_the_activities_and_equals_pm4py(gen: Workspace) -> None:
+def test_heuristics_has_the_activities_and_equals_pm4py(gen: Workspace, frames: dict[str, pd.DataFrame]) -> None:
     result = discover(gen, "loans", "heuristics", dependency_threshold=0.6, and_threshold=0.7)
     with gen.store.read() as con:
         lid = gen.store.log_id(con, "loans")
@@ -137,15 +153,15 @@ def test_heuristics_has_the_activities_and_equals_pm4py(gen: Workspace) -> None:
     assert set(heu.activities) == set(acts) and heu.activities_occurrences == acts
     assert set(heu.nodes) <= set(acts) and len(heu.nodes) >= len(acts) - 2
     assert result.params["dependency_threshold"] == 0.6 and result.params["and_threshold"] == 0.7
-    theirs = pm4py.discover_heuristics_net(_df(gen, "loans"), dependency_threshold=0.6, and_threshold=0.7)
+    theirs = pm4py.discover_heuristics_net(_df(frames, "loans"), dependency_threshold=0.6, and_threshold=0.7)
     assert _heuristics_shape(heu) == _heuristics_shape(theirs)
     strict = discover(gen, "loans", "heuristics", dependency_threshold=0.99).heuristics_net
     assert sum(len(n.output_connections) for n in strict.nodes.values()) < \
         sum(len(n.output_connections) for n in heu.nodes.values())
 
 
-def test_dfg_and_alpha_equal_pm4py(gen: Workspace) -> None:
-    df = _df(gen, "orders")
+def test_dfg_and_alpha_equal_pm4py(gen: Workspace, frames: dict[str, pd.DataFrame]) -> None:
+    df = _df(frames, "orders")
     graph, start, end = discover(gen, "orders", "dfg").dfg
     theirs = pm4py.discover_dfg(df)
     assert (graph, start, end) == tuple(dict(x) for x in theirs)
@@ -234,8 +250,7 @@ def test_unknown_log(gen: Workspace) -> None:
 
 def test_empty_log_and_empty_filter_result(ws: Workspace) -> None:
     ws.ingest(generate_log(200, seed=1), log="small")
-    filters = pytest.importorskip("procestra.mining.filters")
-    nothing = filters.Filter.case_size(min=10_000)
+    nothing = Filter.case_size(min=10_000)
     for miner in disc.miners():
         with pytest.raises(EmptyResultError) as exc:
             discover(ws, "small", miner, filter=nothing)
@@ -243,12 +258,11 @@ def test_empty_log_and_empty_filter_result(ws: Workspace) -> None:
         assert "no cases match the filter" in str(exc.value) and "10000" in str(exc.value)
 
 
-def test_filter_matches_pm4py_filtered_log(gen: Workspace) -> None:
-    filters = pytest.importorskip("procestra.mining.filters")
-    flt = filters.Filter.variants(top=8)
+def test_filter_matches_pm4py_filtered_log(gen: Workspace, frames: dict[str, pd.DataFrame]) -> None:
+    flt = Filter.variants(top=8)
     result = discover(gen, "loans", filter=flt)
     assert result.filter == flt.describe()
-    theirs = pm4py.discover_process_tree_inductive(pm4py.filter_variants_top_k(gen.to_pandas("loans"), 8))
+    theirs = pm4py.discover_process_tree_inductive(pm4py.filter_variants_top_k(frames["loans"].copy(), 8))
     assert str(result.tree) == str(theirs)
     assert sum(log_variants(gen, "loans", flt).values()) < gen.info("loans").cases
     _, start, _ = discover(gen, "loans", "dfg", filter=flt).dfg
@@ -258,14 +272,13 @@ def test_filter_matches_pm4py_filtered_log(gen: Workspace) -> None:
 def test_variants_from_derived_tables_equal_those_from_events(gen: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """The variants read from the derived ``va_``/``cv_`` tables equal those aggregated
     from the events (same sequences, counts and order), with and without a case filter."""
-    filters = pytest.importorskip("procestra.mining.filters")
     from procestra.mining.stats import derive_log
 
     derive_log(gen, "loans")
-    flt = filters.Filter.case_size(min=6) & filters.Filter.variants(top=20)
+    flt = Filter.case_size(min=6) & Filter.variants(top=20)
     with gen.store.read() as con:
         lid = gen.store.log_id(con, "loans")
-        assert filters.plan_filter(con, lid, flt).fast  # the derived path is the one in use
+        assert plan_filter(con, lid, flt).fast  # the derived path is the one in use
     fast = {f: list(log_variants(gen, "loans", f).items()) for f in (None, flt)}
     monkeypatch.setattr("procestra.mining.plan.is_derived", lambda con, log_id: False)
     for f in (None, flt):

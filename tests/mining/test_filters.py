@@ -8,9 +8,12 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pm4py
 import pytest
 
+from conftest import pm4py_frame
 from procestra import (
     InvalidArgumentError,
     LogNotFoundError,
@@ -25,7 +28,6 @@ from procestra.mining.stats import derive_log, dfg, variants
 from procestra.store.derived import is_derived
 
 warnings.filterwarnings("ignore")
-pm4py = pytest.importorskip("pm4py")
 
 CASE = "case:concept:name"
 ACT = "concept:name"
@@ -34,18 +36,18 @@ CASE_ATTRS = LogSchema(case_attributes=("amount", "channel"))
 
 
 @pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory, loan_table) -> Workspace:
-    """One workspace with the loan log twice: ``d`` with derived tables, ``n`` without.
-
-    A tenth of the events is dropped (seeded), so cases start and end differently.
-    """
-    import numpy as np
-
+def source(loan_table) -> pd.DataFrame:
+    """The generated loan log without a tenth of its events (seeded), so cases start and end differently."""
     table = loan_table.to_pandas()
-    table = table[np.random.default_rng(0).random(len(table)) >= 0.1].reset_index(drop=True)
+    return table[np.random.default_rng(0).random(len(table)) >= 0.1].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory, source: pd.DataFrame) -> Workspace:
+    """One workspace with the loan log twice: ``d`` with derived tables, ``n`` without."""
     ws = Workspace.init(tmp_path_factory.mktemp("filters") / "ws")
     for name in ("d", "n"):
-        ws.ingest(table, log=name, schema=CASE_ATTRS, progress=False)
+        ws.ingest(source, log=name, schema=CASE_ATTRS, progress=False)
     derive_log(ws, "d")
     stats.underive(ws, "n")  # ingest derives; "n" exercises the per-case-sort path
     stats.AUTO_DERIVE = False
@@ -61,8 +63,9 @@ def log(request: pytest.FixtureRequest, logs: Workspace) -> str:
 
 
 @pytest.fixture(scope="module")
-def frame(logs: Workspace) -> pd.DataFrame:
-    return logs.to_pandas("d")
+def frame(source: pd.DataFrame) -> pd.DataFrame:
+    """pm4py's frame of the same events, made from the source table, not from our export."""
+    return pm4py_frame(source)
 
 
 def events(ws: Workspace, log: str, flt: Filter | None) -> pd.DataFrame:
@@ -204,8 +207,6 @@ def test_contains_and_skips(logs, log, frame) -> None:
 
 
 def test_variant_sequences_equal_pm4py(logs, log, frame) -> None:
-    import pm4py
-
     top = list(pm4py.get_variants(frame).items())
     top.sort(key=lambda kv: -kv[1])
     one, two = list(top[0][0]), list(top[1][0])

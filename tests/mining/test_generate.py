@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pm4py
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -210,19 +211,21 @@ def test_parquet_round_trip(tmp_path) -> None:
     pd.testing.assert_frame_equal(pd.read_parquet(path), table.to_pandas())
 
 
-def test_xes_needs_the_xes_module(tmp_path) -> None:
-    table = generate_log(1_000)
-    try:
-        from procestra.ingest.xes import write_xes  # noqa: F401  (another module, still being written)
-    except ImportError:
-        with pytest.raises(ImportError, match="write_xes"):
-            write_log(table, tmp_path / "log.xes.gz")
-    else:
-        assert write_log(table, tmp_path / "log.xes.gz").stat().st_size > 0
+def test_xes_round_trip_through_pm4py(tmp_path) -> None:
+    """pm4py reads the written XES back as the table: names, times (UTC, milliseconds), attributes."""
+    table = generate_log(1_000, seed=9, start="2024-03-25")  # spans the DST change
+    back = pm4py.read_xes(str(write_log(table, tmp_path / "log.xes.gz")))
+    expected = table.to_pandas().rename(columns=PM4PY_COLUMNS)
+    assert len(back) == len(expected)
+    for column in ("case:concept:name", "concept:name", "org:resource", "case:channel"):
+        assert back[column].astype(str).tolist() == expected[column].tolist(), column
+    for column in ("time:timestamp", "start_timestamp"):
+        assert (pd.to_datetime(back[column], utc=True) == expected[column]).all(), column
+    assert back["case:amount"].tolist() == expected["case:amount"].tolist()
+    assert back["cost"].tolist() == expected["cost"].tolist()
 
 
 def test_pm4py_discovers_a_dfg() -> None:
-    pm4py = pytest.importorskip("pm4py")
     df = generate_log(3_000, seed=6).to_pandas().rename(columns=PM4PY_COLUMNS)
     dfg, starts, ends = pm4py.discover_dfg(df)
     assert starts == {"Submit application": df["case:concept:name"].nunique()}

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pm4py
 import pytest
 
+from conftest import pm4py_frame
 from procestra import (
     InvalidArgumentError,
     LogNotFoundError,
@@ -24,7 +26,6 @@ from procestra.mining.generate import generate_log
 from procestra.store.derived import is_derived
 
 warnings.filterwarnings("ignore")
-pm4py = pytest.importorskip("pm4py")
 
 CASE, ACT, TS, RES = "case:concept:name", "concept:name", "time:timestamp", "org:resource"
 
@@ -72,14 +73,14 @@ def test_generated_log_equals_pm4py(ws: Workspace, loan_table, derived: bool, mo
         monkeypatch.setattr(stats, "AUTO_DERIVE", False)
     with ws.store.read() as con:
         assert is_derived(con, ws.store.log_id(con, "loans")) == derived
-    assert_equals_pm4py(ws, "loans", ws.to_pandas("loans"))
+    assert_equals_pm4py(ws, "loans", pm4py_frame(loan_table))
 
 
 def test_generated_lifecycle_log_equals_pm4py(ws: Workspace) -> None:
     table = generate_log(8_000, seed=5, process="order", lifecycle=True, noise=0.2)
     ws.ingest(table, log="orders", progress=False)
     stats.derive_log(ws, "orders")
-    frame = ws.to_pandas("orders")
+    frame = pm4py_frame(table)
     assert set(frame["lifecycle:transition"]) == {"start", "complete"}  # both count, as in pm4py
     assert_equals_pm4py(ws, "orders", frame)
     # keeping only complete events equals pm4py's lifecycle filter, then its DFG
@@ -91,7 +92,7 @@ def test_generated_lifecycle_log_equals_pm4py(ws: Workspace) -> None:
 def test_filtered_statistics_equal_pm4py_on_filtered_frame(ws: Workspace, loan_table) -> None:
     ws.ingest(loan_table, log="loans", progress=False)
     stats.derive_log(ws, "loans")
-    frame = ws.to_pandas("loans")
+    frame = pm4py_frame(loan_table)
     flt = Filter.case_size(min=9, max=11) & Filter.variants(top=8)
     kept = pm4py.filter_variants_top_k(pm4py.filter_case_size(frame.copy(), 9, 11), 8)
     assert_equals_pm4py(ws, "loans", kept, flt)
@@ -100,7 +101,7 @@ def test_filtered_statistics_equal_pm4py_on_filtered_frame(ws: Workspace, loan_t
 def test_variants_order_share_and_durations(ws: Workspace, loan_table) -> None:
     ws.ingest(loan_table, log="loans", progress=False)
     stats.derive_log(ws, "loans")
-    frame = ws.to_pandas("loans")
+    frame = pm4py_frame(loan_table)
     v = stats.variants(ws, "loans").to_pandas()
     ranked = sorted(pm4py.get_variants(frame.copy()).items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
     assert [tuple(a) for a in v["activities"]] == [a for a, _ in ranked]  # pm4py's top-k order
@@ -121,13 +122,14 @@ def test_stale_derived_data_is_never_used(ws: Workspace, loan_table, monkeypatch
     ws.ingest(loan_table, log="loans", progress=False)
     with monkeypatch.context() as m:
         m.setattr(stats, "derive_log", lambda workspace, log: None)  # the process "dies" after commit
-        ws.ingest(generate_log(3_000, seed=9), log="loans", mode="replace", progress=False)
+        replacement = generate_log(3_000, seed=9).to_pandas()
+        ws.ingest(replacement, log="loans", mode="replace", progress=False)
         more = generate_log(1_000, seed=10).to_pandas()
         more["case_id"] = "X" + more["case_id"]
         ws.ingest(more, log="loans", mode="append", progress=False)
     with ws.store.read() as con:
         assert not is_derived(con, ws.store.log_id(con, "loans"))
-    frame = ws.to_pandas("loans")
+    frame = pm4py_frame(pd.concat([replacement, more], ignore_index=True))
     assert frame[CASE].str.startswith("X").any()
     monkeypatch.setattr(stats, "AUTO_DERIVE", False)
     assert_equals_pm4py(ws, "loans", frame)  # answered from the events
@@ -146,7 +148,7 @@ REAL = [
 ]
 
 
-def pm4py_frame(path: Path) -> pd.DataFrame:
+def pm4py_read(path: Path) -> pd.DataFrame:
     if path.suffix in (".csv", ".parquet"):
         df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
         extra = {"start_timestamp_key": "start_timestamp"} if "start_timestamp" in df.columns else {}
@@ -158,7 +160,7 @@ def pm4py_frame(path: Path) -> pd.DataFrame:
 def test_real_log_equals_pm4py(ws: Workspace, shared_logs: Path, name: str) -> None:
     path = shared_logs / name
     ws.ingest(path, log="real", progress=False)
-    frame = pm4py_frame(path)
+    frame = pm4py_read(path)
     assert_equals_pm4py(ws, "real", frame)  # from the events (no derived tables yet)
     stats.derive_log(ws, "real")
     assert_equals_pm4py(ws, "real", frame)  # from the derived tables
@@ -167,7 +169,7 @@ def test_real_log_equals_pm4py(ws: Workspace, shared_logs: Path, name: str) -> N
 def test_pm4py_dfg_orders_by_start_time_when_it_can(shared_logs: Path) -> None:
     """Why we compare DFGs without ``start_timestamp``: with it, pm4py's own DFG and
     variants disagree on the interval log, so no single order can equal both."""
-    frame = pm4py_frame(shared_logs / "interval_event_log.csv")
+    frame = pm4py_read(shared_logs / "interval_event_log.csv")
     from_variants: dict[tuple[str, str], int] = {}
     for seq, n in pm4py.get_variants(frame.copy()).items():
         for edge in itertools.pairwise(seq):
@@ -176,12 +178,12 @@ def test_pm4py_dfg_orders_by_start_time_when_it_can(shared_logs: Path) -> None:
     assert pm4py.discover_dfg(without_start(frame))[0] == from_variants
 
 
-# -- the other statistics, against pandas ------------------------------------------------------------
+# -- the other statistics, against pandas (service and waiting times: test_times.py) ------------------
 @pytest.fixture
 def loans(ws: Workspace, loan_table) -> tuple[Workspace, pd.DataFrame]:
     ws.ingest(loan_table, log="loans", schema=LogSchema(case_attributes=("amount", "channel")), progress=False)
     stats.derive_log(ws, "loans")
-    return ws, ws.to_pandas("loans")
+    return ws, pm4py_frame(loan_table)
 
 
 def test_activity_stats(loans) -> None:
@@ -190,44 +192,8 @@ def test_activity_stats(loans) -> None:
     g = frame.groupby(ACT)
     assert got["events"].to_dict() == g.size().to_dict()
     assert got["cases"].to_dict() == g[CASE].nunique().to_dict()
-    inst = ws.activity_instances("loans").groupby("activity")["duration_seconds"]
-    assert np.allclose(got.loc[inst.mean().index, "mean_service_s"], inst.mean(), rtol=1e-9)
-    assert np.allclose(got.loc[inst.median().index, "median_service_s"], inst.median(), rtol=1e-9)
+    assert got["instances"].to_dict() == g.size().to_dict()  # one instance per event with a start time
     assert got["events"].is_monotonic_decreasing
-
-
-def test_activity_times_start_ts(loans) -> None:
-    ws, _ = loans
-    t = stats.activity_times(ws, "loans")
-    assert t.basis == "start_ts"
-    got = t.to_pandas().set_index("activity")
-    inst = ws.activity_instances("loans").sort_values(["case_id", "start", "end"], kind="stable")
-    prev_end = inst.groupby("case_id")["end"].transform(lambda s: s.cummax().shift())
-    inst["waiting"] = ((inst["start"] - prev_end).dt.total_seconds()).clip(lower=0)
-    g = inst.groupby("activity")
-    assert got["instances"].to_dict() == g.size().to_dict()
-    assert np.allclose(got.loc[g.size().index, "mean_service_s"], g["duration_seconds"].mean(), rtol=1e-9)
-    assert np.allclose(got.loc[g.size().index, "mean_waiting_s"], g["waiting"].mean(), rtol=1e-9, equal_nan=True)
-    assert np.allclose(got.loc[g.size().index, "median_waiting_s"], g["waiting"].median(), rtol=1e-9,
-                       equal_nan=True)
-
-
-def test_activity_times_lifecycle_pairs_and_none(ws: Workspace) -> None:
-    table = generate_log(4_000, seed=3, process="order", lifecycle=True).drop_columns(["start_timestamp"])
-    ws.ingest(table, log="lc", progress=False)
-    t = stats.activity_times(ws, "lc")
-    assert t.basis == "lifecycle"
-    inst = ws.activity_instances("lc").groupby("activity")["duration_seconds"].mean()
-    got = t.to_pandas().set_index("activity")["mean_service_s"]
-    assert np.allclose(got.loc[inst.index], inst, rtol=1e-9)
-    # a start/complete pair is one instance: no rework from lifecycle events alone
-    assert stats.rework(ws, "lc").to_pandas()["extra"].sum() == (
-        ws.activity_instances("lc").groupby(["case_id", "activity"]).size().sub(1).sum())
-    plain = generate_log(2_000, seed=3).drop_columns(["start_timestamp"])
-    ws.ingest(plain, log="plain", progress=False)
-    none = stats.activity_times(ws, "plain")
-    assert none.basis == "none" and none.to_pandas()["mean_service_s"].isna().all()
-    assert stats.activity_stats(ws, "plain").to_pandas()["mean_service_s"].isna().all()
 
 
 def test_resource_stats_and_handover(loans) -> None:
@@ -253,6 +219,7 @@ def test_rework(loans) -> None:
     n = frame.groupby([CASE, ACT]).size()
     rep = n[n > 1]
     assert got["cases"].to_dict() == rep.groupby(level=ACT).size().to_dict()
+    assert got["cases"].to_dict() == pm4py.get_rework_cases_per_activity(frame.copy())
     assert got["extra"].to_dict() == (rep - 1).groupby(level=ACT).sum().to_dict()
     assert got["cases_with_activity"].to_dict() == n.groupby(level=ACT).size()[got.index].to_dict()
 
@@ -353,7 +320,7 @@ def test_dotted_chart_samples_cases_evenly(ws: Workspace, loan_table) -> None:
     assert (t.groupby("row")["case_id"].nunique() == 1).all()
     case = t[t["row"] == 0]["case_id"].iloc[0]
     assert case == durations.iloc[0]["case_id"]
-    assert len(t[t["row"] == 0]) == len(ws.to_pandas("loan").query("`case:concept:name` == @case"))
+    assert len(t[t["row"] == 0]) == (loan_table.column("case_id").to_numpy(zero_copy_only=False) == case).sum()
     all_cases = stats.dotted_chart(ws, "loan", max_cases=10**9)
     assert all_cases.shown == all_cases.cases
     from procestra.mining.filters import Filter

@@ -16,7 +16,7 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -501,18 +501,46 @@ def _read_sql(
     return SourceInfo(kind, shown, h.hexdigest(), rows)
 
 
-def _rows_to_table(columns: list[str], rows: list[tuple[Any, ...]]) -> pa.Table:
+#: Rows per batch read from a database cursor.
+_BATCH_ROWS = 50_000
+#: PostgreSQL's type OID of ``numeric``.
+_PG_NUMERIC = 1700
+
+
+def _rows_to_table(columns: list[str], rows: list[tuple[Any, ...]],
+                   types: dict[int, pa.DataType] | None = None) -> pa.Table:
+    """One batch of rows as Arrow: column ``i`` of type ``types[i]`` when given, else as Arrow
+    infers it from the values; a column that fits neither becomes text."""
     arrays = []
     for i in range(len(columns)):
         values = [r[i] for r in rows]
+        typ = (types or {}).get(i)
         try:
-            arrays.append(pa.array(values))
+            if typ == pa.float64():
+                values = [None if v is None else float(v) for v in values]
+            arrays.append(pa.array(values, typ))
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
     return pa.Table.from_arrays(arrays, names=columns)
 
 
-def _sqlite_batches(url: str, query: str, size: int = 50_000) -> Iterator[pa.Table]:
+def _pg_types(description: Sequence[Any]) -> dict[int, pa.DataType]:
+    """Arrow types of a PostgreSQL query's ``numeric`` columns, from their declared type.
+
+    Inferred from the values, a ``numeric`` column would get the precision of each batch's
+    largest value, so two batches could disagree and the column end up as text. Instead
+    ``numeric(p, s)`` is ``DECIMAL(p, s)`` (p up to 38) and a ``numeric`` without a
+    precision is ``DOUBLE``, as DuckDB's own PostgreSQL reader has it.
+    """
+    out: dict[int, pa.DataType] = {}
+    for i, col in enumerate(description):
+        if col.type_code == _PG_NUMERIC:
+            p, s = col.precision, col.scale
+            out[i] = pa.decimal128(p, s or 0) if p is not None and 0 < p <= 38 else pa.float64()
+    return out
+
+
+def _sqlite_batches(url: str, query: str) -> Iterator[pa.Table]:
     if "://" in url:
         parts = urlsplit(url)
         path = (parts.netloc + parts.path) if parts.netloc else parts.path
@@ -537,7 +565,7 @@ def _sqlite_batches(url: str, query: str, size: int = 50_000) -> Iterator[pa.Tab
         names = unique_names([d[0] for d in cur.description])
         while True:
             try:
-                chunk = cur.fetchmany(size)
+                chunk = cur.fetchmany(_BATCH_ROWS)
             except sqlite3.Error as exc:
                 raise SourceConnectionError(f"the query failed: {exc}", source=path) from None
             if not chunk:
@@ -547,7 +575,7 @@ def _sqlite_batches(url: str, query: str, size: int = 50_000) -> Iterator[pa.Tab
         db.close()
 
 
-def _postgres_batches(url: str, query: str, size: int = 50_000) -> Iterator[pa.Table]:
+def _postgres_batches(url: str, query: str) -> Iterator[pa.Table]:
     import psycopg
 
     shown = mask_url(url)
@@ -562,7 +590,7 @@ def _postgres_batches(url: str, query: str, size: int = 50_000) -> Iterator[pa.T
             try:
                 cur = conn.cursor(name="procestra_ingest")
                 cur.execute(query)
-                chunk = cur.fetchmany(size)
+                chunk = cur.fetchmany(_BATCH_ROWS)
             except psycopg.Error as exc:
                 raise SourceConnectionError(
                     f"the query failed: {str(exc).strip().splitlines()[0]}", source=shown
@@ -570,10 +598,11 @@ def _postgres_batches(url: str, query: str, size: int = 50_000) -> Iterator[pa.T
             if cur.description is None:
                 raise SourceConnectionError("the query returns no rows (is it a SELECT?)", source=shown)
             names = unique_names([d.name for d in cur.description])
+            types = _pg_types(cur.description)
             while chunk:
-                yield _rows_to_table(names, chunk)
+                yield _rows_to_table(names, chunk, types)
                 try:
-                    chunk = cur.fetchmany(size)
+                    chunk = cur.fetchmany(_BATCH_ROWS)
                 except psycopg.Error as exc:
                     raise SourceConnectionError(
                         f"the query failed: {str(exc).strip().splitlines()[0]}", source=shown

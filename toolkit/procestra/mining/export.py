@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from procestra.errors import EmptyResultError, InvalidArgumentError
+from procestra.mining.plan import lifecycle_instances_sql
 from procestra.schema import PM4PY_NAMES, quote_ident, table_names
 from procestra.store import catalogue
 
@@ -135,8 +136,9 @@ def activity_instances(workspace: Home, log: str) -> pd.DataFrame:
     """Activity instances: one row each, with start, end and duration in seconds.
 
     Uses ``start_ts`` where the log has it; otherwise pairs lifecycle ``start`` and
-    ``complete`` events of the same case and activity in order (the n-th start with
-    the n-th complete). Events without a partner are instances of zero duration.
+    ``complete`` events of the same case and activity, each complete closing the oldest
+    open start (see :func:`~procestra.mining.plan.lifecycle_instances_sql`). Events
+    without a partner are instances of zero duration.
     """
     with workspace.store.read() as con:
         log_id = catalogue.log_id(con, log)
@@ -146,20 +148,8 @@ def activity_instances(workspace: Home, log: str) -> pd.DataFrame:
             sql = (f"SELECT case_id, activity, resource, coalesce(start_ts, ts) AS start, ts AS end "
                    f"FROM {ev} WHERE lifecycle IS NULL OR lower(lifecycle) = 'complete'")
         else:
-            sql = f"""
-            WITH k AS (
-                SELECT *, lower(coalesce(lifecycle, 'complete')) AS lc,
-                       row_number() OVER (PARTITION BY case_id, activity, lower(coalesce(lifecycle, 'complete'))
-                                          ORDER BY ts, event_id) AS n
-                FROM {ev}
-                WHERE lower(coalesce(lifecycle, 'complete')) IN ('start', 'complete')
-            )
-            SELECT coalesce(c.case_id, s.case_id) AS case_id, coalesce(c.activity, s.activity) AS activity,
-                   coalesce(c.resource, s.resource) AS resource,
-                   coalesce(s.ts, c.ts) AS start, coalesce(c.ts, s.ts) AS end
-            FROM (SELECT * FROM k WHERE lc = 'complete') c
-            FULL JOIN (SELECT * FROM k WHERE lc = 'start') s
-              ON s.case_id = c.case_id AND s.activity = c.activity AND s.n = c.n"""
+            sql = (f"SELECT case_id, activity, resource, i_start AS start, i_end AS \"end\" "
+                   f"FROM ({lifecycle_instances_sql(ev)})")
         return con.execute(
             f"SELECT *, epoch(\"end\") - epoch(start) AS duration_seconds FROM ({sql}) "
             "ORDER BY case_id, start, \"end\""

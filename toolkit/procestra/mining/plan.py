@@ -18,7 +18,7 @@ from procestra.errors import InvalidArgumentError
 from procestra.schema import EVENT_COLUMNS, table_names
 from procestra.store.derived import derived_tables, is_derived
 
-__all__ = ["CASE_FACTS", "EVENT_ROLES", "FilterPlan", "seconds_sql"]
+__all__ = ["CASE_FACTS", "EVENT_ROLES", "FilterPlan", "lifecycle_instances_sql", "seconds_sql"]
 
 #: Columns of ``ca_<id>`` that are not case attributes.
 CASE_FACTS = ("case_id", "n_events", "first_ts", "last_ts")
@@ -34,6 +34,48 @@ def seconds_sql(micros: str) -> str:
     (``86400 * days + seconds + 1e-6 * microseconds``), so durations equal pm4py's bit for bit."""
     x = f"({micros})"
     return f"(CAST(86400 * ({x} // 86400000000) + ({x} // 1000000) % 86400 AS DOUBLE) + 1e-6 * ({x} % 1000000))"
+
+
+# -- activity instances from lifecycle events ------------------------------------------------
+def lifecycle_instances_sql(events: str) -> str:
+    """Activity instances from the lifecycle ``start``/``complete`` events of ``events`` (a table
+    or CTE with the ``ev_`` columns), as a query with the columns ``case_id, activity, resource,
+    event_id, i_start, i_end`` (resource and event id of the complete, where there is one).
+
+    Per case and activity, in order (timestamp, then event id), a ``complete`` closes the
+    oldest open ``start``: pm4py's rule (``to_interval``). A ``complete`` with no open start
+    is an instance of zero duration at its time, and so is a ``start`` that never completes;
+    other transitions (``schedule``, ...) are left out. In SQL, by counting: the m-th complete
+    that closes a start closes the m-th start, and a complete closes none exactly when the
+    running balance of starts minus completes falls below both 0 and its earlier minimum.
+    (Pairing the n-th start with the n-th complete instead goes wrong after a complete
+    without a start: it pairs that complete with a later start, a negative duration.)
+    """
+    running = "PARTITION BY case_id, activity ORDER BY ts, event_id ROWS BETWEEN UNBOUNDED PRECEDING AND"
+    return f"""
+        WITH __lc AS (
+            SELECT case_id, activity, resource, event_id, ts, lc,
+                   sum(CASE WHEN lc = 'start' THEN 1 ELSE -1 END) OVER ({running} CURRENT ROW) AS bal,
+                   sum(CASE WHEN lc = 'start' THEN 1 ELSE 0 END) OVER ({running} CURRENT ROW) AS starts,
+                   sum(CASE WHEN lc = 'complete' THEN 1 ELSE 0 END) OVER ({running} CURRENT ROW) AS completes
+            FROM (SELECT *, lower(coalesce(lifecycle, 'complete')) AS lc FROM {events})
+            WHERE lc IN ('start', 'complete')),
+        __lo AS (
+            SELECT *, greatest(0, -min(bal) OVER ({running} CURRENT ROW)) AS unclosed,
+                   greatest(0, -coalesce(min(bal) OVER ({running} 1 PRECEDING), 0)) AS unclosed_before
+            FROM __lc),
+        __lm AS (
+            SELECT *, lc = 'complete' AND unclosed > unclosed_before AS alone,
+                   CASE WHEN lc = 'start' THEN starts ELSE completes - unclosed END AS n
+            FROM __lo)
+        SELECT coalesce(c.case_id, s.case_id) AS case_id, coalesce(c.activity, s.activity) AS activity,
+               coalesce(c.resource, s.resource) AS resource, coalesce(c.event_id, s.event_id) AS event_id,
+               coalesce(s.ts, c.ts) AS i_start, coalesce(c.ts, s.ts) AS i_end
+        FROM (SELECT * FROM __lm WHERE lc = 'complete' AND NOT alone) c
+        FULL JOIN (SELECT * FROM __lm WHERE lc = 'start') s
+          ON s.case_id = c.case_id AND s.activity = c.activity AND s.n = c.n
+        UNION ALL
+        SELECT case_id, activity, resource, event_id, ts, ts FROM __lm WHERE alone"""
 
 
 # -- compilation --------------------------------------------------------------------------

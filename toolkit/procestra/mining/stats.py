@@ -63,7 +63,7 @@ import pyarrow as pa
 
 from procestra.errors import InvalidArgumentError
 from procestra.mining.filters import Filter, plan_filter
-from procestra.mining.plan import FilterPlan, seconds_sql
+from procestra.mining.plan import FilterPlan, lifecycle_instances_sql, seconds_sql
 from procestra.store import catalogue
 from procestra.store.derived import derive, derive_log, drop_derived, is_derived, underive
 
@@ -475,9 +475,10 @@ def _instances(plan: FilterPlan) -> tuple[str, str]:
 
     Columns: ``case_id, activity, resource, event_id, i_start, i_end, service_s, waiting_s``.
     Same rules as ``export.activity_instances``: ``start_ts`` where the log has it (one
-    instance per non-start event); else the n-th lifecycle ``start`` paired with the n-th
-    ``complete`` of the same case and activity; else each event, with no start time.
-    Waiting: from the latest end among the case's earlier instances to this start (>= 0).
+    instance per non-start event); else lifecycle ``start``/``complete`` pairs
+    (:func:`~procestra.mining.plan.lifecycle_instances_sql`); else each event, with no start time.
+    Waiting: from the latest end among the case's earlier instances (by start) to this start
+    (>= 0; None for a case's first instance).
     """
     has_start_ts, has_start_lc = plan.con.execute(
         f"SELECT count(start_ts) > 0, count(*) FILTER (WHERE lower(lifecycle) = 'start') > 0 FROM {plan.ev}"
@@ -489,17 +490,7 @@ def _instances(plan: FilterPlan) -> tuple[str, str]:
                 f"FROM {e} WHERE lifecycle IS NULL OR lower(lifecycle) = 'complete'")
     elif has_start_lc:
         basis = "lifecycle"
-        k = plan.add(
-            f"""SELECT *, lower(coalesce(lifecycle, 'complete')) AS lc,
-                   row_number() OVER (PARTITION BY case_id, activity, lower(coalesce(lifecycle, 'complete'))
-                                      ORDER BY ts, event_id) AS n
-            FROM {e} WHERE lower(coalesce(lifecycle, 'complete')) IN ('start', 'complete')""")
-        inst = f"""SELECT coalesce(c.case_id, s.case_id) AS case_id, coalesce(c.activity, s.activity) AS activity,
-                   coalesce(c.resource, s.resource) AS resource, coalesce(c.event_id, s.event_id) AS event_id,
-                   coalesce(s.ts, c.ts) AS i_start, coalesce(c.ts, s.ts) AS i_end
-            FROM (SELECT * FROM {k} WHERE lc = 'complete') c
-            FULL JOIN (SELECT * FROM {k} WHERE lc = 'start') s
-              ON s.case_id = c.case_id AND s.activity = c.activity AND s.n = c.n"""
+        inst = lifecycle_instances_sql(e)
     else:
         basis = "none"
         inst = (f"SELECT case_id, activity, resource, event_id, CAST(NULL AS TIMESTAMPTZ) AS i_start, ts AS i_end "
