@@ -19,10 +19,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # System packages: Graphviz for diagrams, PostgreSQL for the database-source tests,
-# Chromium and npm (bpmn-js) for the browser tests. Installed only when missing.
+# Chromium and npm (bpmn-js) for the browser tests, strace for the tests that check commits
+# reach the disk (tests/syscall_trace.py). Installed only when missing.
 sysdeps:
 	@missing=""; \
 	command -v dot >/dev/null || missing="$$missing graphviz"; \
+	command -v strace >/dev/null || missing="$$missing strace"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \

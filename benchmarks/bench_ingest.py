@@ -1,6 +1,7 @@
 """Ingest speed against pm4py and pandas, side by side in one run; prints ratios.
 
-    python benchmarks/bench_ingest.py [--events 1000000] [--skip-xes] [--skip-rss]
+    python benchmarks/bench_ingest.py [--events 1000000] [--skip-xes] [--skip-csv] [--skip-rss]
+                                      [--lock-events 300000] [--lock-runs 5] [--skip-lock]
 
 1. XES: ``Workspace.ingest`` of bpic2012.xes.gz (from ../shared) against
    ``pm4py.read_xes`` of the same file. Target: at least 5x faster.
@@ -8,13 +9,20 @@
    ``pm4py.format_dataframe``. Target: at least 3x faster.
 3. Peak RSS of an XES ingest at 1x and 4x file sizes, each in a fresh process.
    Target: flat (the 4x run should not need ~4x the memory).
+4. The writer lock during a 300k-event load (``--lock-events``) and an append of as many
+   again, with a reader in another process opening the store every 20 ms: how long
+   ``Store.write`` held the writer lock and the file (its own measure, logged at DEBUG
+   with ``held_seconds`` and ``open_seconds``), and the longest the reader waited to get
+   in. Target: under a second.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -121,11 +129,86 @@ def bench_rss(tmp: Path) -> dict:
     return {"rss": out}
 
 
+_READER = """
+import json, sys, time
+from pathlib import Path
+from procestra.store.events import Store
+store, stop = Store(sys.argv[1]), Path(sys.argv[2])
+longest, reads = 0.0, 0
+print("ready", flush=True)
+while not stop.exists():
+    t = time.perf_counter()
+    with store.read() as con:
+        waited = time.perf_counter() - t
+        con.execute("SELECT count(*) FROM logs").fetchall()
+    longest, reads = max(longest, waited), reads + 1
+    time.sleep(0.02)  # a reader that polls; back-to-back reopening starves the writer (see RESULTS.md)
+print(json.dumps({"longest_wait_s": longest, "reads": reads}))
+"""
+
+
+class _Held(logging.Handler):
+    """Collects what ``Store.write`` logs when it releases the writer lock: (held, file open) seconds."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seconds: list[tuple[float, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hasattr(record, "held_seconds"):
+            self.seconds.append((record.held_seconds, record.open_seconds))
+
+
+def bench_lock(tmp: Path, events: int, runs: int) -> dict:
+    from procestra import Workspace
+    from procestra.mining.generate import generate_log, write_log
+
+    first = write_log(generate_log(events, seed=11), tmp / "lock-a.csv")
+    second = write_log(generate_log(events, seed=12), tmp / "lock-b.csv")
+    held = _Held()
+    store_log = logging.getLogger("procestra.store.events")
+    store_log.addHandler(held)
+    store_log.setLevel(logging.DEBUG)
+    rows: dict[str, list[dict]] = {"load": [], "append": []}
+    try:
+        for run in range(runs):
+            ws = Workspace.init(tmp / f"lock-ws-{run}")
+            for kind, src, mode in (("load", first, "create"), ("append", second, "append")):
+                stop = tmp / f"lock-stop-{run}-{kind}"
+                reader = subprocess.Popen([sys.executable, "-c", _READER, str(ws.store.path), str(stop)],
+                                          stdout=subprocess.PIPE, text=True)
+                assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
+                held.seconds.clear()
+                t = time.perf_counter()
+                r = ws.ingest(src, log="x", mode=mode, progress=False)
+                total = time.perf_counter() - t
+                stop.touch()
+                seen = json.loads(reader.communicate(timeout=120)[0])
+                assert len(held.seconds) == 1, held.seconds  # one write: the commit
+                rows[kind].append({"events_added": r.events_added, "ingest_s": total, "held_s": held.seconds[0][0],
+                                   "open_s": held.seconds[0][1], "reader_wait_s": seen["longest_wait_s"],
+                                   "reader_reads": seen["reads"]})
+    finally:
+        store_log.removeHandler(held)
+    for kind, rs in rows.items():
+        held, opened = sorted(x["held_s"] for x in rs), sorted(x["open_s"] for x in rs)
+        print(f"  writer lock, {kind} of {rs[0]['events_added']:,} events ({runs} runs): held median "
+              f"{statistics.median(held):.2f} s, max {held[-1]:.2f} s; the file open median "
+              f"{statistics.median(opened):.2f} s, max {opened[-1]:.2f} s; whole ingest median "
+              f"{statistics.median(x['ingest_s'] for x in rs):.2f} s; a reader polling every 20 ms "
+              f"waited at most {max(x['reader_wait_s'] for x in rs):.2f} s (target: under 1 s)")
+    return {"lock": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--skip-xes", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--skip-csv", action="store_true")
+    ap.add_argument("--lock-events", type=int, default=300_000)
+    ap.add_argument("--lock-runs", type=int, default=5)
+    ap.add_argument("--skip-lock", action="store_true")
     args = ap.parse_args()
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="procestra-bench-") as d:
@@ -133,9 +216,12 @@ def main() -> None:
         print("Ingest benchmark (best of 2 for procestra; pm4py/pandas once)")
         if not args.skip_xes:
             results.update(bench_xes(tmp))
-        results.update(bench_csv(tmp, args.events))
+        if not args.skip_csv:
+            results.update(bench_csv(tmp, args.events))
         if not args.skip_rss:
             results.update(bench_rss(tmp))
+        if not args.skip_lock:
+            results.update(bench_lock(tmp, args.lock_events, args.lock_runs))
     out = ROOT / "benchmarks" / "output"
     out.mkdir(exist_ok=True)
     (out / "bench_ingest.json").write_text(json.dumps(results, indent=2, default=str))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from procestra import InvalidArgumentError, Workspace
 from procestra.ingest.outbox import flush_outbox
 from procestra.store import ops
 from procestra.store.ops import Event
+from syscall_trace import trace, unsynced_at
 
 T0 = datetime(2025, 1, 6, 5, 0, tzinfo=UTC)
 
@@ -222,6 +224,40 @@ def test_concurrent_writers_queue_and_acknowledged_writes_survive_sigkill(ws: Wo
         counts = dict(con.execute("SELECT substr(case_id, 1, 1), count(*) FROM outbox GROUP BY 1").fetchall())
     assert counts["a"] == 150 and counts["b"] == 150
     assert counts["k"] >= acked + 1  # every acknowledged commit is there
+
+
+# A long-running writer as the engine's workers are: one kept connection, one ops.write per change.
+# (A connection closed after each transaction checkpoints the WAL on close, which syncs it
+# whatever the synchronous setting; a kept one leaves each commit's durability to that setting.)
+KEPT_WRITER = """
+import os, sys
+from datetime import datetime, timezone
+from procestra import Workspace
+from procestra.store import ops
+ws = Workspace(sys.argv[1])
+con = ops.open_connection(ws)
+for i in range(int(sys.argv[2])):
+    with ops.write(con):
+        ops.emit(con, "jobs", [ops.Event(f"k-{i}", "a", datetime.now(timezone.utc))])
+    os.write(1, f"{i}\\n".encode())  # the acknowledgement: one write(2) call
+con.close()
+"""
+
+
+def test_every_commit_is_on_disk_before_it_is_acknowledged(ws: Workspace, tmp_path: Path) -> None:
+    """What synchronous=FULL buys, seen in the system calls (strace) rather than in the PRAGMA: each
+    commit fsyncs the WAL before it returns, so a write acknowledged to a caller is on the disk,
+    not only in the page cache that a SIGKILL spares and a power loss does not."""
+    ops.prepare(ws)
+    out = tmp_path / "trace"
+    proc = trace([sys.executable, "-c", KEPT_WRITER, str(ws.path), "20"], out)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(i) for i in range(20)]
+    files = {str(ops.ops_path(ws)), f"{ops.ops_path(ws)}-wal"}
+    acks = unsynced_at(out, lambda path: path in files, lambda name, fd, path: name == "write" and fd == 1)
+    assert len(acks) == 20
+    late = [(i, sorted(a.unsynced)) for i, a in enumerate(acks) if a.unsynced]
+    assert not late, f"commits acknowledged before their writes were synced: {late[:3]}"
 
 
 def test_to_iso_is_sortable_utc_and_rejects_naive() -> None:

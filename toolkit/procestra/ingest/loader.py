@@ -41,6 +41,7 @@ from procestra.progress import Progress, progress_display
 from procestra.schema import LogSchema, detect_schema, quote_ident, table_names, unique_names
 from procestra.store import catalogue
 from procestra.store.catalogue import validate_log_name
+from procestra.store.testpoints import pause_point
 
 if TYPE_CHECKING:
     from procestra.store.home import Home
@@ -612,7 +613,9 @@ def _commit(
                 log_id=log_id, version=version, mode=status, source=info.name,
                 content_hash=info.content_hash, options_hash=opt_hash, rows_read=quality.rows_read,
                 events_added=int(added)))
+            pause_point("ingest.before-commit")
             con.execute("COMMIT")
+            pause_point("ingest.after-commit")
             return status, int(added)
         except BaseException:
             with contextlib.suppress(duckdb.Error):
