@@ -109,7 +109,7 @@ def test_import_one_process_of_a_file_with_several(ws: Path, tmp_path: Path) -> 
 
     by_id = _json(run_cli("model", "import", str(file), "--process", "Process_intake", "--json", workspace=ws))
     assert (by_id["name"], by_id["process_id"]) == ("Intake", "Process_intake")
-    assert any("pools" in note for note in by_id["notes"])  # the other pool was dropped, and it says so
+    assert any("kept in the file but do not run" in note for note in by_id["notes"])  # the other pool
     assert [w["code"] for w in by_id["warnings"]] == ["untyped-task"]
     by_name = _json(run_cli("model", "import", str(file), "--process", "review", "--json", workspace=ws))
     assert (by_name["name"], by_name["process_id"]) == ("review", "Process_review")
@@ -194,7 +194,8 @@ def test_a_bimp_model_with_a_default_flow_imports_and_runs(shared_dir: Path, ws:
 
     saved = _json(run_cli("model", "import", str(file), "--json", workspace=ws))
     assert saved["name"] == "credit" and "Make credit offer" in saved["activities"]
-    assert any("vendor extension" in note for note in saved["notes"])
+    kept = etree.parse(str(Path(saved["path"]) / "model.bpmn")).getroot()  # BIMP's simulation data stays
+    assert len(kept.findall("{http://www.qbp-simulator.com/Schema201212}processSimulationInfo")) == 1
     assert {w["code"] for w in saved["warnings"]} == {"untyped-task", "constant-condition"}
     assert run_cli("model", "validate", "credit", workspace=ws).returncode == 0
 

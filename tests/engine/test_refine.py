@@ -243,8 +243,15 @@ def test_camunda_modeler_file_loads_and_validation_names_each_problem(tmp_path):
     assert model.name == "Claims" and model.process_id == "Process_claims"
     assert model.element("Auto settle").kind == "serviceTask"  # business rule task read as a service task
     assert model.element("Timer_sla").timer == "PT2H" and not model.element("Timer_sla").interrupting
-    notes = " | ".join(model.notes)
-    assert "pools" in notes and "lanes" in notes and "camunda.org" in notes and "businessRuleTask" in notes
+    assert model.notes == ["<businessRuleTask> 'Task_auto' was read as a service task: bind it to a handler"]
+    review = model.element("Review claim").human  # camunda:candidateGroups and formKey
+    assert (review.candidate_group, review.form_key, review.fields) == ("adjusters", "review", ())
+    kept = etree.fromstring(model.to_xml().encode())  # the file, patched: lanes, pool and extensions stay
+    assert kept.find(f"{B}collaboration/{B}participant").get("processRef") == "Process_claims"
+    assert kept.find(f".//{B}laneSet/{B}lane").get("name") == "Clerks"
+    assert kept.find(f".//{B}serviceTask[@id='Task_check']").get("{http://camunda.org/schema/1.0/bpmn}class") == \
+        "com.acme.Check"
+    assert kept.find(f".//{B}businessRuleTask[@id='Task_auto']") is not None  # unbound: as drawn
     problems = model.validate()
     found = codes(problems)
     assert found["bad-condition"] == ["Gateway_big"]  # ${...} is JUEL, not our syntax
@@ -462,8 +469,6 @@ def test_bad_files_give_clear_errors(tmp_path):
         "dangling.bpmn": ((f'<definitions xmlns="{B[1:-1]}"><process id="p"><task id="t"/>'
                            '<sequenceFlow id="f" sourceRef="t" targetRef="nowhere"/></process></definitions>'),
                           "sequence flow 'f' has targetRef='nowhere'"),
-        "complex.bpmn": ((f'<definitions xmlns="{B[1:-1]}"><process id="p"><complexGateway id="c"/></process>'
-                          '</definitions>'), "complex gateways are not supported"),
         "bad-ext.bpmn": ((f'<definitions xmlns="{B[1:-1]}" xmlns:procestra="{NS}"><process id="p"><serviceTask '
                           'id="t"><extensionElements><procestra:handler kind="python"><procestra:config>{oops'
                           '</procestra:config></procestra:handler></extensionElements></serviceTask></process>'
@@ -475,6 +480,11 @@ def test_bad_files_give_clear_errors(tmp_path):
         with pytest.raises(ModelError, match=fragment.replace("(", r"\(")) as info:
             ToBeModel.load(path)
         assert str(path) in str(info.value)
+    complex_ = tmp_path / "complex.bpmn"  # read, and refused by validation, naming the element
+    complex_.write_text(f'<definitions xmlns="{B[1:-1]}"><process id="p"><complexGateway id="c"/></process>'
+                        '</definitions>', encoding="utf-8")
+    [refused] = [p for p in ToBeModel.load(complex_).validate() if p.code == "unsupported-construct"]
+    assert refused.element == "c" and "complex gateways are not supported" in refused.message
     with pytest.raises(ModelError, match="no such file"):
         ToBeModel.load(tmp_path / "missing.bpmn")
     with pytest.raises(InvalidArgumentError, match="saved models need ws="):
@@ -485,11 +495,11 @@ def test_bad_files_give_clear_errors(tmp_path):
 # <task>s (untyped), the branches without a condition of exclusive gateways that split (missing
 # condition), Signavio's branch probabilities ("0.2") read as conditions that use no case data
 # (constant: a warning; with no default flow either, that gateway has no provable way out), the
-# cancel events of Subprocess1 (unsupported), and the subprocess of simple_model, which has no
+# cancel events of Subprocess1 (unsupported, and outside a transaction, which SpiffWorkflow refuses), and the subprocess of simple_model, which has no
 # start event inside.
 OTHER_TOOLS = {
     "SimpleParallel": {"untyped-task": 6, "missing-condition": 2},
-    "Subprocess1": {"untyped-task": 5, "missing-condition": 2, "unsupported-event": 2},
+    "Subprocess1": {"untyped-task": 5, "missing-condition": 2, "unsupported-event": 2, "cancel-outside-transaction": 2},
     "ch7_CreditAppSimulation": {"untyped-task": 6, "constant-condition": 4, "no-default": 1},
     "ch7_InsuranceClaimsSimulationNormalSeason": {"untyped-task": 9, "constant-condition": 10, "no-default": 1},
     "receipt": {"untyped-task": 27, "missing-condition": 47},

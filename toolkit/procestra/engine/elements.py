@@ -36,6 +36,8 @@ __all__ = [
     "Flow",
     "FormField",
     "HumanTask",
+    "LOOP_KINDS",
+    "Loop",
     "RemoveReport",
     "Retry",
     "Variable",
@@ -47,7 +49,7 @@ __all__ = [
 ID = re.compile(r"^[A-Za-z_][\w.\-]*$")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-TASKS = ("task", "serviceTask", "userTask", "scriptTask", "manualTask")
+TASKS = ("task", "serviceTask", "userTask", "scriptTask", "manualTask", "sendTask", "receiveTask")
 ACTIVITIES = (*TASKS, "subProcess", "callActivity")
 GATEWAYS = ("exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway")
 EVENTS = ("startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent")
@@ -56,6 +58,7 @@ EVENT_TYPES = ("timer", "error", "message", "signal", "terminate", "escalation",
                "compensate", "link")  # fmt: skip
 VARIABLE_TYPES = ("any", "string", "number", "integer", "boolean", "date", "object", "list")
 FIELD_TYPES = ("string", "text", "number", "integer", "boolean", "date", "enum")
+LOOP_KINDS = ("parallel", "sequential", "standard")
 
 def duration_seconds(text: str) -> float | None:
     """Seconds of an ISO 8601 duration (weeks, days, hours, minutes, seconds), or None if it is not one."""
@@ -138,10 +141,20 @@ class FormField:
     allowed: tuple[Any, ...] = ()
     label: str = ""
     default: Any = None
+    #: Bounds of a number (``minimum``/``maximum``) or of a text's length (``min_length``/``max_length``).
+    minimum: float | None = None
+    maximum: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _VAR.match(self.name):
             raise InvalidArgumentError(f"form field name {self.name!r} must be an identifier", parameter="name")
+        for bound in ("minimum", "maximum", "min_length", "max_length"):
+            v = getattr(self, bound)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise InvalidArgumentError(f"form field {self.name!r}: {bound} must be a number, not {v!r}",
+                                           parameter=bound)
         if self.type not in FIELD_TYPES:
             raise InvalidArgumentError(f"form field {self.name!r}: type {self.type!r} is not one of "
                                        f"{', '.join(FIELD_TYPES)}", parameter="type")  # fmt: skip
@@ -174,6 +187,16 @@ class FormField:
                 raise ValueError(f"expected a date like 2026-01-31, got {value!r}") from None
         if self.allowed and value not in self.allowed:
             raise ValueError(f"{value!r} is not one of {', '.join(map(repr, self.allowed))}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if self.minimum is not None and value < self.minimum:
+                raise ValueError(f"{value!r} is less than the minimum {self.minimum:g}")
+            if self.maximum is not None and value > self.maximum:
+                raise ValueError(f"{value!r} is more than the maximum {self.maximum:g}")
+        if isinstance(value, str):
+            if self.min_length is not None and len(value) < self.min_length:
+                raise ValueError(f"{value!r} is shorter than {self.min_length:g} characters")
+            if self.max_length is not None and len(value) > self.max_length:
+                raise ValueError(f"{value!r} is longer than {self.max_length:g} characters")
         return value
 
 
@@ -183,11 +206,18 @@ Field = FormField
 
 @dataclass(frozen=True)
 class HumanTask:
-    """A user task's form, who may claim it, and when it is due (ISO 8601 duration)."""
+    """A user task's form, who may claim it, and when it is due (ISO 8601 duration).
+
+    A task without fields takes any JSON object on completion; its keys become case data.
+    ``assignee`` is the person the task is for, ``form_key`` the form another tool shows for it
+    (Camunda's ``formKey``), kept and shown, not rendered.
+    """
 
     fields: tuple[FormField, ...] = ()
     candidate_group: str | None = None
     due: str | None = None
+    assignee: str | None = None
+    form_key: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))
@@ -205,6 +235,12 @@ class HumanTask:
         """The submitted ``data`` coerced to the form (defaults filled); :class:`FormError` lists what is wrong."""
         if not isinstance(data, Mapping):
             raise FormError({"(data)": f"expected an object of field values, got {type(data).__name__}"}, task=task)
+        if not self.fields:  # no form: any object, its keys become case data
+            bad = {str(k): "a key of the case data must be an identifier" for k in data
+                   if not isinstance(k, str) or not _VAR.match(k)}  # fmt: skip
+            if bad:
+                raise FormError(bad, task=task)
+            return dict(data)
         problems: dict[str, str] = {}
         out: dict[str, Any] = {}
         known = {f.name for f in self.fields}
@@ -225,6 +261,50 @@ class HumanTask:
         if problems:
             raise FormError(problems, task=task)
         return out
+
+
+@dataclass(frozen=True)
+class Loop:
+    """An activity's loop as drawn: multi-instance (``parallel``/``sequential``) or a ``standard`` loop.
+
+    Multi-instance runs ``cardinality`` times, or once per item of ``collection`` (the item in
+    ``element_variable``), collecting ``output_element`` of each into ``output_collection``, until
+    ``completion_condition``. ``vendor`` names whose attributes gave collection and element variable
+    ("camunda" for ``camunda:collection``/``camunda:elementVariable``), "" for standard BPMN. A
+    standard loop repeats while ``condition`` holds, at most ``maximum`` times, testing first with
+    ``test_before``.
+    """
+
+    kind: str
+    cardinality: str | None = None
+    collection: str | None = None
+    element_variable: str | None = None
+    output_collection: str | None = None
+    output_element: str | None = None
+    completion_condition: str | None = None
+    condition: str | None = None
+    maximum: int | None = None
+    test_before: bool = False
+    vendor: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in LOOP_KINDS:
+            raise InvalidArgumentError(f"loop kind {self.kind!r} is not one of {', '.join(LOOP_KINDS)}",
+                                       parameter="kind")
+
+    def __str__(self) -> str:
+        if self.kind == "standard":
+            parts = [f"while {self.condition!r}" if self.condition else "",
+                     f"at most {self.maximum} times" if self.maximum is not None else "",
+                     "tested before each pass" if self.test_before else ""]
+            return "standard loop " + ", ".join(p for p in parts if p)
+        how = f"{self.cardinality!r} times" if self.cardinality else f"over {self.collection!r}"
+        item = f" as {self.element_variable!r}" if self.element_variable else ""
+        out = f", collecting {self.output_element or 'each result'!r} into {self.output_collection!r}" \
+            if self.output_collection else ""
+        until = f", until {self.completion_condition!r}" if self.completion_condition else ""
+        via = f" ({self.vendor} attributes)" if self.vendor else ""
+        return f"{self.kind} multi-instance, {how}{item}{out}{until}{via}"
 
 
 @dataclass
@@ -253,6 +333,18 @@ class Element:
     #: Gateways: the id of the default outgoing flow.
     default: str | None = None
     documentation: str = ""
+    #: Activities: multi-instance or standard loop, as drawn.
+    loop: Loop | None = None
+    #: Subprocesses: a transaction (with cancel), or an event subprocess (started by its start event).
+    transaction: bool = False
+    triggered_by_event: bool = False
+    #: Conditional events: the condition; message, signal and escalation events: the name they refer to.
+    condition: str | None = None
+    event_ref: str | None = None
+    #: What the engine cannot run exactly, as read from the file: validation names each as an error.
+    unsupported: tuple[str, ...] = ()
+    #: Bindings another tool gave a service task (``camunda:topic`` ...), to be made with :meth:`bind`.
+    vendor_binding: str | None = None
 
     @property
     def label(self) -> str:
@@ -270,15 +362,20 @@ class Element:
                 out |= compile_script(self.script).assigned
             except ConditionError:
                 pass
+        if self.loop is not None and self.loop.output_collection:
+            out.add(self.loop.output_collection)
         return frozenset(out)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k not in ("handler", "retry", "human")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("handler", "retry", "human", "loop")}
+        d["unsupported"] = list(self.unsupported)
+        d["loop"] = asdict(self.loop) if self.loop else None
         d["handler"] = self.handler.to_dict() if self.handler else None
         d["retry"] = self.retry.to_dict() if self.retry else None
         d["human"] = None if self.human is None else {
             "fields": [asdict(f) | {"allowed": list(f.allowed)} for f in self.human.fields],
-            "candidate_group": self.human.candidate_group, "due": self.human.due}  # fmt: skip
+            "candidate_group": self.human.candidate_group, "due": self.human.due, "assignee": self.human.assignee,
+            "form_key": self.human.form_key}  # fmt: skip
         return d
 
 

@@ -51,6 +51,7 @@ from procestra.engine.elements import (
     Flow,
     FormField,
     HumanTask,
+    Loop,
     RemoveReport,
     Retry,
     Variable,
@@ -58,7 +59,16 @@ from procestra.engine.elements import (
 )
 from procestra.engine.exceptions import ConditionError, FormError, ValidationError
 from procestra.engine.sandbox import compile_expression, compile_script, is_iso_literal
-from procestra.engine.tobe_bpmn import FORMAT, NS, flatten_for_replay, pm4py_bpmn, read_xml, write_xml
+from procestra.engine.tobe_bpmn import (
+    FORMAT,
+    NS,
+    flatten_for_replay,
+    is_bpmn_file,
+    pm4py_bpmn,
+    read_xml,
+    write_xml,
+)
+from procestra.engine.tobe_patch import patch_xml
 from procestra.engine.validate import Problem, check
 from procestra.errors import InvalidArgumentError, ModelError, ProcestraError, UserError
 from procestra.models.bpmn import bpmn_to_petri, to_bpmn_xml, write_pnml
@@ -124,9 +134,15 @@ class ToBeModel:
         self.elements: dict[str, Element] = {}
         self.flows: dict[str, Flow] = {}
         self.variables: dict[str, Variable] = {}
-        #: What loading changed or dropped (vendor extensions, lanes, renamed ids...).
+        #: What loading changed or did not run (other pools, renamed ids...).
         self.notes: list[str] = []
         self.source: str = "(new)"
+        #: The BPMN document the model was read from, which :meth:`to_xml` patches (None: written anew),
+        #: and the ids the reader renamed in it.
+        self.document: bytes | None = None
+        self.document_ids: dict[str, str] = {}
+        #: The document's other processes (pools), id to name: kept in the file, not run.
+        self.other_pools: dict[str, str] = {}
 
     def __repr__(self) -> str:
         tasks = sum(1 for e in self.elements.values() if e.kind in ACTIVITIES)
@@ -139,30 +155,32 @@ class ToBeModel:
         """A model from a discovery result, a pm4py BPMN/tree/Petri net, a ``.bpmn`` file or a saved model.
 
         ``ws`` is needed for saved model names (``"loans"``, ``"loans@2"``). ``process``
-        picks one process (id or name) of a file with several pools. Diagrams of files are
-        re-laid out on save; vendor extensions and lanes are dropped (see :attr:`notes`).
+        picks one process (id or name) of a file with several pools. A model read from a file
+        keeps the file: saving patches it (:mod:`procestra.engine.tobe_patch`), so the layout,
+        the other pools and vendor extensions survive. ``.bpmn`` and ``.bpmn20.xml`` files are read.
         """
         if isinstance(source, ToBeModel):
             return source.copy()
         if isinstance(source, LoadedModel) and source.path is not None:  # read the file: it keeps our bindings
             file = source.path / "model.bpmn" if source.path.is_dir() else source.path
-            if file.suffix.lower() == ".bpmn" and file.is_file():
+            if is_bpmn_file(file) and file.is_file():
                 model = cls.from_xml(file.read_bytes(), source=source.ref)
                 if source.info is not None:
                     model.name = source.info.name
                 if name is not None:
                     model.name = name
                 return model
-        if isinstance(source, (str, os.PathLike)) and is_model_path(source):
+        if isinstance(source, (str, os.PathLike)) and (is_model_path(source) or is_bpmn_file(source)):
             path = Path(source)
-            if path.suffix.lower() != ".bpmn":
-                raise InvalidArgumentError(f"{path.name!r}: a to-be model is read from a .bpmn file",
+            if not is_bpmn_file(path):
+                raise InvalidArgumentError(f"{path.name!r}: a to-be model is read from a .bpmn or .bpmn20.xml file",
                                            parameter="source")
             if not path.is_file():
                 raise ModelError("no such file", path=str(path))
             model = cls.from_xml(path.read_bytes(), source=str(path), process=process)
             if model.name == model.process_id:  # an unnamed process: call it after the file
-                model.name = path.stem
+                model.name = path.name[: -len(".bpmn20.xml")] if path.name.lower().endswith(".bpmn20.xml") \
+                    else path.stem
         elif isinstance(source, str):
             if ws is None:
                 raise InvalidArgumentError(f"{source!r} is not a .bpmn path; saved models need ws=", parameter="ws")
@@ -174,6 +192,7 @@ class ToBeModel:
             if parts.bpmn is None:
                 raise InvalidArgumentError("the model has no BPMN form to refine", parameter="source")
             model = cls.from_xml(to_bpmn_xml(parts.bpmn, executable=True).encode(), source=type(source).__name__)
+            model.document, model.other_pools = None, {}  # a drawing we made: laid out anew on save
             model._readable_ids()
             model.name = parts.source_log or "Process"
             if parts.source_log:
@@ -209,13 +228,15 @@ class ToBeModel:
             e = dict(e)
             handler = Handler.from_dict(e.pop("handler")) if e.get("handler") else None
             retry = Retry(**e.pop("retry")) if e.get("retry") else None
+            loop = Loop(**e.pop("loop")) if e.get("loop") else None
             human_d = e.pop("human", None)
             human = None
             if human_d:
                 fields = tuple(FormField(**{**f, "allowed": tuple(f.get("allowed") or ())}) for f in human_d["fields"])
-                human = HumanTask(fields, human_d.get("candidate_group"), human_d.get("due"))
-            e.pop("handler", None), e.pop("retry", None)
-            model.elements[e["id"]] = Element(**e, handler=handler, retry=retry, human=human)
+                human = HumanTask(fields, **{k: v for k, v in human_d.items() if k != "fields"})
+            e.pop("handler", None), e.pop("retry", None), e.pop("loop", None)
+            e["unsupported"] = tuple(e.get("unsupported") or ())
+            model.elements[e["id"]] = Element(**e, handler=handler, retry=retry, human=human, loop=loop)
         for f in d.get("flows", []):
             model.flows[f["id"]] = Flow(**f)
         return model
@@ -224,6 +245,8 @@ class ToBeModel:
         """An independent copy."""
         other = ToBeModel.from_dict(self.to_dict())
         other.notes, other.source = list(self.notes), self.source
+        other.document, other.document_ids = self.document, dict(self.document_ids)
+        other.other_pools = dict(self.other_pools)
         return other
 
     # -- lookup ---------------------------------------------------------------------------------
@@ -648,11 +671,14 @@ class ToBeModel:
         return pm4py_bpmn(model)
 
     def to_xml(self, *, name: str | None = None, called: Mapping[str, str] | None = None) -> str:
-        """The model as executable BPMN 2.0 XML with a laid-out diagram and our extension elements.
+        """The model as executable BPMN 2.0 XML with a diagram and our extension elements.
 
-        ``called`` maps call activities' model references to the called process ids
-        (``save`` looks them up; default ``Process_<name>``).
+        A model read from a file patches that file (the author's layout, pools and extensions
+        stay); one built through the API is laid out anew. ``called`` maps call activities'
+        model references to the called process ids (``save`` looks them up; default ``Process_<name>``).
         """
+        if self.document is not None:
+            return patch_xml(self, name=name, called=called)
         return write_xml(self, name=name, called=called)
 
     def _called_ids(self, ws: Home) -> dict[str, str]:

@@ -42,6 +42,7 @@ are the executable semantics, so this reader walks the XML itself.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -63,28 +64,38 @@ from procestra.engine.elements import (
     Variable,
     slug,
 )
+from procestra.engine.tobe_vendor import read_binding, read_human, read_loop, unsupported
 from procestra.errors import ModelError, UserError
 from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS, check_diagram, to_bpmn_xml
 
 if TYPE_CHECKING:
     from procestra.engine.tobe import ToBeModel
 
-__all__ = ["FORMAT", "NS", "flatten_for_replay", "pm4py_bpmn", "read_xml", "write_xml"]
+__all__ = [
+    "BPMN_SUFFIXES", "FORMAT", "NODE_TAGS", "NS", "READ_AS", "flatten_for_replay", "is_bpmn_file", "our_extensions",
+    "pm4py_bpmn", "process_extensions", "read_xml", "write_node", "write_xml",
+]
 
 #: The namespace of our extension elements, and the version of their format.
 NS = "https://procestra.dev/schema/bpmn/1.0"
 FORMAT = 1
 _P = f"{{{NS}}}"
 _B = f"{{{BPMN_NS}}}"
-_READ_AS = {"transaction": "subProcess", "businessRuleTask": "serviceTask", "sendTask": "serviceTask",
-            "receiveTask": "task"}  # fmt: skip
-_NODE_TAGS = frozenset(KINDS) | frozenset(_READ_AS) | {"adHocSubProcess", "complexGateway"}
-_DROPPED = {"laneSet": "lanes", "textAnnotation": "text annotations", "association": "associations",
-            "dataObject": "data objects", "dataObjectReference": "data objects", "dataStoreReference": "data stores",
-            "group": "groups", "property": "properties"}  # fmt: skip
-_SKIP = {"extensionElements", "documentation", "incoming", "outgoing", "ioSpecification", "dataInputAssociation",
-         "dataOutputAssociation", "sequenceFlow", "script", "multiInstanceLoopCharacteristics",
-         "standardLoopCharacteristics", "conditionExpression", "auditing", "monitoring"}  # fmt: skip
+READ_AS = {"transaction": "subProcess", "businessRuleTask": "serviceTask"}
+NODE_TAGS = frozenset(KINDS) | frozenset(READ_AS) | {"adHocSubProcess", "complexGateway"}
+#: Flow nodes the engine does not run: read as elements that validation refuses, named.
+_NOT_RUN = {"adHocSubProcess": "ad-hoc subprocesses are not supported: the engine has no way to choose which of "
+                               "their activities run",
+            "complexGateway": "complex gateways are not supported: SpiffWorkflow does not run them"}  # fmt: skip
+
+
+#: The file names BPMN models come in (Camunda and Activiti write ``.bpmn20.xml``).
+BPMN_SUFFIXES = (".bpmn", ".bpmn20.xml")
+
+
+def is_bpmn_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is named like a BPMN file (``.bpmn`` or ``.bpmn20.xml``, any case)."""
+    return str(path).lower().endswith(BPMN_SUFFIXES)
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -101,7 +112,7 @@ def read_xml(make: type[ToBeModel], xml: str | bytes, *, source: str = "(xml)", 
         raise ModelError(f"not a BPMN 2.0 file: the root element is <{etree.QName(root).localname}>, expected "
                          f"<definitions> in {BPMN_NS}", path=source)  # fmt: skip
     procs = list(root.iter(_B + "process"))
-    nodes_in = {p: sum(1 for c in p.iter() if isinstance(c.tag, str) and etree.QName(c).localname in _NODE_TAGS)
+    nodes_in = {p: sum(1 for c in p.iter() if isinstance(c.tag, str) and etree.QName(c).localname in NODE_TAGS)
                 for p in procs}  # fmt: skip
     candidates = [p for p in procs if nodes_in[p]]
     if process is not None:
@@ -109,24 +120,30 @@ def read_xml(make: type[ToBeModel], xml: str | bytes, *, source: str = "(xml)", 
         if not candidates:
             raise ModelError(f"no process {process!r} (processes: {', '.join(_proc_label(p) for p in procs)})",
                              path=source)  # fmt: skip
+    if len(candidates) > 1:  # one we saved: the process with our marker is the one that runs
+        ours = [p for p in candidates if p.find(f"{_B}extensionElements/{_P}model") is not None]
+        candidates = ours if len(ours) == 1 else candidates
     if not candidates:
         raise ModelError("the file has no process elements (no task, event or gateway)", path=source)
     if len(candidates) > 1:
         raise ModelError("the file has several processes (pools): " + ", ".join(map(_proc_label, candidates))
                          + "; pick one with process=", path=source)  # fmt: skip
     proc = candidates[0]
-    model = make(proc.get("name") or proc.get("id") or "Process", process_id=proc.get("id") or "Process_1")
+    marker = proc.find(f"{_B}extensionElements/{_P}model")  # a file we saved: the name it was saved under
+    model = make((marker.get("name") if marker is not None else None) or proc.get("name") or proc.get("id")
+                 or "Process", process_id=proc.get("id") or "Process_1")  # fmt: skip
     model.source = source
     if not ID.match(model.process_id):
         model.process_id = "Process_" + (slug(model.process_id) or "1")
-    if len(procs) > 1 or root.find(_B + "collaboration") is not None:
-        model.notes.append("pools, participants and message flows were dropped (one process is kept)")
-    errors = {e.get("id"): (e.get("name"), e.get("errorCode")) for e in root.iter(_B + "error")}
+    others = [p for p in procs if p is not proc]
+    if others:
+        model.notes.append(f"{len(others)} other process(es) (pools) are kept in the file but do not run: "
+                           + ", ".join(map(_proc_label, others)) + f"; cases run process {model.process_id!r}")
     used: set[str] = set()
     idmap: dict[str, str] = {}
-    for el in proc.iter():
-        old = el.get("id") if isinstance(el.tag, str) else None
-        if old is None:
+    for el in root.iter():
+        old = el.get("id") if isinstance(el.tag, str) and etree.QName(el).namespace == BPMN_NS else None
+        if old is None:  # vendor elements' ids are theirs (Camunda repeats property ids)
             continue
         new = old if ID.match(old) else "Id_" + re.sub(r"[^\w.\-]", "_", old)
         while new in used:
@@ -137,7 +154,10 @@ def read_xml(make: type[ToBeModel], xml: str | bytes, *, source: str = "(xml)", 
     if idmap:
         model.notes.append(f"{len(idmap)} ids that are not valid XML names were renamed (e.g. "
                            f"{next(iter(idmap))!r} -> {idmap[next(iter(idmap))]!r})")  # fmt: skip
-    reader = _Reader(model, errors, idmap, source)
+    if proc.get("id") != model.process_id:
+        idmap[proc.get("id") or ""] = model.process_id
+    names = _referenced_names(root)
+    reader = _Reader(model, names, idmap, source)
     reader.container(proc, None)
     reader.flows()
     for ext in proc.findall(_B + "extensionElements"):
@@ -146,13 +166,18 @@ def read_xml(make: type[ToBeModel], xml: str | bytes, *, source: str = "(xml)", 
                 v.get("name", ""), v.get("type", "any"), v.get("required") == "true",
                 tuple(_json_attr(v, "allowed", [])), v.get("description", "")))  # fmt: skip
             model.variables[var.name] = var
-        reader.vendor(ext)
-    if reader.vendors[0]:
-        model.notes.append(f"{reader.vendors[0]} vendor extension elements were dropped (namespaces: "
-                           f"{', '.join(sorted(reader.vendors[1]))})")  # fmt: skip
-    if reader.dropped:
-        model.notes.append("dropped: " + ", ".join(f"{n} <{t}>" for t, n in sorted(reader.dropped.items())))
+    model.document, model.document_ids = data, idmap
+    model.other_pools = {p.get("id") or "": p.get("name") or "" for p in others}
     return model
+
+
+def _referenced_names(root: etree._Element) -> dict[str, tuple[str | None, str | None]]:
+    """Errors, escalations, messages and signals of the file by id: (name, code)."""
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for tag, code in (("error", "errorCode"), ("escalation", "escalationCode"), ("message", ""), ("signal", "")):
+        for e in root.iter(_B + tag):
+            out[e.get("id") or ""] = (e.get("name"), e.get(code) if code else None)
+    return out
 
 
 def _proc_label(p: etree._Element) -> str:
@@ -172,18 +197,10 @@ def _json_attr(node: etree._Element, attr: str, default: Any) -> Any:
 class _Reader:
     """Fills a ToBeModel from a BPMN process element."""
 
-    def __init__(self, model: ToBeModel, errors: Mapping[str, tuple[str | None, str | None]], idmap: Mapping[str, str],
+    def __init__(self, model: ToBeModel, names: Mapping[str, tuple[str | None, str | None]], idmap: Mapping[str, str],
                  source: str) -> None:  # fmt: skip
-        self.model, self.errors, self.idmap, self.source = model, errors, idmap, source
+        self.model, self.names, self.idmap, self.source = model, names, idmap, source
         self.flow_nodes: list[tuple[etree._Element, str | None]] = []
-        self.dropped: dict[str, int] = {}
-        self.vendors: tuple[int, set[str]] = (0, set())
-
-    def vendor(self, ext: etree._Element) -> None:
-        spaces = [etree.QName(c).namespace or "" for c in ext
-                  if isinstance(c.tag, str) and etree.QName(c).namespace != NS]
-        if spaces:
-            self.vendors = (self.vendors[0] + len(spaces), self.vendors[1] | set(spaces))
 
     def rid(self, raw: str | None) -> str | None:
         return self.idmap.get(raw, raw) if raw is not None else None
@@ -203,64 +220,75 @@ class _Reader:
             local = etree.QName(child).localname
             if local == "sequenceFlow":
                 self.flow_nodes.append((child, parent))
-            elif local in _NODE_TAGS:
+            elif local in NODE_TAGS:
                 eid = self.node(child, local, parent)
                 if self.model.elements[eid].kind == "subProcess":
                     self.container(child, eid)
-            elif local in _DROPPED:
-                self.dropped[_DROPPED[local]] = self.dropped.get(_DROPPED[local], 0) + 1
-            elif local not in _SKIP:
-                self.dropped[local] = self.dropped.get(local, 0) + 1
 
     def node(self, x: etree._Element, local: str, parent: str | None) -> str:
         eid = self.rid(x.get("id"))
         if not eid:
             raise ModelError(f"a <{local}> has no id", path=self.source)
-        event_sub = local == "subProcess" and x.get("triggeredByEvent") == "true"
-        if local in ("adHocSubProcess", "complexGateway") or event_sub:
-            what = {"adHocSubProcess": "ad-hoc subprocesses", "complexGateway": "complex gateways"}.get(
-                local, "event subprocesses")
-            raise ModelError(f"{what} are not supported (element {eid!r})", path=self.source, element=eid)
-        kind = _READ_AS.get(local, local)
-        if kind != local:
-            self.model.notes.append(f"<{local}> {eid!r} was read as a {kind}")
+        kind = READ_AS.get(local, local)
+        if local == "businessRuleTask":
+            self.model.notes.append(f"<businessRuleTask> {eid!r} was read as a service task: bind it to a handler")
         el = Element(eid, kind, " ".join((x.get("name") or "").split()), parent)
+        problems = [_NOT_RUN[local]] if local in _NOT_RUN else []
+        el.transaction = local == "transaction"
+        el.triggered_by_event = x.get("triggeredByEvent") == "true"
         doc = x.find(_B + "documentation")
         el.documentation = (doc.text or "").strip() if doc is not None else ""
         el.default = self.rid(x.get("default"))
         if kind == "boundaryEvent":
             el.attached_to = self.rid(x.get("attachedToRef"))
             el.interrupting = x.get("cancelActivity", "true").lower() != "false"
-        for d in x:
-            if isinstance(d.tag, str) and etree.QName(d).localname.endswith("EventDefinition"):
-                kind_ = etree.QName(d).localname[: -len("EventDefinition")]
-                if el.event is not None:
-                    self.model.notes.append(f"{eid!r} has several event definitions; only the first ({el.event}) "
-                                            "is kept")
-                    continue
-                el.event = kind_
-                if kind_ == "timer":
-                    for tag, tk in (("timeDuration", "duration"), ("timeDate", "date"), ("timeCycle", "cycle")):
-                        t = d.find(_B + tag)
-                        if t is not None:
-                            el.timer, el.timer_kind = (t.text or "").strip(), tk
-                elif kind_ == "error":
-                    name, code = self.errors.get(d.get("errorRef") or "", (None, None))
-                    el.error_code = code or name
+        definitions = [d for d in x if isinstance(d.tag, str) and etree.QName(d).localname.endswith("EventDefinition")]
+        if len(definitions) > 1:
+            problems.append(f"{len(definitions)} event definitions (a multiple event), which the engine does not run")
+        for d in definitions[:1]:
+            self.event(el, d)
         if kind == "scriptTask":
             script = x.find(_B + "script")
             el.script = script.text if script is not None and script.text else None
         if kind == "callActivity":
             el.called = x.get("calledElement")
+        el.loop = self.guard(x, lambda: read_loop(x))
+        if kind == "userTask":
+            el.human = read_human(x, problems)
+        if kind == "serviceTask":
+            el.vendor_binding = read_binding(x)
+        problems += unsupported(x, local)
         for ext in x.findall(_B + "extensionElements"):
             self.extensions(ext, el)
+        el.unsupported = tuple(problems)
         if eid in self.model.elements:
             raise ModelError(f"the id {eid!r} is used twice", path=self.source, element=eid)
         self.model.elements[eid] = el
         return eid
 
+    def event(self, el: Element, d: etree._Element) -> None:
+        """Read event definition ``d`` of ``el``: its kind, timer, condition, error code or referenced name."""
+        kind_ = etree.QName(d).localname[: -len("EventDefinition")]
+        el.event = kind_
+        if kind_ == "timer":
+            for tag, tk in (("timeDuration", "duration"), ("timeDate", "date"), ("timeCycle", "cycle")):
+                t = d.find(_B + tag)
+                if t is not None:
+                    el.timer, el.timer_kind = (t.text or "").strip(), tk
+        elif kind_ == "conditional":
+            cond = d.find(_B + "condition")
+            el.condition = (cond.text or "").strip() or None if cond is not None else None
+        ref = d.get({"error": "errorRef", "escalation": "escalationRef", "message": "messageRef",
+                     "signal": "signalRef"}.get(kind_, "-"))  # fmt: skip
+        if ref is not None:
+            name, code = self.names.get(ref, (None, None))
+            if kind_ == "error":
+                el.error_code = code or name
+            else:
+                el.event_ref = name or ref
+                el.error_code = code if kind_ == "escalation" else None
+
     def extensions(self, ext: etree._Element, el: Element) -> None:
-        self.vendor(ext)
         owner = ext.getparent()
         for node in ext:
             if not isinstance(node.tag, str) or etree.QName(node).namespace != NS:
@@ -276,9 +304,12 @@ class _Reader:
             elif local == "humanTask":
                 el.human = self.guard(owner, lambda node=node: HumanTask(
                     tuple(FormField(f.get("name", ""), f.get("type", "string"), f.get("required", "true") == "true",
-                                tuple(_json_attr(f, "allowed", [])), f.get("label", ""), _json_attr(f, "default", None))
+                                tuple(_json_attr(f, "allowed", [])), f.get("label", ""), _json_attr(f, "default", None),
+                                _json_attr(f, "minimum", None), _json_attr(f, "maximum", None),
+                                _json_attr(f, "minLength", None), _json_attr(f, "maxLength", None))
                           for f in node.findall(_P + "field")),
-                    node.get("candidateGroup"), node.get("due")), local)  # fmt: skip
+                    node.get("candidateGroup"), node.get("due"), node.get("assignee"), node.get("formKey")),
+                    local)  # fmt: skip
             elif local == "call":
                 el.called = node.get("model", "") + (f"@{node.get('version')}" if node.get("version") else "")
 
@@ -447,7 +478,7 @@ def write_xml(model: ToBeModel, *, name: str | None = None, called: Mapping[str,
     for e in model.elements.values():
         node = by_id[e.id]
         node.tag = _B + e.kind
-        _write_node(node, e, errors, called or {})
+        write_node(node, e, errors, called or {})
     _route_boundary_flows(root, model)
     for f in model.flows.values():
         node = by_id[f.id]
@@ -456,17 +487,7 @@ def write_xml(model: ToBeModel, *, name: str | None = None, called: Mapping[str,
             cond.set(f"{{{XSI_NS}}}type", "bpmn:tFormalExpression")
             cond.text = f.condition
     ext = etree.Element(_B + "extensionElements")
-    etree.SubElement(ext, _P + "model", format=str(FORMAT), name=name or model.name)
-    if model.variables:
-        holder = etree.SubElement(ext, _P + "caseData")
-        for v in model.variables.values():
-            node = etree.SubElement(holder, _P + "variable", name=v.name, type=v.type)
-            if v.required:
-                node.set("required", "true")
-            if v.allowed:
-                node.set("allowed", json.dumps(list(v.allowed)))
-            if v.description:
-                node.set("description", v.description)
+    ext.extend(process_extensions(model, name))
     process.insert(0, ext)
     for i, err in enumerate(errors):
         root.insert(i, err)
@@ -478,7 +499,7 @@ def write_xml(model: ToBeModel, *, name: str | None = None, called: Mapping[str,
     return out
 
 
-def _write_node(node: etree._Element, e: Element, errors: list[etree._Element], called: Mapping[str, str]) -> None:
+def write_node(node: etree._Element, e: Element, errors: list[etree._Element], called: Mapping[str, str]) -> None:
     """Our parts of one flow node: documentation, extension elements, event definition, script, attributes."""
     for child in list(node):
         if etree.QName(child).localname.endswith("EventDefinition"):
@@ -490,43 +511,9 @@ def _write_node(node: etree._Element, e: Element, errors: list[etree._Element], 
         node.insert(head, doc)
         head += 1
     ext = etree.Element(_B + "extensionElements")
-    if e.handler is not None:
-        h = e.handler
-        hn = etree.SubElement(ext, _P + "handler", kind=h.kind)
-        if h.timeout is not None:
-            hn.set("timeout", f"{h.timeout:g}")
-        etree.SubElement(hn, _P + "config").text = json.dumps(dict(h.config), sort_keys=True)
-        for k, v in h.inputs.items():
-            etree.SubElement(hn, _P + "input", name=k, expression=v)
-        for o in h.outputs:
-            etree.SubElement(hn, _P + "output", name=o)
-        for s in h.secrets:
-            etree.SubElement(hn, _P + "secret", name=s)
-    if e.retry is not None:
-        r = e.retry
-        etree.SubElement(ext, _P + "retry", maxAttempts=str(r.max_attempts), initialDelay=f"{r.initial:g}",
-                         multiplier=f"{r.multiplier:g}", maxDelay=f"{r.max_delay:g}")  # fmt: skip
-    if e.human is not None:
-        hn = etree.SubElement(ext, _P + "humanTask")
-        if e.human.candidate_group:
-            hn.set("candidateGroup", e.human.candidate_group)
-        if e.human.due:
-            hn.set("due", e.human.due)
-        for f in e.human.fields:
-            fn = etree.SubElement(hn, _P + "field", name=f.name, type=f.type,
-                                  required="true" if f.required else "false")
-            if f.label:
-                fn.set("label", f.label)
-            if f.allowed:
-                fn.set("allowed", json.dumps(list(f.allowed)))
-            if f.default is not None:
-                fn.set("default", json.dumps(f.default))
+    ext.extend(our_extensions(e))
     if e.kind == "callActivity" and e.called:
-        ref, _, version = e.called.partition("@")
-        call = etree.SubElement(ext, _P + "call", model=ref)
-        if version:
-            call.set("version", version)
-        node.set("calledElement", called.get(e.called, "Process_" + (slug(ref) or "1")))
+        node.set("calledElement", called.get(e.called, "Process_" + (slug(e.called.partition("@")[0]) or "1")))
     if len(ext):
         node.insert(head, ext)
     if e.default:
@@ -550,6 +537,72 @@ def _write_node(node: etree._Element, e: Element, errors: list[etree._Element], 
                                         errorCode=e.error_code or e.id))  # fmt: skip
     if e.kind not in GATEWAYS and "gatewayDirection" in node.attrib:
         del node.attrib["gatewayDirection"]
+
+
+def process_extensions(model: ToBeModel, name: str | None) -> list[etree._Element]:
+    """The process's extension elements: our marker (format, saved name) and the declared case data."""
+    out = [etree.Element(_P + "model", format=str(FORMAT), name=name or model.name)]
+    if model.variables:
+        holder = etree.Element(_P + "caseData")
+        for v in model.variables.values():
+            node = etree.SubElement(holder, _P + "variable", name=v.name, type=v.type)
+            if v.required:
+                node.set("required", "true")
+            if v.allowed:
+                node.set("allowed", json.dumps(list(v.allowed)))
+            if v.description:
+                node.set("description", v.description)
+        out.append(holder)
+    return out
+
+
+def our_extensions(e: Element) -> list[etree._Element]:
+    """Our extension elements of ``e`` (handler, retry, human task, called model), in the format above."""
+    out: list[etree._Element] = []
+    if e.handler is not None:
+        h = e.handler
+        hn = etree.Element(_P + "handler", kind=h.kind)
+        if h.timeout is not None:
+            hn.set("timeout", f"{h.timeout:g}")
+        etree.SubElement(hn, _P + "config").text = json.dumps(dict(h.config), sort_keys=True)
+        for k, v in h.inputs.items():
+            etree.SubElement(hn, _P + "input", name=k, expression=v)
+        for o in h.outputs:
+            etree.SubElement(hn, _P + "output", name=o)
+        for s in h.secrets:
+            etree.SubElement(hn, _P + "secret", name=s)
+        out.append(hn)
+    if e.retry is not None:
+        r = e.retry
+        out.append(etree.Element(_P + "retry", maxAttempts=str(r.max_attempts), initialDelay=f"{r.initial:g}",
+                                 multiplier=f"{r.multiplier:g}", maxDelay=f"{r.max_delay:g}"))  # fmt: skip
+    if e.human is not None:
+        hn = etree.Element(_P + "humanTask")
+        for attr, value in (("candidateGroup", e.human.candidate_group), ("due", e.human.due),
+                            ("assignee", e.human.assignee), ("formKey", e.human.form_key)):  # fmt: skip
+            if value:
+                hn.set(attr, value)
+        for f in e.human.fields:
+            fn = etree.SubElement(hn, _P + "field", name=f.name, type=f.type,
+                                  required="true" if f.required else "false")
+            if f.label:
+                fn.set("label", f.label)
+            if f.allowed:
+                fn.set("allowed", json.dumps(list(f.allowed)))
+            if f.default is not None:
+                fn.set("default", json.dumps(f.default))
+            for attr, bound in (("minimum", f.minimum), ("maximum", f.maximum), ("minLength", f.min_length),
+                                ("maxLength", f.max_length)):  # fmt: skip
+                if bound is not None:
+                    fn.set(attr, json.dumps(bound))
+        out.append(hn)
+    if e.kind == "callActivity" and e.called:
+        ref, _, version = e.called.partition("@")
+        call = etree.Element(_P + "call", model=ref)
+        if version:
+            call.set("version", version)
+        out.append(call)
+    return out
 
 
 def _route_boundary_flows(root: etree._Element, model: ToBeModel) -> None:

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from procestra.engine.connectors import check_handler
-from procestra.engine.elements import GATEWAYS, Element, Flow, Variable, duration_seconds
+from procestra.engine.elements import ACTIVITIES, GATEWAYS, KINDS, Element, Flow, Variable, duration_seconds
 from procestra.engine.exceptions import ConditionError
 from procestra.engine.sandbox import compile_expression, compile_script, is_iso_literal
-from procestra.errors import InvalidArgumentError, ModelNotFoundError
+from procestra.errors import InvalidArgumentError, ModelNotFoundError, ProcestraError
 from procestra.models.repository import model_info
 
 if TYPE_CHECKING:
@@ -85,6 +85,8 @@ class _Validator:
         self.gateways()
         self.reachability()
         self.variables()
+        if not any(p.severity == "error" for p in self.problems):
+            self.engine_parse()
         order = {"error": 0, "warning": 1}
         return sorted(self.problems, key=lambda p: order.get(p.severity, 2))
 
@@ -108,7 +110,25 @@ class _Validator:
         if e.kind not in GATEWAYS and e.kind != "boundaryEvent" and len(outs) > 1:
             self.add("error", "multiple-outgoing", e, f"it has {len(outs)} outgoing flows; split with a parallel or "
                                                       "exclusive gateway instead")  # fmt: skip
-        if e.kind not in ("endEvent", "boundaryEvent") and not outs and e.kind != "startEvent":
+        for what in e.unsupported:
+            self.add("error", "unsupported-construct", e, f"{what}; the engine cannot run it as drawn, so the model "
+                                                          "is refused (remove or redraw it)")  # fmt: skip
+        if e.kind not in KINDS and not e.unsupported:
+            self.add("error", "unsupported-construct", e, f"a {e.kind} is not run by the engine")
+        if e.loop is not None:
+            self.loop(e)
+        if e.event == "conditional":
+            self.expression(e, "bad-condition", "the conditional event's condition", e.condition)
+        if e.event == "cancel" and not self.in_transaction(e):
+            self.add("error", "cancel-outside-transaction", e, "cancel events belong inside a transaction or on its "
+                                                               "border")  # fmt: skip
+        if e.triggered_by_event:
+            starts = [c for c in self.m.elements.values() if c.parent == e.id and c.kind == "startEvent"]
+            if any(c.event is None for c in starts):
+                self.add("error", "event-subprocess-start", e, "an event subprocess starts with an event (message, "
+                                                               "timer, error, signal...), not a plain start event")
+        if e.kind not in ("endEvent", "boundaryEvent") and not outs and e.kind != "startEvent" and \
+                not e.triggered_by_event:
             self.add("warning", "dead-end", e, "no outgoing flow: the branch ends here without an end event")
         if e.kind == "serviceTask" and e.handler is None:
             self.add("error", "unbound-service-task", e, "the service task has no handler: bind one with "
@@ -144,6 +164,69 @@ class _Validator:
         if e.kind == "callActivity":
             self.call(e)
 
+    def in_transaction(self, e: Element) -> bool:
+        p = self.m.elements.get(e.attached_to or "") if e.kind == "boundaryEvent" else None
+        if p is not None and p.transaction:
+            return True
+        parent = e.parent
+        while parent is not None and parent in self.m.elements:
+            if self.m.elements[parent].transaction:
+                return True
+            parent = self.m.elements[parent].parent
+        return False
+
+    def expression(self, e: Element, code: str, what: str, text: str | None) -> None:
+        """An error ``code`` on ``e`` when ``text`` (``what``) is missing or not an expression the sandbox runs."""
+        if not text:
+            self.add("error", code, e, f"{what} is missing")
+            return
+        try:
+            compile_expression(text)
+        except ConditionError as exc:
+            self.add("error", code, e, f"{what} {text!r}: {exc}")
+
+    def loop(self, e: Element) -> None:
+        lp = e.loop
+        assert lp is not None
+        if e.kind not in ACTIVITIES:
+            self.add("error", "bad-loop", e, f"a {e.kind} cannot loop")
+            return
+        if lp.kind == "standard":
+            if lp.condition is None and lp.maximum is None:
+                self.add("error", "bad-loop", e, "a standard loop needs a loopCondition or a loopMaximum")
+            if lp.condition is not None:
+                self.expression(e, "bad-loop", "the loop condition", lp.condition)
+            return
+        if lp.vendor:
+            self.add("error", "unsupported-construct", e, f"{lp}: the collection and element variable are given only "
+                     f"as {lp.vendor} attributes, which the engine does not read; give the task a standard "
+                     "loopDataInputRef and inputDataItem (or a loopCardinality)")  # fmt: skip
+        elif bool(lp.cardinality) == bool(lp.collection):
+            self.add("error", "bad-loop", e, "a multi-instance activity needs exactly one of a loopCardinality and a "
+                                             "loopDataInputRef (collection)")  # fmt: skip
+        if lp.cardinality:
+            self.expression(e, "bad-loop", "the loop cardinality", lp.cardinality)
+        if lp.completion_condition:
+            self.expression(e, "bad-loop", "the completion condition", lp.completion_condition)
+
+    def engine_parse(self) -> None:
+        """What SpiffWorkflow's parser, as the engine configures it, refuses in the XML that would be saved."""
+        from procestra.engine.runtime import spiff  # runtime imports this module: import when it is used
+
+        try:
+            xml = self.m.to_xml()
+        except ProcestraError as exc:
+            self.add("error", "cannot-write", None, str(exc))
+            return
+        parser = spiff()[0]()
+        try:
+            parser.add_bpmn_str(xml.encode("utf-8"), filename=self.m.name)
+            parser.get_spec(self.m.process_id)
+        except Exception as exc:  # noqa: BLE001 - SpiffWorkflow's ValidationException and what its parser raises
+            el = self.m.elements.get(getattr(exc, "id", "") or "")
+            message = str(getattr(exc, "message", "") or exc).split("\n")[0]
+            self.add("error", "engine-refuses", el, f"the BPMN engine cannot run this: {message}")
+
     def timer(self, e: Element) -> None:
         text = e.timer or ""
         if not text:
@@ -161,6 +244,11 @@ class _Validator:
     def call(self, e: Element) -> None:
         if not e.called:
             self.add("error", "call-without-model", e, "the call activity names no model to call")
+            return
+        if e.called in self.m.other_pools:
+            self.add("error", "call-in-file", e, f"it calls process {e.called!r} of the same file, which the engine "
+                     "does not run; save that process as a model of its own (model import FILE --process "
+                     f"{e.called}) and call it by that model's name")  # fmt: skip
             return
         if self.ws is not None:
             try:
@@ -209,10 +297,11 @@ class _Validator:
         for e in m.elements.values():
             if e.attached_to in succ:
                 succ[e.attached_to].add(e.id)
-            if e.parent in succ and e.kind == "startEvent":
+            if e.parent in succ and (e.kind == "startEvent" or e.triggered_by_event):
                 succ[e.parent].add(e.id)
         seen: set[str] = set()
-        stack = [e.id for e in m.elements.values() if e.kind == "startEvent" and e.parent is None]
+        stack = [e.id for e in m.elements.values() if (e.kind == "startEvent" or e.triggered_by_event)
+                 and e.parent is None]  # fmt: skip
         while stack:
             n = stack.pop()
             if n not in seen:
@@ -281,15 +370,33 @@ class _Validator:
                         used.setdefault(v, "the timer")
                 except ConditionError:
                     pass
+            if e.loop is not None:
+                for text in (e.loop.cardinality, e.loop.completion_condition, e.loop.condition):
+                    try:
+                        for v in compile_expression(text).variables if text else ():
+                            used.setdefault(v, "the loop")
+                    except ConditionError:
+                        pass
+                if e.loop.collection and e.loop.collection.isidentifier():
+                    used.setdefault(e.loop.collection, "the multi-instance collection")
             if not used:
                 continue
             available = set(declared)
+            if e.loop is not None and e.loop.element_variable:
+                available.add(e.loop.element_variable)
+            if any(_free_form(m.elements[a]) for a in ancestors(e.id)):
+                continue  # a task without a form may set any case data
             for a in ancestors(e.id):
                 available |= outputs.get(a, set())
             for v, where in sorted(used.items()):
                 if v not in available:
                     self.add("error", "unknown-variable", e, f"{where} uses {v!r}, which is neither declared case data "
                              f"(model.declare({v!r}, ...)) nor an output of a task before it")  # fmt: skip
+
+
+def _free_form(e: Element) -> bool:
+    """A user task without form fields: completing it may set any case data."""
+    return e.kind == "userTask" and (e.human is None or not e.human.fields)
 
 
 # -- exhaustiveness of gateway conditions -----------------------------------------------------------

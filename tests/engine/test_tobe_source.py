@@ -1,0 +1,116 @@
+"""A model read from a file keeps the file: saving patches it, so what the author drew survives.
+
+The reference is the file itself: its diagram bounds, its other pools and vendor parts, read
+here with lxml, and SpiffWorkflow running the original file directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lxml import etree
+
+from procestra import Workspace
+from procestra.engine.connectors import python
+from procestra.engine.tobe import ToBeModel
+
+CASES = Path(__file__).resolve().parent / "cases"
+PARALLEL = CASES / "spiff_token_trial_parallel_simple.bpmn"  # drawn in Camunda Modeler 4.11.1
+B = "{http://www.omg.org/spec/BPMN/20100524/MODEL}"
+DI = "{http://www.omg.org/spec/BPMN/20100524/DI}"
+DC = "{http://www.omg.org/spec/DD/20100524/DC}"
+CAMUNDA = "{http://camunda.org/schema/1.0/bpmn}"
+
+
+def bounds(xml: bytes | str) -> dict[str, tuple[str, ...]]:
+    """Every shape's bounds by element id, as the file writes them."""
+    root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
+    return {s.get("bpmnElement"): tuple(s.find(f"{DC}Bounds").get(k) for k in ("x", "y", "width", "height"))
+            for s in root.iter(f"{DI}BPMNShape")}  # fmt: skip
+
+
+def waypoints(xml: bytes | str) -> dict[str, list[tuple[str | None, str | None]]]:
+    root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
+    return {e.get("bpmnElement"): [(w.get("x"), w.get("y")) for w in e.iter("{http://www.omg.org/spec/DD/20100524/DI}"
+                                                                            "waypoint")]
+            for e in root.iter(f"{DI}BPMNEdge")}  # fmt: skip
+
+
+def test_saving_keeps_every_position_and_is_a_fixed_point(ws: Workspace) -> None:
+    original = PARALLEL.read_bytes()
+    model = ToBeModel.load(PARALLEL)
+    model.bind("Task P2", python("engine_handlers:effect"))  # an edit that changes no element's place
+    xml = model.to_xml()
+    assert bounds(xml) == bounds(original)  # before: re-laid out, every shape moved
+    assert waypoints(xml) == waypoints(original)
+    saved = model.save(ws, check=False)
+    first = (saved.path / "model.bpmn").read_bytes()
+    again = ToBeModel.load(saved.ref, ws=ws).save(ws, check=False)
+    assert (again.path / "model.bpmn").read_bytes() == first  # save(load(save(x))) == save(x), byte for byte
+    assert ToBeModel.load(again.ref, ws=ws).to_dict() == ToBeModel.load(saved.ref, ws=ws).to_dict()
+
+
+def test_what_the_engine_does_not_model_stays_in_the_file() -> None:
+    root = etree.fromstring(ToBeModel.load(PARALLEL).to_xml().encode())
+    task = root.find(f".//{B}userTask[@id='UserTask_0fd3nql']")
+    assert task.get(f"{CAMUNDA}formKey") == "Physical Interactions"
+    fields = [f.get("id") for f in task.iter(f"{CAMUNDA}formField")]
+    assert fields == ["nterviews", "StaffInteractions", "SubjectInteractions", "FaceToFaceInteractions",
+                      "InteractionsDuringVisits", "Screening", "AtRiskParticipants"]
+    doc = root.find(f".//{B}userTask[@id='UserTask_1k9gxsc']/{B}documentation")
+    assert doc.text.startswith("#### Please plan")
+    assert root.get("exporter") == "Camunda Modeler"
+
+
+def test_edits_patch_the_file_and_only_new_elements_get_a_place() -> None:
+    original = PARALLEL.read_bytes()
+    model = ToBeModel.load(PARALLEL)
+    model.rename("Task P1", "Interactions")
+    new = model.add_task("Notify", kind="service", after="Set data")
+    model.bind(new, python("engine_handlers:effect"))
+    report = model.remove("Task P2")
+    xml = model.to_xml()
+    root = etree.fromstring(xml.encode())
+    kept = bounds(xml)
+    before = bounds(original)
+    gone = {"UserTask_1k9gxsc"}
+    assert set(report.removed) == gone
+    assert {k: v for k, v in kept.items() if k != new} == {k: v for k, v in before.items() if k not in gone}
+    assert root.find(f".//{B}userTask[@id='UserTask_0fd3nql']").get("name") == "Interactions"
+    assert root.find(f".//{B}*[@id='UserTask_1k9gxsc']") is None
+    removed_flows = {"SequenceFlow_1ylxjys", "SequenceFlow_0rwnquq"}
+    assert not removed_flows & {e.get("bpmnElement") for e in root.iter(f"{DI}BPMNEdge")}
+    set_data = [float(v) for v in before["Activity_1ghr6kd"]]
+    x, y, w, h = (float(v) for v in kept[new])
+    assert x == set_data[0] + set_data[2] + 50  # right of the task it follows, moved down while the place is taken
+    assert (w, h) == (100.0, 80.0) and y >= set_data[1]
+    notify = root.find(f".//{B}serviceTask[@id='{new}']")
+    assert [c.text for c in notify if c.tag in (f"{B}incoming", f"{B}outgoing")] == [
+        *(f.id for f in model.incoming(new)), *(f.id for f in model.outgoing(new))]
+    again = ToBeModel.from_xml(xml)
+    assert again.to_dict() == model.to_dict()
+    assert again.to_xml() == xml
+
+
+def _ready_after_split(xml: bytes) -> list[str]:
+    """SpiffWorkflow, run directly: the user tasks it offers once 'Set data' is done with skipParallel False."""
+    from SpiffWorkflow.bpmn import BpmnWorkflow
+    from SpiffWorkflow.bpmn.parser import BpmnParser
+    from SpiffWorkflow.util.task import TaskState
+
+    parser = BpmnParser()
+    parser.add_bpmn_str(xml, filename="m.bpmn")
+    wf = BpmnWorkflow(parser.get_spec("token_trial_parallel_simple"))
+    wf.do_engine_steps()
+    [first] = wf.get_tasks(state=TaskState.READY, manual=True)
+    first.data["skipParallel"] = False
+    first.run()
+    wf.do_engine_steps()
+    return [t.task_spec.bpmn_name for t in wf.get_tasks(state=TaskState.READY, manual=True)]
+
+
+def test_parallel_branches_keep_their_order_after_saving() -> None:
+    original = _ready_after_split(PARALLEL.read_bytes())
+    assert original == ["Task P1", "Task P2"]
+    model = ToBeModel.load(PARALLEL)
+    assert _ready_after_split(model.to_xml().encode()) == original  # before: ["Task P2", "Task P1"]

@@ -1,0 +1,200 @@
+"""What other tools write into BPMN, read for a to-be model: Camunda 7, Zeebe (Camunda 8) and SpiffWorkflow.
+
+:func:`~procestra.engine.tobe_bpmn.read_xml` calls these for each flow node. What they read
+becomes part of the element model, and the file keeps it exactly:
+
+- human tasks (:func:`read_human`): ``camunda:formData``/``formField`` (types string, long,
+  boolean, date, enum with its values; ``defaultValue``; ``required``, ``min``, ``max``,
+  ``minlength``, ``maxlength`` and ``readonly`` constraints), ``camunda:assignee``,
+  ``camunda:candidateGroups`` and ``camunda:formKey``, and Zeebe's ``assignmentDefinition`` and
+  ``formDefinition``;
+- service task bindings another engine would make (:func:`read_binding`): external task
+  topics, Java classes, expressions, delegate expressions, connectors and Zeebe job types.
+  They are reported, to be made with ``ToBeModel.bind``;
+- loops (:func:`read_loop`): multi-instance and standard loop characteristics;
+- what the engine would not run (:func:`unsupported`): listeners, input/output and call
+  mappings, script result variables, SpiffWorkflow's pre- and post-scripts. Validation names
+  each of them as an error.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lxml import etree
+
+from procestra.engine.elements import FormField, HumanTask, Loop
+from procestra.errors import UserError
+from procestra.models.bpmn import BPMN_NS
+
+__all__ = ["CAMUNDA_NS", "SPIFF_NS", "ZEEBE_NS", "read_binding", "read_human", "read_loop", "unsupported"]
+
+CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
+ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
+SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+_B = f"{{{BPMN_NS}}}"
+_C = f"{{{CAMUNDA_NS}}}"
+_Z = f"{{{ZEEBE_NS}}}"
+_S = f"{{{SPIFF_NS}}}"
+_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Camunda form field types and ours.
+_FIELD_TYPES = {"string": "string", "long": "integer", "boolean": "boolean", "date": "date", "enum": "enum",
+                "textarea": "text"}
+
+
+def _ext(x: etree._Element, tag: str) -> list[etree._Element]:
+    """The ``tag`` elements in ``x``'s extension elements, at any depth."""
+    return [n for ext in x.findall(_B + "extensionElements") for n in ext.iter(tag)]
+
+
+def read_human(x: etree._Element, problems: list[str]) -> HumanTask | None:
+    """A user task's form and assignment as Camunda or Zeebe wrote them, or None if neither did.
+
+    What cannot be read exactly is appended to ``problems`` (the field is left out).
+    """
+    fields: list[FormField] = []
+    for f in _ext(x, _C + "formField"):
+        field = _form_field(f, problems)
+        if field is not None:
+            fields.append(field)
+    assign = next(iter(_ext(x, _Z + "assignmentDefinition")), None)
+    form = next(iter(_ext(x, _Z + "formDefinition")), None)
+    assignee = x.get(_C + "assignee") or (assign.get("assignee") if assign is not None else None)
+    group = x.get(_C + "candidateGroups") or (assign.get("candidateGroups") if assign is not None else None)
+    form_key = x.get(_C + "formKey") or (form.get("formKey") or form.get("formId") if form is not None else None)
+    if not fields and not assignee and not group and not form_key and not _ext(x, _C + "formData"):
+        return None
+    for who, value in (("assignee", assignee), ("candidate group", group)):
+        if value and ("${" in value or "#{" in value or value.startswith("=")):
+            problems.append(f"the {who} {value!r} is an expression, which the engine does not evaluate")
+    if group and "," in group:
+        problems.append(f"the candidate groups {group!r} are several; the inbox offers a task to one group")
+    return HumanTask(tuple(fields), group or None, None, assignee or None, form_key or None)
+
+
+def _form_field(f: etree._Element, problems: list[str]) -> FormField | None:
+    fid, ftype = f.get("id", ""), f.get("type", "string")
+    where = f"form field {fid!r}"
+    if not _VAR.match(fid):
+        problems.append(f"{where}: the id is not an identifier, so it cannot be a key of the case data")
+        return None
+    if ftype not in _FIELD_TYPES:
+        problems.append(f"{where}: type {ftype!r} is not one the engine checks (string, long, boolean, date, enum, textarea)")
+        return None
+    kind = _FIELD_TYPES[ftype]
+    allowed = tuple(v.get("id") for v in f.iter(_C + "value") if v.get("id") is not None)
+    bounds: dict[str, float | int] = {}
+    required = False
+    for c in f.iter(_C + "constraint"):
+        name, config = c.get("name", ""), c.get("config")
+        if name == "required":
+            required = True
+        elif name == "readonly":
+            continue
+        elif name in ("min", "max", "minlength", "maxlength"):
+            try:
+                value = float(config or "")
+            except ValueError:
+                problems.append(f"{where}: constraint {name} has config {config!r}, not a number")
+                continue
+            key = {"min": "minimum", "max": "maximum", "minlength": "min_length", "maxlength": "max_length"}[name]
+            bounds[key] = int(value) if key.endswith("length") else value
+        else:
+            problems.append(f"{where}: the validation constraint {name!r} is not one the engine checks")
+    raw = f.get("defaultValue")
+    default: object = raw
+    if raw is not None and ("${" in raw or "#{" in raw):
+        problems.append(f"{where}: the default {raw!r} is an expression, which the engine does not evaluate")
+        default = None
+    elif raw is not None and kind in ("integer", "boolean"):
+        default = int(raw) if kind == "integer" and re.fullmatch(r"-?\d+", raw.strip()) else \
+            {"true": True, "false": False}.get(raw.strip().lower()) if kind == "boolean" else None
+        if default is None:
+            problems.append(f"{where}: the default {raw!r} is not a {ftype}")
+    try:
+        return FormField(fid, kind, required, allowed, f.get("label", ""), default, **bounds)  # type: ignore[arg-type]
+    except UserError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+
+
+def read_binding(x: etree._Element) -> str | None:
+    """The binding another engine gives service task ``x`` ("external topic 'x'", ...), or None."""
+    if x.get(_C + "type") == "external":
+        return f"external topic {x.get(_C + 'topic') or '?'!r}"
+    for attr, what in (("class", "Java class"), ("delegateExpression", "delegate expression"),
+                       ("expression", "expression")):  # fmt: skip
+        if x.get(_C + attr):
+            return f"{what} {x.get(_C + attr)!r}"
+    connector = next(iter(_ext(x, _C + "connectorId")), None)
+    if connector is not None:
+        return f"connector {(connector.text or '').strip()!r}"
+    job = next(iter(_ext(x, _Z + "taskDefinition")), None)
+    if job is not None:
+        return f"Zeebe job type {job.get('type') or '?'!r}"
+    op = next(iter(_ext(x, _S + "serviceTaskOperator")), None)
+    if op is not None:
+        return f"SpiffWorkflow operator {op.get('id') or '?'!r}"
+    return None
+
+
+def read_loop(x: etree._Element) -> Loop | None:
+    """Activity ``x``'s multi-instance or standard loop characteristics as drawn, or None."""
+    std = x.find(_B + "standardLoopCharacteristics")
+    if std is not None:
+        cond = std.find(_B + "loopCondition")
+        maximum = std.get("loopMaximum")
+        return Loop("standard", condition=_text(cond), maximum=int(maximum) if maximum and maximum.isdigit() else None,
+                    test_before=std.get("testBefore", "false") == "true")  # fmt: skip
+    mi = x.find(_B + "multiInstanceLoopCharacteristics")
+    if mi is None:
+        return None
+    collection, element = _text(mi.find(_B + "loopDataInputRef")), None
+    item = mi.find(_B + "inputDataItem")
+    if item is not None:
+        element = item.get("name") or item.get("id")
+    out_item = mi.find(_B + "outputDataItem")
+    vendor = ""  # set when a vendor attribute stands in for standard BPMN (which the engine reads)
+    zeebe = next(iter(_ext(mi, _Z + "loopCharacteristics")), None)
+    for who, coll, elem in (("camunda", mi.get(_C + "collection"), mi.get(_C + "elementVariable")),
+                            ("zeebe", *((zeebe.get("inputCollection"), zeebe.get("inputElement")) if zeebe is not None
+                                        else (None, None)))):  # fmt: skip
+        if (coll and not collection) or (elem and not element):
+            collection, element, vendor = collection or coll, element or elem, who
+    return Loop("sequential" if mi.get("isSequential") == "true" else "parallel",
+                cardinality=_text(mi.find(_B + "loopCardinality")), collection=collection, element_variable=element,
+                output_collection=_text(mi.find(_B + "loopDataOutputRef")) or (zeebe.get("outputCollection") if
+                                                                              zeebe is not None else None),
+                output_element=(out_item.get("name") or out_item.get("id")) if out_item is not None else None,
+                completion_condition=_text(mi.find(_B + "completionCondition")), vendor=vendor)  # fmt: skip
+
+
+def _text(node: etree._Element | None) -> str | None:
+    return (node.text or "").strip() or None if node is not None else None
+
+
+#: Vendor extensions that change what runs, which the engine does not run.
+_IGNORED_CODE = {
+    _C + "executionListener": "a Camunda execution listener (code run on start or end)",
+    _C + "taskListener": "a Camunda task listener (code run on task events)",
+    _C + "in": "a Camunda call mapping (camunda:in), copying data into the called process",
+    _C + "out": "a Camunda call mapping (camunda:out), copying data back from the called process",
+    _Z + "executionListener": "a Zeebe execution listener",
+    _Z + "ioMapping": "a Zeebe input/output mapping",
+    _S + "preScript": "a SpiffWorkflow pre-script (run before the task)",
+    _S + "postScript": "a SpiffWorkflow post-script (run after the task)",
+}
+
+
+def unsupported(x: etree._Element, local: str) -> list[str]:
+    """The constructs on flow node ``x`` (a ``local`` element) that change what runs and that the engine ignores."""
+    found: list[str] = []
+    for tag, what in _IGNORED_CODE.items():
+        if _ext(x, tag):
+            found.append(f"{what}, which the engine does not run")
+    if _ext(x, _C + "inputOutput") and local not in ("serviceTask", "businessRuleTask", "sendTask"):
+        found.append("a Camunda input/output mapping (camunda:inputOutput), which the engine does not apply")
+    if local == "scriptTask" and x.get(_C + "resultVariable"):
+        found.append(f"a Camunda script result variable {x.get(_C + 'resultVariable')!r}, which the engine does "
+                     "not set (assign the variable in the script)")
+    return found
