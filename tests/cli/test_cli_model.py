@@ -67,7 +67,7 @@ def test_one_model_group_and_models_is_a_hidden_alias(ws: Path) -> None:
     assert "model" in commands and "models" not in commands
     group = run_cli("model", "--help", check=True).stdout
     assert [line.split()[0] for line in group.split("Commands:")[1].splitlines() if line.strip()] == [
-        "import", "list", "show", "validate"]
+        "bind", "import", "list", "show", "validate"]
     assert run_cli("models", "--help", check=True).stdout.replace("procestra models", "procestra model") == group
     small_model("review").save(Workspace(ws))
     listed = _json(run_cli("model", "list", "--json", workspace=ws))

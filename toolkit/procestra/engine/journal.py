@@ -351,8 +351,8 @@ def write_round(con: Connection, *, steps: Sequence[tuple[Any, ...]], work: Sequ
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", steps)
     if work:
         con.executemany("INSERT INTO work (task_id, case_id, element_id, name, occurrence, "
-                        "candidate_group, form, status, created, due_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", work)
+                        "candidate_group, form, status, created, due_at, assignee) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", work)
     if snapshots:
         con.executemany("UPDATE cases SET snapshot = ?, snapshot_seq = ? WHERE case_id = ?", snapshots)
     if cancel:

@@ -583,8 +583,9 @@ class CaseRunner:
                 due = journal.iso(journal.now() + timedelta(seconds=human.due_seconds))
             self.pending.work.append((f"t-{uuid.uuid4().hex[:16]}", self.case_id, el,
                                       task.task_spec.bpmn_name or el, occ,
-                                      human.candidate_group if human else None, journal.dumps(form), "open",
-                                      journal.iso(journal.now()), due))
+                                      human.candidate_group if human else None, journal.dumps(form),
+                                      "claimed" if human is not None and human.assignee else "open",
+                                      journal.iso(journal.now()), due, human.assignee if human else None))
             self.open_work.add((el, occ))
         return False
 
@@ -596,6 +597,9 @@ class CaseRunner:
         attempt = self.attempts.get((el, occ), 0) + 1
         started = journal.now()
         handler = element.handler if element is not None else None
+        if handler is None and element is not None and element.kind == "serviceTask":  # a draft: never skip it
+            raise EngineError(f"service task {element.label} has no handler, so the case cannot go on: bind it "
+                              f"(procestra model bind {self.model.name} {el} --python mod:func) and start new cases")
         if handler is None:  # an unbound plain task: nothing to run, it just completes
             task.complete()
             self.occurrence[el] = occ

@@ -123,6 +123,9 @@ def read_xml(make: type[ToBeModel], xml: str | bytes, *, source: str = "(xml)", 
     if len(candidates) > 1:  # one we saved: the process with our marker is the one that runs
         ours = [p for p in candidates if p.find(f"{_B}extensionElements/{_P}model") is not None]
         candidates = ours if len(ours) == 1 else candidates
+    if len(candidates) > 1 and process is None:  # pools drawn only to show a partner are not executable
+        executable = [p for p in candidates if p.get("isExecutable", "true") != "false"]
+        candidates = executable if len(executable) == 1 else candidates
     if not candidates:
         raise ModelError("the file has no process elements (no task, event or gateway)", path=source)
     if len(candidates) > 1:

@@ -131,8 +131,11 @@ class _Validator:
                 not e.triggered_by_event:
             self.add("warning", "dead-end", e, "no outgoing flow: the branch ends here without an end event")
         if e.kind == "serviceTask" and e.handler is None:
-            self.add("error", "unbound-service-task", e, "the service task has no handler: bind one with "
-                                                          "model.bind(task, python('pkg.mod:func'))")  # fmt: skip
+            drawn = f" (the file binds it to {e.vendor_binding}, which the engine does not run)" \
+                if e.vendor_binding else ""
+            self.add("error", "unbound-service-task", e, f"the service task has no handler{drawn}: bind one with "
+                     f"`procestra model bind MODEL {e.id} --python pkg.mod:func` or "
+                     "model.bind(task, python('pkg.mod:func'))")  # fmt: skip
         if e.kind in ("task", "manualTask") and e.handler is None:
             self.add("warning", "untyped-task", e, "neither bound to a handler nor a human task: the engine will "
                                                    "wait for someone to complete it")  # fmt: skip
