@@ -127,3 +127,30 @@ def test_camunda_forms_assignee_and_a_task_without_a_form_run(ws: Path) -> None:
     info = engine.get_case(space, case)
     assert info.status == "completed", info.error
     assert info.data == {"amount": 5, "priority": "low", "effect_done": True, "approved": True, "comment": "ok"}
+
+
+def test_validate_of_a_file_looks_up_called_models_in_the_workspace(ws: Path, tmp_path: Path) -> None:
+    file = tmp_path / "caller.bpmn"
+    file.write_text(
+        f'<definitions xmlns="{B[1:-1]}" id="D" targetNamespace="t"><process id="P"><startEvent id="S"/>'
+        '<sequenceFlow id="f0" sourceRef="S" targetRef="Call"/><callActivity id="Call" name="Check" '
+        'calledElement="checks"/><sequenceFlow id="f1" sourceRef="Call" targetRef="E"/><endEvent id="E"/>'
+        '</process></definitions>', encoding="utf-8")  # fmt: skip
+    refused = cli("model", "validate", str(file), "--json", workspace=ws)  # before: not looked up for a file
+    assert refused.returncode == 2
+    [problem] = json.loads(refused.stdout)
+    assert (problem["code"], problem["element"]) == ("call-unknown-model", "Call") and "checks" in problem["message"]
+
+
+def test_show_lists_what_each_element_does(ws: Path) -> None:
+    _ok(cli("model", "import", str(ORDERS), workspace=ws))
+    out = _ok(cli("model", "show", "Orders", workspace=ws)).splitlines()
+    assert out[-4:] == [
+        "  Activity_enter userTask 'Enter order': human task (group 'sales', assignee 'demo', form key "
+        "'embedded:app:forms/order.html'); form fields: amount, priority, note",
+        "  Activity_charge serviceTask 'Charge card': to bind (the file has external topic 'charge')",
+        "  Activity_confirm userTask 'Confirm': human task (group 'sales'); form fields: none: takes any data",
+        "  Activity_notify serviceTask 'Notify customer': to bind (the file has Java class 'com.acme.shop.Notify')",
+    ]
+    shown = json.loads(_ok(cli("model", "show", "Orders", "--json", workspace=ws)))
+    assert [e["id"] for e in shown["elements"]][:2] == ["StartEvent_order", "Activity_enter"]

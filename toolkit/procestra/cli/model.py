@@ -58,11 +58,29 @@ def _model_line(i: ModelInfo) -> str:
 @click.pass_obj
 @cli_endpoint
 def model_show(state: State, name: str, as_json: bool) -> None:
-    """Show one model's metadata: NAME or NAME@VERSION."""
+    """Show one model's metadata, NAME or NAME@VERSION, and for a to-be model what its elements do.
+
+    Loops, events (timers, conditions, messages, signals...), forms, bindings and what the
+    engine does not run are listed per element, as read from its model.bpmn.
+    """
     from procestra.models import model_info
 
-    d = model_info(state.workspace(), name).to_dict()
-    emit(as_json, d, (f"{k}: {v}" for k, v in d.items()))
+    ws = state.workspace()
+    info = model_info(ws, name)
+    d = info.to_dict()
+    lines = [f"{k}: {v}" for k, v in d.items()]
+    import json
+
+    meta = json.loads((info.path / "meta.json").read_text(encoding="utf-8"))
+    if meta.get("executable") and (info.path / "model.bpmn").is_file():
+        from procestra.engine import ToBeModel
+
+        loaded = ToBeModel.load(info.ref, ws=ws)
+        d["elements"] = [{"id": e.id, "kind": e.kind, "name": e.name, "details": e.describe()}
+                         for e in loaded.elements.values()]  # fmt: skip
+        lines += [f"  {e['id']} {e['kind']}" + (f" {e['name']!r}" if e["name"] else "") + ": " + "; ".join(e["details"])
+                  for e in d["elements"] if e["details"]]  # fmt: skip
+    emit(as_json, d, lines)
 
 
 @model.command("validate")

@@ -350,6 +350,43 @@ class Element:
     def label(self) -> str:
         return f"{self.id} {self.name!r}" if self.name else self.id
 
+    def describe(self) -> list[str]:
+        """What the element does beyond its kind, in words (for ``model show``): loop, event, form, binding."""
+        out: list[str] = []
+        if self.transaction:
+            out.append("transaction")
+        if self.triggered_by_event:
+            out.append("event subprocess")
+        if self.loop is not None:
+            out.append(str(self.loop))
+        if self.event:
+            what = f"{self.event} event"
+            if self.event == "timer" and self.timer:
+                what += f" ({self.timer_kind} {self.timer})"
+            elif self.event == "conditional":
+                what += f" (when {self.condition!r})"
+            elif self.event_ref:
+                what += f" {self.event_ref!r}"
+            if self.error_code and self.event in ("error", "escalation"):
+                what += f" code {self.error_code!r}"
+            out.append(what + ("" if self.interrupting else ", non-interrupting"))
+        if self.human is not None:
+            h = self.human
+            who = ", ".join(x for x in (f"group {h.candidate_group!r}" if h.candidate_group else "",
+                                        f"assignee {h.assignee!r}" if h.assignee else "",
+                                        f"form key {h.form_key!r}" if h.form_key else "") if x)  # fmt: skip
+            fields = ", ".join(f.name for f in h.fields) or "none: takes any data"
+            out.append(f"human task ({who})" if who else "human task")
+            out.append(f"form fields: {fields}")
+        if self.handler is not None:
+            out.append(f"{self.handler.kind} handler")
+        elif self.vendor_binding:
+            out.append(f"to bind (the file has {self.vendor_binding})")
+        if self.called:
+            out.append(f"calls {self.called!r}")
+        out += [f"not run: {u}" for u in self.unsupported]
+        return out
+
     def outputs(self) -> frozenset[str]:
         """Variables this element adds to the case data when it completes."""
         out: set[str] = set()

@@ -60,6 +60,7 @@ from procestra.engine.elements import (
     Flow,
     FormField,
     HumanTask,
+    Loop,
     Retry,
     Variable,
     slug,
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BPMN_SUFFIXES", "FORMAT", "NODE_TAGS", "NS", "READ_AS", "flatten_for_replay", "is_bpmn_file", "our_extensions",
-    "pm4py_bpmn", "process_extensions", "read_xml", "write_node", "write_xml",
+    "pm4py_bpmn", "process_extensions", "read_xml", "write_loop", "write_node", "write_xml",
 ]
 
 #: The namespace of our extension elements, and the version of their format.
@@ -538,8 +539,48 @@ def write_node(node: etree._Element, e: Element, errors: list[etree._Element], c
             d.set("errorRef", err_id)
             errors.append(etree.Element(_B + "error", id=err_id, name=e.name or e.error_code or e.id,
                                         errorCode=e.error_code or e.id))  # fmt: skip
+    if e.event == "conditional":
+        d = node.find(_B + "conditionalEventDefinition")
+        if d is not None and e.condition:
+            etree.SubElement(d, _B + "condition").text = e.condition
+    if e.loop is not None:
+        write_loop(node, e.loop)
+    if e.transaction:
+        node.tag = _B + "transaction"
+    if e.triggered_by_event:
+        node.set("triggeredByEvent", "true")
     if e.kind not in GATEWAYS and "gatewayDirection" in node.attrib:
         del node.attrib["gatewayDirection"]
+
+
+def write_loop(node: etree._Element, loop: Loop) -> None:
+    """``loop`` as standard BPMN loop characteristics of ``node`` (before its script, as the schema orders)."""
+    if loop.kind == "standard":
+        x = etree.Element(_B + "standardLoopCharacteristics")
+        if loop.test_before:
+            x.set("testBefore", "true")
+        if loop.maximum is not None:
+            x.set("loopMaximum", str(loop.maximum))
+        if loop.condition:
+            etree.SubElement(x, _B + "loopCondition").text = loop.condition
+    else:
+        x = etree.Element(_B + "multiInstanceLoopCharacteristics")
+        if loop.kind == "sequential":
+            x.set("isSequential", "true")
+        for tag, value in (("loopCardinality", loop.cardinality), ("loopDataInputRef", loop.collection),
+                           ("loopDataOutputRef", loop.output_collection)):  # fmt: skip
+            if value:
+                etree.SubElement(x, _B + tag).text = value
+        for tag, value in (("inputDataItem", loop.element_variable), ("outputDataItem", loop.output_element)):
+            if value:
+                etree.SubElement(x, _B + tag, id=value, name=value)
+        if loop.completion_condition:
+            etree.SubElement(x, _B + "completionCondition").text = loop.completion_condition
+    script = node.find(_B + "script")
+    if script is not None:
+        script.addprevious(x)
+    else:
+        node.append(x)
 
 
 def process_extensions(model: ToBeModel, name: str | None) -> list[etree._Element]:

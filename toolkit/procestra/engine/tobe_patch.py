@@ -212,10 +212,6 @@ def _set_ours(holder: etree._Element, ours: list[etree._Element]) -> None:
 
 def _new_node(node: etree._Element, e: Element, errors: list[etree._Element], called: Mapping[str, str]) -> None:
     write_node(node, e, errors, called)
-    if e.transaction:
-        node.tag = _B + "transaction"
-    if e.triggered_by_event:
-        node.set("triggeredByEvent", "true")
 
 
 def _patch_node(node: etree._Element, e: Element, called: Mapping[str, str]) -> None:

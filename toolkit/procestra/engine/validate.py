@@ -374,10 +374,12 @@ class _Validator:
                 except ConditionError:
                     pass
             if e.loop is not None:
-                for text in (e.loop.cardinality, e.loop.completion_condition, e.loop.condition):
+                for text, after in ((e.loop.cardinality, False), (e.loop.completion_condition, True),
+                                     (e.loop.condition, not e.loop.test_before)):  # fmt: skip
                     try:
                         for v in compile_expression(text).variables if text else ():
-                            used.setdefault(v, "the loop")
+                            if not (after and v in outputs[e.id]):  # tested after a pass: the pass's outputs count
+                                used.setdefault(v, "the loop")
                     except ConditionError:
                         pass
                 if e.loop.collection and e.loop.collection.isidentifier():

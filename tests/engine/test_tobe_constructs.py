@@ -1,0 +1,199 @@
+"""Constructs the element model reads instead of dropping: loops, transactions, conditional, message and
+timer-cycle events; and what the engine cannot run, refused by validation naming the element.
+
+Each file is written here by hand as BPMN 2.0; the reference for "kept" is the element as written
+(canonical XML), for "refused" SpiffWorkflow's own parser and the BPMN specification.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from procestra import Workspace, engine
+from procestra.engine.connectors import python
+from procestra.engine.tobe import ToBeModel
+
+CASES = Path(__file__).resolve().parent / "cases"
+BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+B = f"{{{BPMN}}}"
+
+
+def model(body: str, *, head: str = "", ns: str = "") -> ToBeModel:
+    """A process: start -> ``body`` (whose first element is ``A``, whose last flows to the end) -> end."""
+    xml = (f'<definitions xmlns="{BPMN}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+           f'xmlns:camunda="http://camunda.org/schema/1.0/bpmn" {ns} id="D" targetNamespace="t">{head}'
+           '<process id="P" isExecutable="true"><startEvent id="S"/><sequenceFlow id="f0" sourceRef="S" '
+           f'targetRef="A"/>{body}<endEvent id="E"/><sequenceFlow id="f9" sourceRef="Z" targetRef="E"/></process>'
+           '</definitions>')  # fmt: skip
+    return ToBeModel.from_xml(xml)
+
+
+def codes(m: ToBeModel) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for p in m.validate():
+        if p.severity == "error":
+            out.setdefault(p.code, []).append(p.element)
+    return out
+
+
+def kept(m: ToBeModel, element: str, child: str) -> bytes:
+    """Element ``element``'s ``child`` in the XML the model writes, canonical."""
+    node = etree.fromstring(m.to_xml().encode()).find(f".//{B}*[@id='{element}']/{B}{child}")
+    assert node is not None, (element, child)
+    return etree.tostring(node, method="c14n", exclusive=True)
+
+
+def written(text: str, child: str) -> bytes:
+    return etree.tostring(etree.fromstring(f'<x xmlns="{BPMN}">{text}</x>').find(f"{B}{child}"), method="c14n",
+                          exclusive=True)
+
+
+def _script(id_: str, script: str, extra: str = "") -> str:
+    return f'<scriptTask id="{id_}" scriptFormat="python">{extra}<script>{script}</script></scriptTask>'
+
+
+MI = ('<multiInstanceLoopCharacteristics isSequential="true"><loopCardinality>3</loopCardinality>'
+      '<completionCondition>done</completionCondition></multiInstanceLoopCharacteristics>')  # fmt: skip
+
+
+def test_multi_instance_is_read_validated_and_kept() -> None:
+    m = model(_script("A", "done = False", MI) + '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>'
+              + _script("Z", "x = 1"))  # fmt: skip
+    loop = m.element("A").loop
+    assert (loop.kind, loop.cardinality, loop.completion_condition) == ("sequential", "3", "done")
+    assert str(loop) == "sequential multi-instance, '3' times, until 'done'"
+    assert codes(m) == {}
+    assert kept(m, "A", "multiInstanceLoopCharacteristics") == written(MI, "multiInstanceLoopCharacteristics")
+    api = ToBeModel.from_dict(m.to_dict())  # the same model without its file: written anew, loop included
+    assert api.document is None and ToBeModel.from_xml(api.to_xml()).element("A").loop == loop
+
+
+def test_a_camunda_collection_is_refused_by_name() -> None:
+    m = ToBeModel.load(CASES / "spiff_parallel_multiinstance_collection.bpmn")
+    [task] = [e for e in m.elements.values() if e.loop is not None]
+    assert (task.loop.kind, task.loop.collection, task.loop.element_variable, task.loop.vendor) == (
+        "parallel", "input_data", "input_item", "camunda")
+    refused = [p for p in m.validate() if p.code == "unsupported-construct"]
+    assert [p.element for p in refused] == [task.id]
+    assert "camunda attributes" in refused[0].message and "loopDataInputRef" in refused[0].message
+
+
+def test_standard_loop_is_read_and_kept() -> None:
+    std = ('<standardLoopCharacteristics testBefore="true" loopMaximum="5"><loopCondition>n &lt; 3</loopCondition>'
+           '</standardLoopCharacteristics>')  # fmt: skip
+    m = model(_script("A", "n = n + 1", std) + '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>'
+              + _script("Z", "x = 1"))  # fmt: skip
+    m.declare("n", "integer")
+    loop = m.element("A").loop
+    assert (loop.kind, loop.condition, loop.maximum, loop.test_before) == ("standard", "n < 3", 5, True)
+    assert codes(m) == {}
+    assert kept(m, "A", "standardLoopCharacteristics") == written(std, "standardLoopCharacteristics")
+    no_bound = model(_script("A", "n = 1", "<standardLoopCharacteristics/>")
+                     + '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>' + _script("Z", "x = 1"))
+    assert codes(no_bound) == {"bad-loop": ["A"]}
+
+
+def test_conditional_message_and_cycle_events_are_read_and_kept() -> None:
+    cond = ('<conditionalEventDefinition id="c"><condition xsi:type="tFormalExpression">ready == True</condition>'
+            '</conditionalEventDefinition>')  # fmt: skip
+    body = (f'<intermediateCatchEvent id="A">{cond}</intermediateCatchEvent>'
+            '<sequenceFlow id="f1" sourceRef="A" targetRef="M"/>'
+            '<intermediateCatchEvent id="M"><messageEventDefinition id="m" messageRef="Msg"/></intermediateCatchEvent>'
+            '<sequenceFlow id="f2" sourceRef="M" targetRef="Z"/>'
+            '<intermediateCatchEvent id="Z"><timerEventDefinition id="t"><timeCycle>R3/PT10M</timeCycle>'
+            '</timerEventDefinition></intermediateCatchEvent>')  # fmt: skip
+    m = model(body, head='<message id="Msg" name="order placed"/>')
+    m.declare("ready", "boolean")
+    a, msg, cycle = m.element("A"), m.element("M"), m.element("Z")
+    assert (a.event, a.condition) == ("conditional", "ready == True")
+    assert (msg.event, msg.event_ref) == ("message", "order placed")
+    assert (cycle.timer_kind, cycle.timer) == ("cycle", "R3/PT10M")
+    assert kept(m, "A", "conditionalEventDefinition") == written(
+        cond.replace('xsi:type="tFormalExpression"', ""), "conditionalEventDefinition").replace(
+        b"<condition>", b'<condition xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="tFormalExpression">')
+    assert "bad-condition" not in codes(m)
+    broken = model(body.replace("ready == True", "ready ==="), head='<message id="Msg" name="order placed"/>')
+    assert codes(broken)["bad-condition"] == ["A"]
+
+
+def test_a_transaction_keeps_its_kind_and_cancel_is_refused_outside_one() -> None:
+    inner = ('<startEvent id="TS"/><sequenceFlow id="t1" sourceRef="TS" targetRef="TE"/>'
+             '<endEvent id="TE"><cancelEventDefinition id="cd"/></endEvent>')  # fmt: skip
+    tail = ('<boundaryEvent id="X" attachedToRef="A"><cancelEventDefinition id="cb"/></boundaryEvent>'
+            '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/><sequenceFlow id="f2" sourceRef="X" targetRef="Z"/>'
+            + _script("Z", "x = 1"))  # fmt: skip
+    m = model(f'<transaction id="A">{inner}</transaction>' + tail)
+    assert m.element("A").transaction and m.element("A").kind == "subProcess"
+    assert "cancel-outside-transaction" not in codes(m)
+    assert etree.fromstring(m.to_xml().encode()).find(f".//{B}transaction[@id='A']") is not None  # before: subProcess
+    plain = model(f'<subProcess id="A">{inner}</subProcess>' + tail)
+    assert sorted(codes(plain)["cancel-outside-transaction"]) == ["TE", "X"]
+
+
+@pytest.mark.parametrize(("body", "element", "words"), [
+    ('<complexGateway id="A"/><sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>', "A", "complex gateways"),
+    ('<adHocSubProcess id="A"><task id="in"/></adHocSubProcess><sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>',
+     "A", "ad-hoc subprocesses"),
+    ('<task id="A"><extensionElements><camunda:executionListener class="x.Y" event="start"/></extensionElements>'
+     '</task><sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>', "A", "execution listener"),
+    ('<scriptTask id="A" camunda:resultVariable="r"><script>r = 1</script></scriptTask>'
+     '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>', "A", "result variable"),
+    ('<intermediateCatchEvent id="A"><messageEventDefinition/><signalEventDefinition/></intermediateCatchEvent>'
+     '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>', "A", "multiple event"),
+])  # fmt: skip
+def test_what_the_engine_does_not_run_is_an_error_naming_the_element(body: str, element: str, words: str) -> None:
+    m = model(body + _script("Z", "x = 1"))  # before: dropped with a note, or a load error
+    refused = [p for p in m.validate() if p.code == "unsupported-construct"]
+    assert [p.element for p in refused] == [element]
+    assert words in refused[0].message
+
+
+def test_what_spiffworkflow_refuses_is_an_error_from_its_parser() -> None:
+    m = model('<task id="A"/><sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>' + _script("Z", "x = 1"),
+              head='<dataStore id="DS" name="warehouse"/>')
+    m.set_script("A", "y = 2")
+    [problem] = [p for p in m.validate() if p.severity == "error"]
+    assert problem.code == "engine-refuses" and "warehouse" in problem.message
+
+
+def test_camunda_form_fields_become_the_form() -> None:
+    m = ToBeModel.load(CASES / "spiff_random_fact.bpmn")
+    human = m.element("Task_User_Select_Type").human
+    [field] = human.fields
+    assert (field.name, field.type, field.allowed, field.default, field.max_length, field.label) == (
+        "type", "enum", ("norris", "cat", "buzzword"), "cat", 25, "Type")
+    assert human.form_key == "Fact"
+    assert codes(m)["unsupported-construct"] == ["Task_Get_Fact_From_API"]  # its camunda:inputOutput
+
+
+def test_an_unbound_service_task_fails_its_case_instead_of_being_skipped(ws: Workspace) -> None:
+    m = ToBeModel("draft")
+    start = m.add_event("start")
+    charge = m.add_task("Charge", kind="service", after=start)
+    after = m.add_task("After", after=charge)
+    m.bind(after, python("engine_handlers:noop"))
+    m.add_event("end", after=after)
+    m.save(ws, check=False)  # a draft: validation would refuse it
+    case = engine.start_case(ws, "draft")
+    engine.Worker(ws, poll=0.05).run(until_idle=True, max_seconds=60)
+    info = engine.get_case(ws, case)
+    assert info.status == "failed"  # before: completed, the service task skipped
+    assert "Activity_charge 'Charge' has no handler" in (info.error or "")
+
+
+def test_called_models_must_exist(ws: Workspace) -> None:
+    m = model('<callActivity id="A" calledElement="Other"/><sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>'
+              + _script("Z", "x = 1"))  # fmt: skip
+    assert "call-unknown-model" not in codes(m)  # no workspace: not checked
+    [problem] = [p for p in m.validate(ws=ws) if p.code == "call-unknown-model"]
+    assert problem.element == "A" and "Other" in problem.message
+    in_file = ToBeModel.from_xml(
+        f'<definitions xmlns="{BPMN}" id="D" targetNamespace="t"><process id="P"><startEvent id="S"/>'
+        '<sequenceFlow id="f0" sourceRef="S" targetRef="A"/><callActivity id="A" calledElement="Q"/>'
+        '<sequenceFlow id="f1" sourceRef="A" targetRef="E"/><endEvent id="E"/></process>'
+        '<process id="Q" isExecutable="false"><startEvent id="QS"/></process></definitions>', process="P")
+    assert codes(in_file)["call-in-file"] == ["A"]
