@@ -342,6 +342,8 @@ class _Diagram:
                 shape.set("isMarkerVisible", "true")
             etree.SubElement(shape, _DC + "Bounds", x=_num(x), y=_num(y), width=_num(w), height=_num(h))
             self.shapes[e.id] = shape
+        if missing:
+            self.grow_pool([self.boxes[e.id] for e in missing if e.id in self.boxes])
         for f in self.m.flows.values():
             if f.id in self.edges and f.id not in changed:
                 continue
@@ -357,6 +359,21 @@ class _Diagram:
             for i, (px, py) in enumerate(points):
                 wp = etree.Element(_W + "waypoint", x=_num(px), y=_num(py))
                 edge.insert(i, wp) if label is not None else edge.append(wp)
+
+    def grow_pool(self, new: list[_Box]) -> None:
+        """Make the pool of the process (if drawn) hold the new shapes, with a margin."""
+        pools = [p.get("id") for p in self.root.iter(_B + "participant") if p.get("processRef") == self.proc.get("id")]
+        shape = self.shapes.get(pools[0]) if pools else None
+        bounds = shape.find(_DC + "Bounds") if shape is not None else None
+        if bounds is None or not new:
+            return
+        x, y, w, h = (float(bounds.get(k, "0")) for k in ("x", "y", "width", "height"))
+        right = max([x + w, *(bx + bw + 30 for bx, _, bw, _ in new)])
+        bottom = max([y + h, *(by + bh + 30 for _, by, _, bh in new)])
+        left, top = min([x, *(bx - 30 for bx, _, _, _ in new)]), min([y, *(by - 30 for _, by, _, _ in new)])
+        if (left, top, right, bottom) != (x, y, x + w, y + h):
+            bounds.set("x", _num(left)), bounds.set("y", _num(top))
+            bounds.set("width", _num(right - left)), bounds.set("height", _num(bottom - top))
 
     # -- placing what has no shape -----------------------------------------------------------------
     def place(self, missing: list[Element]) -> None:
@@ -447,7 +464,7 @@ class _Diagram:
             ancestors.add(p)
             p = self.m.elements[p].parent if p in self.m.elements else None
         x, y, w, h = box
-        others = [b for k, b in self.boxes.items() if k not in ancestors and k != e.id]
+        others = [b for k, b in self.boxes.items() if k not in ancestors and k != e.id and k in self.m.elements]
         for _ in range(200):
             if not any(_overlap((x, y, w, h), b) for b in others):
                 break
