@@ -197,3 +197,22 @@ def test_called_models_must_exist(ws: Workspace) -> None:
         '<sequenceFlow id="f1" sourceRef="A" targetRef="E"/><endEvent id="E"/></process>'
         '<process id="Q" isExecutable="false"><startEvent id="QS"/></process></definitions>', process="P")
     assert codes(in_file)["call-in-file"] == ["A"]
+
+
+def test_an_event_subprocess_is_read_and_runs_as_in_spiffworkflow(ws: Workspace) -> None:
+    from SpiffWorkflow.bpmn import BpmnWorkflow
+    from SpiffWorkflow.bpmn.parser import BpmnParser
+
+    file = CASES / "error_event_subprocess.bpmn"
+    m = ToBeModel.load(file)  # before: "event subprocesses are not supported"
+    assert m.element("ES").triggered_by_event and m.validate() == []
+    m.save(ws)
+    case = engine.start_case(ws, "ev")
+    engine.Worker(ws, poll=0.05).run(until_idle=True, max_seconds=60)
+    parser = BpmnParser()
+    parser.add_bpmn_file(str(file))
+    wf = BpmnWorkflow(parser.get_spec("P"), parser.get_subprocess_specs("P"))
+    wf.do_engine_steps()
+    assert wf.is_completed()  # SpiffWorkflow, run directly, is the reference
+    info = engine.get_case(ws, case)
+    assert (info.status, info.data) == ("completed", wf.data)
