@@ -216,3 +216,27 @@ def test_an_event_subprocess_is_read_and_runs_as_in_spiffworkflow(ws: Workspace)
     assert wf.is_completed()  # SpiffWorkflow, run directly, is the reference
     info = engine.get_case(ws, case)
     assert (info.status, info.data) == ("completed", wf.data)
+
+
+ZEEBE = 'xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core"'
+
+
+def test_zeebe_and_spiffworkflow_extensions_are_read() -> None:
+    m = model(
+        '<userTask id="A" name="Approve"><extensionElements><zeebe:assignmentDefinition assignee="ann" '
+        'candidateGroups="managers"/><zeebe:formDefinition formKey="camunda-forms:bpmn:approve"/>'
+        '</extensionElements></userTask><sequenceFlow id="f1" sourceRef="A" targetRef="J"/>'
+        '<serviceTask id="J" name="Ship"><extensionElements><zeebe:taskDefinition type="ship-parcel"/>'
+        '</extensionElements></serviceTask><sequenceFlow id="f2" sourceRef="J" targetRef="O"/>'
+        '<serviceTask id="O" name="Call"><extensionElements><spiffworkflow:serviceTaskOperator id="http/GetRequest"/>'
+        '</extensionElements></serviceTask><sequenceFlow id="f3" sourceRef="O" targetRef="Z"/>'
+        '<scriptTask id="Z"><extensionElements><spiffworkflow:preScript>y = 1</spiffworkflow:preScript>'
+        '</extensionElements><script>x = 1</script></scriptTask>', ns=ZEEBE)  # fmt: skip
+    human = m.element("A").human
+    assert (human.assignee, human.candidate_group, human.form_key, human.fields) == (
+        "ann", "managers", "camunda-forms:bpmn:approve", ())
+    assert m.element("J").vendor_binding == "Zeebe job type 'ship-parcel'"
+    assert m.element("O").vendor_binding == "SpiffWorkflow operator 'http/GetRequest'"
+    found = codes(m)
+    assert found["unbound-service-task"] == ["J", "O"]
+    assert found["unsupported-construct"] == ["Z"]  # its pre-script would not run

@@ -92,25 +92,20 @@ def test_edits_patch_the_file_and_only_new_elements_get_a_place() -> None:
     assert again.to_xml() == xml
 
 
-def _ready_after_split(xml: bytes) -> list[str]:
-    """SpiffWorkflow, run directly: the user tasks it offers once 'Set data' is done with skipParallel False."""
+def test_parallel_branches_keep_their_order_after_saving() -> None:
+    """SpiffWorkflow offers parallel branches in the order of their positions in the diagram."""
     from SpiffWorkflow.bpmn import BpmnWorkflow
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.util.task import TaskState
 
-    parser = BpmnParser()
-    parser.add_bpmn_str(xml, filename="m.bpmn")
-    wf = BpmnWorkflow(parser.get_spec("token_trial_parallel_simple"))
-    wf.do_engine_steps()
-    [first] = wf.get_tasks(state=TaskState.READY, manual=True)
-    first.data["skipParallel"] = False
-    first.run()
-    wf.do_engine_steps()
-    return [t.task_spec.bpmn_name for t in wf.get_tasks(state=TaskState.READY, manual=True)]
+    def offered(xml: bytes) -> list[str]:
+        parser = BpmnParser()
+        parser.add_bpmn_str(xml, filename="m.bpmn")
+        wf = BpmnWorkflow(parser.get_spec("ParallelOrder"))
+        wf.do_engine_steps()
+        return [t.task_spec.bpmn_name for t in wf.get_tasks(state=TaskState.READY)]
 
-
-def test_parallel_branches_keep_their_order_after_saving() -> None:
-    original = _ready_after_split(PARALLEL.read_bytes())
-    assert original == ["Task P1", "Task P2"]
-    model = ToBeModel.load(PARALLEL)
-    assert _ready_after_split(model.to_xml().encode()) == original  # before: ["Task P2", "Task P1"]
+    file = CASES / "spiff_ParallelOrder.bpmn"
+    original = offered(file.read_bytes())
+    assert original == ["Task 1", "Task 2", "Task 3", "Task 4"]
+    assert offered(ToBeModel.load(file).to_xml().encode()) == original  # before: Task 4, 3, 2, 1

@@ -9,7 +9,8 @@ give tasks retries with exponential backoff, error boundaries to a fallback path
 boundaries for SLA escalation. :meth:`ToBeModel.validate` lists :class:`Problem` s by
 element; :meth:`ToBeModel.save` writes a new version to ``process_models/`` as BPMN 2.0
 with ``isExecutable="true"``, a diagram, and our bindings in ``procestra:`` extension
-elements, which Camunda Modeler and bpmn-js keep and ignore.
+elements, which Camunda Modeler and bpmn-js keep and ignore. A model loaded from a file
+saves that file, patched: the author's layout, pools and extensions stay.
 
 >>> model = ToBeModel.load(ws.discover("loans"), name="loans-to-be")
 >>> model.simplify(); model.remove("Request documents")
@@ -784,6 +785,6 @@ def _save_version(ws: Home, name: str, xml: str, meta: dict[str, Any], extra: An
     return write_version(ws, name, full, write)
 
 
-def validate_model(source: Any, *, ws: Home | None = None) -> list[Problem]:
-    """:meth:`ToBeModel.validate` of a ``.bpmn`` file, a saved model name or a model (for the CLI)."""
-    return ToBeModel.load(source, ws=ws).validate(ws=ws)
+def validate_model(source: Any, *, ws: Home | None = None, process: str | None = None) -> list[Problem]:
+    """:meth:`ToBeModel.validate` of a BPMN file (``process``: which pool), a saved model name or a model."""
+    return ToBeModel.load(source, ws=ws, process=process).validate(ws=ws)

@@ -1,9 +1,15 @@
 """To-be models as executable BPMN 2.0: our ``procestra:`` extension format, read and written.
 
-:func:`read_xml` reads any BPMN 2.0 file (Camunda Modeler, bpmn.io, Signavio, ours) into a
-:class:`~procestra.engine.tobe.ToBeModel`, keeping what the engine runs on; :func:`write_xml`
-writes one back with ``isExecutable="true"``, a diagram, and our bindings in extension
-elements, which Camunda Modeler and bpmn-js keep and ignore.
+:func:`read_xml` reads any BPMN 2.0 file (Camunda Modeler, bpmn.io, Signavio, Zeebe, ours) into a
+:class:`~procestra.engine.tobe.ToBeModel` and keeps the file itself (``model.document``):
+saving patches it (:mod:`procestra.engine.tobe_patch`), so its layout, other pools, messages,
+loops and vendor extensions survive. What the element model reads beyond flow nodes and
+flows (loops, transactions, event subprocesses, conditional, message, signal and escalation
+definitions, timer cycles, other tools' forms and bindings via :mod:`procestra.engine.tobe_vendor`)
+is for validation and display; what the engine cannot run is kept in ``Element.unsupported``
+and refused by validation, naming the element. :func:`write_xml` writes a model built
+through the API (no file) anew, with ``isExecutable="true"``, a laid-out diagram, and our
+bindings in extension elements, which Camunda Modeler and bpmn-js keep and ignore.
 
 The diagram, the ids and the consistency check come from :mod:`procestra.models.bpmn`, the
 package's one BPMN writer: :func:`pm4py_bpmn` mirrors the model as a pm4py BPMN object,
@@ -26,9 +32,10 @@ are the executable semantics, so this reader walks the XML itself.
   ``initialDelay``, ``multiplier``, ``maxDelay``; seconds). ``Retry.delay(n)`` is the wait
   after failed attempt ``n``.
 - A user task's ``extensionElements`` holds ``procestra:humanTask`` (``candidateGroup``,
-  ``due``: an ISO 8601 duration from when the task becomes ready) with ``procestra:field``
-  children (``name``, ``type``: string|text|number|integer|boolean|date|enum, ``required``,
-  ``label``, ``allowed``: JSON array, ``default``: JSON value).
+  ``due``: an ISO 8601 duration from when the task becomes ready, ``assignee``, ``formKey``)
+  with ``procestra:field`` children (``name``, ``type``: string|text|number|integer|boolean|
+  date|enum, ``required``, ``label``, ``allowed``: JSON array, ``default``: JSON value,
+  ``minimum``/``maximum``/``minLength``/``maxLength``: JSON numbers).
 - ``process/extensionElements/procestra:model`` (``format``, ``name``) marks our files.
 - A call activity holds ``procestra:call`` (``model``, optional ``version``): the saved
   model it runs; its standard ``calledElement`` is that model's process id.
@@ -333,10 +340,7 @@ class _Reader:
             cond = x.find(_B + "conditionExpression")
             text = (cond.text or "").strip() if cond is not None else ""
             m.flows[fid] = Flow(fid, ends[0], ends[1], " ".join((x.get("name") or "").split()), text or None)
-        for e in m.elements.values():
-            if e.default is not None and e.default not in m.flows:
-                m.notes.append(f"{e.id!r} named default flow {e.default!r}, which does not exist; dropped")
-                e.default = None
+        for e in m.elements.values():  # a default naming no flow stays: validation refuses it (bad-default)
             if e.attached_to is not None and e.attached_to not in m.elements:
                 raise ModelError(f"boundary event {e.id!r} is attached to {e.attached_to!r}, which is not in the "
                                  "process", path=self.source, element=e.id)  # fmt: skip
