@@ -112,6 +112,8 @@ def test_conditional_message_and_cycle_events_are_read_and_kept() -> None:
     assert (a.event, a.condition) == ("conditional", "ready == True")
     assert (msg.event, msg.event_ref) == ("message", "order placed")
     assert (cycle.timer_kind, cycle.timer) == ("cycle", "R3/PT10M")
+    assert cycle.describe() == ["timer event (cycle R3/PT10M)"]
+    assert msg.describe() == ["message event 'order placed'"]
     assert kept(m, "A", "conditionalEventDefinition") == written(
         cond.replace('xsi:type="tFormalExpression"', ""), "conditionalEventDefinition").replace(
         b"<condition>", b'<condition xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="tFormalExpression">')
@@ -142,8 +144,8 @@ def test_a_transaction_keeps_its_kind_and_cancel_is_refused_outside_one() -> Non
      '</task><sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>', "A", "execution listener"),
     ('<scriptTask id="A" camunda:resultVariable="r"><script>r = 1</script></scriptTask>'
      '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>', "A", "result variable"),
-    ('<intermediateCatchEvent id="A"><messageEventDefinition/><signalEventDefinition/></intermediateCatchEvent>'
-     '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>', "A", "multiple event"),
+    ('<userTask id="A"><extensionElements><camunda:taskListener class="x.Y" event="create"/></extensionElements>'
+     '</userTask><sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>', "A", "task listener"),
 ])  # fmt: skip
 def test_what_the_engine_does_not_run_is_an_error_naming_the_element(body: str, element: str, words: str) -> None:
     m = model(body + _script("Z", "x = 1"))  # before: dropped with a note, or a load error

@@ -156,12 +156,14 @@ def read_xml(make: type[ToBeModel], xml: str | bytes, *, source: str = "(xml)", 
         old = el.get("id") if isinstance(el.tag, str) and etree.QName(el).namespace == BPMN_NS else None
         if old is None:  # vendor elements' ids are theirs (Camunda repeats property ids)
             continue
-        new = old if ID.match(old) else "Id_" + re.sub(r"[^\w.\-]", "_", old)
+        if ID.match(old) or old in idmap:  # a repeated id stays repeated: a flow node's is refused below
+            used.add(old)
+            continue
+        new = "Id_" + re.sub(r"[^\w.\-]", "_", old)
         while new in used:
             new += "_"
         used.add(new)
-        if new != old:
-            idmap[old] = new
+        idmap[old] = new
     if idmap:
         model.notes.append(f"{len(idmap)} ids that are not valid XML names were renamed (e.g. "
                            f"{next(iter(idmap))!r} -> {idmap[next(iter(idmap))]!r})")  # fmt: skip
@@ -254,10 +256,11 @@ class _Reader:
             el.attached_to = self.rid(x.get("attachedToRef"))
             el.interrupting = x.get("cancelActivity", "true").lower() != "false"
         definitions = [d for d in x if isinstance(d.tag, str) and etree.QName(d).localname.endswith("EventDefinition")]
-        if len(definitions) > 1:
-            problems.append(f"{len(definitions)} event definitions (a multiple event), which the engine does not run")
         for d in definitions[:1]:
             self.event(el, d)
+        if len(definitions) > 1:  # a multiple event: SpiffWorkflow runs it as drawn, the file keeps each
+            el.event, el.event_ref = "multiple", ", ".join(etree.QName(d).localname[: -len("EventDefinition")]
+                                                          for d in definitions)  # fmt: skip
         if kind == "scriptTask":
             script = x.find(_B + "script")
             el.script = script.text if script is not None and script.text else None

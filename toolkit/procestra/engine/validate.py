@@ -157,7 +157,7 @@ class _Validator:
                     self.add("error", "bad-script", e, str(exc))
         if e.event == "timer" or (e.kind == "boundaryEvent" and e.timer):
             self.timer(e)
-        if e.event in ("message", "signal", "escalation", "conditional", "compensate", "link", "cancel"):
+        if e.event in ("message", "signal", "escalation", "conditional", "compensate", "link", "cancel", "multiple"):
             self.add("warning", "unsupported-event", e, f"{e.event} events need a sender the engine does not provide")
         if e.kind == "subProcess":
             starts = [c for c in self.m.elements.values() if c.parent == e.id and c.kind == "startEvent"]
