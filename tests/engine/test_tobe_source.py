@@ -109,3 +109,22 @@ def test_parallel_branches_keep_their_order_after_saving() -> None:
     original = offered(file.read_bytes())
     assert original == ["Task 1", "Task 2", "Task 3", "Task 4"]
     assert offered(ToBeModel.load(file).to_xml().encode()) == original  # before: Task 4, 3, 2, 1
+
+
+def test_removing_an_element_removes_what_refers_to_it() -> None:
+    orders = CASES / "orders_camunda.bpmn20.xml"
+    model = ToBeModel.load(orders)
+    model.remove("Order in")  # the target of the customer's message flow
+    model.add_event("start", name="Order in", before="Enter order")
+    model.add_event("timer", name="Cool down", timer="PT1M", after="Enter order")
+    root = etree.fromstring(model.to_xml().encode())
+    assert root.find(f".//{B}messageFlow") is None
+    drawn = {e.get("bpmnElement") for e in root.iter(f"{DI}BPMNEdge")} | {
+        s.get("bpmnElement") for s in root.iter(f"{DI}BPMNShape")}
+    assert {"MessageFlow_order", "StartEvent_order"}.isdisjoint(drawn)
+    ids = {x.get("id") for x in root.iter() if x.get("id")}
+    refs = {x.get(a) for x in root.iter() for a in ("sourceRef", "targetRef", "bpmnElement") if x.get(a)}
+    assert refs <= ids  # nothing left pointing at what was removed
+    [timer] = root.iter(f"{B}timeDuration")
+    assert timer.text == "PT1M" and timer.get("{http://www.w3.org/2001/XMLSchema-instance}type") == \
+        "bpmn:tFormalExpression"

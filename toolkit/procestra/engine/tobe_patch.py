@@ -164,6 +164,10 @@ def _remove_gone(root: etree._Element, proc: etree._Element, model: ToBeModel, n
         if assoc.get("sourceRef") in gone or assoc.get("targetRef") in gone:
             gone.add(assoc.get("id") or "")
             assoc.getparent().remove(assoc)
+    for flow in list(root.iter(_B + "messageFlow")):  # a message flow to or from a removed element
+        if flow.get("sourceRef") in gone or flow.get("targetRef") in gone:
+            gone.add(flow.get("id") or "")
+            flow.getparent().remove(flow)
     for ref in list(proc.iter(_B + "flowNodeRef")):
         if (ref.text or "").strip() in gone:
             ref.getparent().remove(ref)
@@ -212,6 +216,11 @@ def _set_ours(holder: etree._Element, ours: list[etree._Element]) -> None:
 
 def _new_node(node: etree._Element, e: Element, errors: list[etree._Element], called: Mapping[str, str]) -> None:
     write_node(node, e, errors, called)
+    prefix = node.prefix  # the file's prefix for BPMN (None: the default namespace), in xsi:type values
+    for x in node.iter():
+        value = x.get(f"{{{XSI_NS}}}type") if isinstance(x.tag, str) else None
+        if value is not None and value.startswith("bpmn:") and prefix != "bpmn":
+            x.set(f"{{{XSI_NS}}}type", f"{prefix}:{value[5:]}" if prefix else value[5:])
 
 
 def _patch_node(node: etree._Element, e: Element, called: Mapping[str, str]) -> None:
