@@ -502,7 +502,8 @@ def model_info(ws: Home, name: str | ModelRef, version: int | None = None) -> Mo
 def is_model_path(ref: Any) -> bool:
     if isinstance(ref, os.PathLike):
         return True
-    return isinstance(ref, str) and ("/" in ref or os.sep in ref or ref.lower().endswith(MODEL_FILE_TYPES))
+    return isinstance(ref, str) and ("/" in ref or os.sep in ref or ref.lower().endswith((*MODEL_FILE_TYPES,
+                                                                                          ".bpmn20.xml")))
 
 
 def _complete_markings(net: Any, im: Any, fm: Any) -> tuple[Any, Any, Any]:
@@ -529,7 +530,7 @@ def _read_pnml(path: Path) -> tuple[Any, Any, Any]:
 def _load_file(path: Path) -> LoadedModel:
     import pm4py
 
-    ext = path.suffix.lower()
+    ext = ".bpmn" if path.name.lower().endswith(".bpmn20.xml") else path.suffix.lower()  # Camunda's name for BPMN
     if ext not in MODEL_FILE_TYPES:
         raise InvalidArgumentError(f"cannot read a model from {path.name!r}: model files end in "
                                    + ", ".join(MODEL_FILE_TYPES), parameter="model")  # fmt: skip
