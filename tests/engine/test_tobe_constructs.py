@@ -144,6 +144,8 @@ def test_a_transaction_keeps_its_kind_and_cancel_is_refused_outside_one() -> Non
      '</task><sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>', "A", "execution listener"),
     ('<scriptTask id="A" camunda:resultVariable="r"><script>r = 1</script></scriptTask>'
      '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>', "A", "result variable"),
+    ('<scriptTask id="A" scriptFormat="groovy"><script>x = 1</script></scriptTask>'
+     '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>', "A", "Python scripts only"),
     ('<userTask id="A"><extensionElements><camunda:taskListener class="x.Y" event="create"/></extensionElements>'
      '</userTask><sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>', "A", "task listener"),
 ])  # fmt: skip

@@ -194,6 +194,9 @@ def unsupported(x: etree._Element, local: str) -> list[str]:
             found.append(f"{what}, which the engine does not run")
     if _ext(x, _C + "inputOutput") and local not in ("serviceTask", "businessRuleTask", "sendTask"):
         found.append("a Camunda input/output mapping (camunda:inputOutput), which the engine does not apply")
+    fmt = (x.get("scriptFormat") or "python").strip().lower()
+    if local == "scriptTask" and fmt not in ("python", "py", "text/x-python", "python3"):
+        found.append(f"a {fmt} script (scriptFormat {x.get('scriptFormat')!r}); the engine runs Python scripts only")
     if local == "scriptTask" and x.get(_C + "resultVariable"):
         found.append(f"a Camunda script result variable {x.get(_C + 'resultVariable')!r}, which the engine does "
                      "not set (assign the variable in the script)")
