@@ -50,6 +50,14 @@ def test_saving_keeps_every_position_and_is_a_fixed_point(ws: Workspace) -> None
     assert ToBeModel.load(again.ref, ws=ws).to_dict() == ToBeModel.load(saved.ref, ws=ws).to_dict()
 
 
+def test_a_model_built_through_the_api_is_a_fixed_point_too(ws: Workspace) -> None:
+    from procestra.engine.examples import loan_to_be
+
+    first = loan_to_be().save(ws, check=False)  # laid out anew: no file to keep
+    again = ToBeModel.load(first.ref, ws=ws).save(ws, check=False)  # now the saved file is kept and patched
+    assert (again.path / "model.bpmn").read_bytes() == (first.path / "model.bpmn").read_bytes()
+
+
 def test_what_the_engine_does_not_model_stays_in_the_file() -> None:
     root = etree.fromstring(ToBeModel.load(PARALLEL).to_xml().encode())
     task = root.find(f".//{B}userTask[@id='UserTask_0fd3nql']")

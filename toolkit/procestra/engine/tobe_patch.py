@@ -96,7 +96,7 @@ def patch_xml(model: ToBeModel, *, name: str | None = None, called: Mapping[str,
         first_proc.addprevious(err)
     _set_ours(proc, process_extensions(model, name))
     _Diagram(root, model, proc, gone).draw(changed)
-    return str(etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8"))
+    return str(etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode("utf-8")) + "\n"
 
 
 def _rename_ids(root: etree._Element, ids: Mapping[str, str]) -> None:
@@ -203,7 +203,7 @@ def _set_ours(holder: etree._Element, ours: list[etree._Element]) -> None:
             i += 1
         holder.insert(i, ext)
     old = [c for c in ext if isinstance(c.tag, str) and etree.QName(c).namespace == NS]
-    if [etree.tostring(c) for c in old] == [etree.tostring(c) for c in ours]:
+    if [_sig(c) for c in old] == [_sig(c) for c in ours]:  # the same, however indented: leave it as written
         return
     at = ext.index(old[0]) if old else len(ext)
     for c in old:
@@ -212,6 +212,11 @@ def _set_ours(holder: etree._Element, ours: list[etree._Element]) -> None:
         ext.insert(at + i, c)
     if not len(ext) and not (ext.text or "").strip():
         holder.remove(ext)
+
+
+def _sig(x: etree._Element) -> tuple[object, ...]:
+    """What an element says, without the whitespace between elements."""
+    return (x.tag, sorted(x.attrib.items()), (x.text or "").strip(), [_sig(c) for c in x if isinstance(c.tag, str)])
 
 
 def _new_node(node: etree._Element, e: Element, errors: list[etree._Element], called: Mapping[str, str]) -> None:
