@@ -228,7 +228,7 @@ ZEEBE = 'xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" xmlns:spiffworkflow="
 def test_zeebe_and_spiffworkflow_extensions_are_read() -> None:
     m = model(
         '<userTask id="A" name="Approve"><extensionElements><zeebe:assignmentDefinition assignee="ann" '
-        'candidateGroups="managers"/><zeebe:formDefinition formKey="camunda-forms:bpmn:approve"/>'
+        'candidateGroups="managers"/><zeebe:formDefinition formId="approve-form"/>'
         '</extensionElements></userTask><sequenceFlow id="f1" sourceRef="A" targetRef="J"/>'
         '<serviceTask id="J" name="Ship"><extensionElements><zeebe:taskDefinition type="ship-parcel"/>'
         '</extensionElements></serviceTask><sequenceFlow id="f2" sourceRef="J" targetRef="O"/>'
@@ -238,9 +238,28 @@ def test_zeebe_and_spiffworkflow_extensions_are_read() -> None:
         '</extensionElements><script>x = 1</script></scriptTask>', ns=ZEEBE)  # fmt: skip
     human = m.element("A").human
     assert (human.assignee, human.candidate_group, human.form_key, human.fields) == (
-        "ann", "managers", "camunda-forms:bpmn:approve", ())
+        "ann", "managers", "approve-form", ())
     assert m.element("J").vendor_binding == "Zeebe job type 'ship-parcel'"
     assert m.element("O").vendor_binding == "SpiffWorkflow operator 'http/GetRequest'"
     found = codes(m)
     assert found["unbound-service-task"] == ["J", "O"]
     assert found["unsupported-construct"] == ["Z"]  # its pre-script would not run
+
+
+def test_a_camunda_form_embedded_for_zeebe_becomes_the_form() -> None:
+    form = ('{"components": [{"type": "text", "text": "# Review"}, {"type": "textfield", "key": "reviewer", '
+            '"label": "Reviewer", "validate": {"required": true, "maxLength": 30}}, {"type": "number", "key": '
+            '"score", "validate": {"min": 0, "max": 10}}, {"type": "select", "key": "verdict", "values": '
+            '[{"label": "OK", "value": "ok"}, {"label": "Not OK", "value": "nok"}]}], "type": "default"}')
+    m = ToBeModel.from_xml(
+        f'<definitions xmlns="{BPMN}" {ZEEBE} id="D" targetNamespace="t"><process id="P" isExecutable="true">'
+        f'<extensionElements><zeebe:userTaskForm id="Form_1">{form}</zeebe:userTaskForm></extensionElements>'
+        '<startEvent id="S"/><sequenceFlow id="f0" sourceRef="S" targetRef="A"/><userTask id="A">'
+        '<extensionElements><zeebe:formDefinition formKey="camunda-forms:bpmn:Form_1"/></extensionElements>'
+        '</userTask><sequenceFlow id="f1" sourceRef="A" targetRef="E"/><endEvent id="E"/></process></definitions>')
+    fields = {f.name: f for f in m.element("A").human.fields}
+    assert list(fields) == ["reviewer", "score", "verdict"]
+    assert (fields["reviewer"].type, fields["reviewer"].required, fields["reviewer"].max_length) == ("string", True, 30)
+    assert (fields["score"].type, fields["score"].minimum, fields["score"].maximum) == ("number", 0, 10)
+    assert (fields["verdict"].type, fields["verdict"].allowed) == ("enum", ("ok", "nok"))
+    assert codes(m) == {}

@@ -62,6 +62,8 @@ def read_human(x: etree._Element, problems: list[str]) -> HumanTask | None:
     assignee = x.get(_C + "assignee") or (assign.get("assignee") if assign is not None else None)
     group = x.get(_C + "candidateGroups") or (assign.get("candidateGroups") if assign is not None else None)
     form_key = x.get(_C + "formKey") or (form.get("formKey") or form.get("formId") if form is not None else None)
+    if form_key and form_key.startswith("camunda-forms:bpmn:"):  # a Camunda Form embedded in the process
+        fields += _zeebe_form(x, form_key.rpartition(":")[2], problems)
     if not fields and not assignee and not group and not form_key and not _ext(x, _C + "formData"):
         return None
     for who, value in (("assignee", assignee), ("candidate group", group)):
@@ -70,6 +72,47 @@ def read_human(x: etree._Element, problems: list[str]) -> HumanTask | None:
     if group and "," in group:
         problems.append(f"the candidate groups {group!r} are several; the inbox offers a task to one group")
     return HumanTask(tuple(fields), group or None, None, assignee or None, form_key or None)
+
+
+#: Camunda Forms (Zeebe) input components and our field types; other components only show text.
+_ZEEBE_TYPES = {"textfield": "string", "textarea": "text", "number": "number", "checkbox": "boolean",
+                "select": "enum", "radio": "enum", "datetime": "date"}  # fmt: skip
+_ZEEBE_DISPLAY = frozenset({"text", "button", "separator", "spacer", "image", "html", "group", "iframe"})
+
+
+def _zeebe_form(x: etree._Element, form_id: str, problems: list[str]) -> list[FormField]:
+    """The fields of the Camunda Form ``form_id`` (``zeebe:userTaskForm`` JSON in the process)."""
+    import json
+
+    proc = next((a for a in x.iterancestors() if a.tag == _B + "process"), None)
+    node = next((n for n in (_ext(proc, _Z + "userTaskForm") if proc is not None else ()) if n.get("id") == form_id),
+                None)  # fmt: skip
+    if node is None:
+        problems.append(f"the Camunda Form {form_id!r} is not in the file")
+        return []
+    try:
+        components = json.loads(node.text or "{}").get("components", [])
+    except (ValueError, AttributeError):
+        problems.append(f"the Camunda Form {form_id!r} is not a JSON form")
+        return []
+    out = []
+    for c in components:
+        kind, key = c.get("type"), c.get("key")
+        if kind in _ZEEBE_DISPLAY:
+            continue
+        if kind not in _ZEEBE_TYPES or not isinstance(key, str) or not _VAR.match(key):
+            problems.append(f"form component {key or kind!r} ({kind}) is not a field the engine checks")
+            continue
+        check = c.get("validate") or {}
+        bounds = {k: check[src] for k, src in (("minimum", "min"), ("maximum", "max"), ("min_length", "minLength"),
+                                                ("max_length", "maxLength")) if isinstance(check.get(src), (int, float))}
+        allowed = tuple(v.get("value") for v in c.get("values", []) if isinstance(v, dict))
+        try:
+            out.append(FormField(key, _ZEEBE_TYPES[kind], bool(check.get("required")), allowed, c.get("label", ""),
+                                 c.get("defaultValue"), **bounds))  # fmt: skip
+        except UserError as exc:
+            problems.append(f"form component {key!r}: {exc}")
+    return out
 
 
 def _form_field(f: etree._Element, problems: list[str]) -> FormField | None:
