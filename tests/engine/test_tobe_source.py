@@ -136,3 +136,26 @@ def test_removing_an_element_removes_what_refers_to_it() -> None:
     [timer] = root.iter(f"{B}timeDuration")
     assert timer.text == "PT1M" and timer.get("{http://www.w3.org/2001/XMLSchema-instance}type") == \
         "bpmn:tFormalExpression"
+
+
+def test_a_drawn_call_activity_calls_the_saved_model_it_names(ws: Workspace) -> None:
+    from procestra import engine
+
+    called = ToBeModel("checks")
+    start = called.add_event("start")
+    task = called.add_task("Check", after=start)
+    called.bind(task, python("engine_handlers:effect"))
+    called.add_event("end", after=task)
+    called.save(ws)
+    caller = ToBeModel.from_xml(
+        f'<definitions xmlns="{B[1:-1]}" id="D" targetNamespace="t"><process id="P" name="caller">'
+        '<startEvent id="S"/><sequenceFlow id="f0" sourceRef="S" targetRef="Call"/>'
+        '<callActivity id="Call" name="Run checks" calledElement="checks"/>'
+        '<sequenceFlow id="f1" sourceRef="Call" targetRef="E"/><endEvent id="E"/></process></definitions>')
+    info = caller.save(ws)
+    node = etree.parse(str(info.path / "model.bpmn")).find(f".//{B}callActivity")
+    assert node.get("calledElement") == "Process_checks"  # the saved model's process, which the engine loads
+    case = engine.start_case(ws, "caller")
+    engine.Worker(ws, poll=0.05).run(until_idle=True, max_seconds=60)
+    info_case = engine.get_case(ws, case)
+    assert (info_case.status, info_case.data) == ("completed", {"effect_done": True})

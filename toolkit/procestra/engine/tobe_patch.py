@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from procestra.engine.elements import GATEWAYS, Element
+from procestra.engine.elements import GATEWAYS, Element, slug
 from procestra.engine.tobe_bpmn import NODE_TAGS, NS, READ_AS, our_extensions, process_extensions, write_node
 from procestra.errors import ModelError
 from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS
@@ -71,9 +71,9 @@ def patch_xml(model: ToBeModel, *, name: str | None = None, called: Mapping[str,
             _new_node(node, e, errors, called or {})
         else:
             _patch_node(node, e, called or {})
-        if e.name:
-            node.set("name", e.name) if " ".join((node.get("name") or "").split()) != e.name else None
-        elif "name" in node.attrib:
+        if e.name and " ".join((node.get("name") or "").split()) != e.name:  # as written when only spacing differs
+            node.set("name", e.name)
+        elif not e.name and "name" in node.attrib:
             del node.attrib["name"]
     changed: set[str] = set()
     for f in model.flows.values():
@@ -245,13 +245,12 @@ def _patch_node(node: etree._Element, e: Element, called: Mapping[str, str]) -> 
     elif e.kind != "scriptTask" and script is not None:
         node.remove(script)
         node.attrib.pop("scriptFormat", None)
-    if e.kind == "callActivity" and e.called and (e.called != node.get("calledElement") or node.find(
-            f"{_B}extensionElements/{_P}call") is not None):
-        ref = e.called.partition("@")[0]
-        target = called.get(e.called, node.get("calledElement") if node.find(f"{_B}extensionElements/{_P}call")
-                            is not None else "Process_" + ref)
+    ours = node.find(f"{_B}extensionElements/{_P}call") is not None  # (after _set_ours: the model's call)
+    if e.kind == "callActivity" and e.called and ours:  # a saved model: its process id, as save looks it up
+        target = called.get(e.called) or node.get("calledElement") or "Process_" + (slug(e.called.partition("@")[0])
+                                                                                    or "1")  # fmt: skip
         if node.get("calledElement") != target:
-            node.set("calledElement", target or "")
+            node.set("calledElement", target)
     if e.default:
         if node.get("default") != e.default:
             node.set("default", e.default)
