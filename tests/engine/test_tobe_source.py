@@ -159,3 +159,17 @@ def test_a_drawn_call_activity_calls_the_saved_model_it_names(ws: Workspace) -> 
     engine.Worker(ws, poll=0.05).run(until_idle=True, max_seconds=60)
     info_case = engine.get_case(ws, case)
     assert (info_case.status, info_case.data) == ("completed", {"effect_done": True})
+
+
+def test_a_file_without_a_diagram_gets_one_in_flow_order() -> None:
+    m = ToBeModel.from_xml(
+        f'<definitions xmlns="{B[1:-1]}" id="D" targetNamespace="t"><process id="P"><startEvent id="S"/>'
+        '<sequenceFlow id="f0" sourceRef="S" targetRef="A"/><task id="A"/><sequenceFlow id="f1" sourceRef="A" '
+        'targetRef="G"/><parallelGateway id="G"/><sequenceFlow id="f2" sourceRef="G" targetRef="B1"/>'
+        '<sequenceFlow id="f3" sourceRef="G" targetRef="B2"/><task id="B1"/><task id="B2"/></process></definitions>')
+    drawn = {k: tuple(float(v) for v in b) for k, b in bounds(m.to_xml()).items()}
+    assert set(drawn) == set(m.elements)
+    x = [drawn[k][0] for k in ("S", "A", "G", "B1")]
+    assert x == sorted(x) and len(set(x)) == 4  # left to right along the flow
+    assert drawn["B1"][0] == drawn["B2"][0] and drawn["B1"][1] < drawn["B2"][1]  # branches in the file's order
+    assert set(waypoints(m.to_xml())) == set(m.flows)

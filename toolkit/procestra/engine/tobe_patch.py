@@ -393,7 +393,7 @@ class _Diagram:
         todo = [e for e in missing if not (e.parent is not None and any(p.id == e.parent for p in missing))]
         for e in [e for e in missing if e.kind == "subProcess"]:
             self.inner(e, [c for c in missing if c.parent == e.id])
-        for _ in range(len(todo) + 1):
+        while True:
             left = [e for e in todo if e.id not in self.boxes]
             if not left:
                 return
@@ -404,16 +404,13 @@ class _Diagram:
                     self.boxes[e.id] = self.free(box, e)
                     self.shift_inside(e)
                     progress = True
-            if not progress:
-                break
-        left = [e for e in todo if e.id not in self.boxes]
-        bottom = max((y + h for x, y, w, h in self.boxes.values()), default=0.0) + 2 * _GAP
-        x = min((bx for bx, _, _, _ in self.boxes.values()), default=150.0)
-        for e in left:
-            w, h = self.size(e)
-            self.boxes[e.id] = (x, bottom, w, h)
-            self.shift_inside(e)
-            x += w + _GAP
+            if not progress:  # nothing drawn near the rest: start a row below the drawing, from a start if any
+                first = next((e for e in left if e.kind == "startEvent"), left[0])
+                w, h = self.sizes.get(first.id) or self.size(first)
+                bottom = max((y + bh for _, y, _, bh in self.boxes.values()), default=0.0) + 2 * _GAP
+                x = min((bx for bx, _, _, _ in self.boxes.values()), default=150.0)
+                self.boxes[first.id] = (x, bottom, w, h)
+                self.shift_inside(first)
 
     def size(self, e: Element) -> tuple[float, float]:
         if e.id in self.boxes:
