@@ -161,3 +161,17 @@ def test_a_bpmn20_xml_file_is_a_model_file_everywhere() -> None:
 
     loaded = load_model(None, ORDERS)  # the repository's reader (conformance, show): before, refused for ".xml"
     assert set(loaded.activities) >= {"Enter order", "Charge card", "Confirm", "Notify customer"}
+
+
+@pytest.mark.parametrize(("how", "needles"), [
+    (("--kind", "nope", "--config", "{}"), ("Activity_charge", "no connector 'nope' is registered")),
+    (("--sql", "select 1", "--connection", "duckdb:///x.db"), ("task 'Activity_charge'", "name of a secret")),
+    (("--notebook", "nb.ipynb"), ("Activity_charge", "the notebook 'nb.ipynb' is not in the workspace")),
+    (("--python", "not a target"), ("task 'Activity_charge'", "package.module:function")),
+    (("--python", "a:b", "--input", "x"), ("--input 'x'", "NAME=EXPRESSION")),
+    (("--python", "a:b", "--shell", "echo hi"), ("exactly one of",)),
+])  # fmt: skip
+def test_bind_refusals_name_what_to_fix(ws: Path, how: tuple[str, ...], needles: tuple[str, ...]) -> None:
+    _ok(cli("model", "import", str(ORDERS), workspace=ws))
+    _refused(cli("model", "bind", "Orders", "Activity_charge", *how, workspace=ws), *needles)
+    assert [m["version"] for m in json.loads(_ok(cli("model", "list", "--json", workspace=ws)))] == [1]  # nothing saved
