@@ -30,13 +30,29 @@ from __future__ import annotations
 
 import ast
 import functools
-import math
 import re
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from procestra.engine import expressions as _lang
 from procestra.engine.exceptions import ConditionError, UnsafeExpressionError
+from procestra.engine.sandbox_lib import (
+    _ALL_METHODS,
+    _COMPARE,
+    _KEYWORDS,
+    _NUMBERS,
+    _SEQUENCES,
+    FUNCTIONS,
+    LIMITS,
+    METHODS,
+    Limits,
+    _binop,
+    _call_method,
+    _check_size,
+    _contains,
+    _Fail,
+)
 
 if TYPE_CHECKING:  # built on first use by __getattr__ (SpiffWorkflow takes ~0.2 s to import)
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
@@ -61,187 +77,6 @@ __all__ = [
 ]
 
 
-# -- limits ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on what one expression may be and produce."""
-
-    #: Characters of expression or script text.
-    text: int = 10_000
-    #: AST nodes in one expression or script.
-    nodes: int = 2_000
-    #: Nesting depth of the tree.
-    depth: int = 100
-    #: Statements in one script.
-    statements: int = 200
-    #: Bits of any integer computed.
-    int_bits: int = 4_096
-    #: Length of any string, list or tuple computed.
-    sequence: int = 1_000_000
-
-
-LIMITS = Limits()
-
-#: Functions an expression may call, by name.
-FUNCTIONS: dict[str, Callable[..., Any]] = {}
-
-#: Methods an expression may call, by receiver type.
-METHODS: dict[type, frozenset[str]] = {
-    str: frozenset({
-        "capitalize", "casefold", "count", "endswith", "find", "isalnum", "isalpha", "isdigit", "islower",
-        "isnumeric", "isspace", "isupper", "join", "lower", "lstrip", "removeprefix", "removesuffix", "replace",
-        "rfind", "rsplit", "rstrip", "split", "startswith", "strip", "title", "upper",
-    }),
-    dict: frozenset({"get", "items", "keys", "values"}),
-    list: frozenset({"count", "index"}),
-    tuple: frozenset({"count", "index"}),
-}  # fmt: skip
-
-_KEYWORDS = {"round": {"ndigits"}, "sorted": {"reverse"}, "split": {"sep", "maxsplit"}, "rsplit": {"sep", "maxsplit"}}
-_SEQUENCES = (str, list, tuple)
-_CONTAINERS = (str, list, tuple, dict, set, frozenset)
-_NUMBERS = (int, float)
-
-
-class _Fail(Exception):
-    """Raised inside compiled closures; turned into a ConditionError naming the expression."""
-
-    def __init__(self, reason: str, node: ast.AST | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.node = node
-
-
-# -- safe builtins ----------------------------------------------------------------------------
-def _check_size(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > LIMITS.int_bits:
-        raise _Fail(f"an integer grew beyond {LIMITS.int_bits} bits")
-    if isinstance(value, _SEQUENCES) and len(value) > LIMITS.sequence:
-        raise _Fail(f"a value grew beyond {LIMITS.sequence:,} items or characters")
-    return value
-
-
-def _iterable(value: Any, fn: str) -> Any:
-    if isinstance(value, dict):
-        return list(value)
-    if not isinstance(value, (*_CONTAINERS,)):
-        raise _Fail(f"{fn}() needs a list, tuple, set, dict or string, not {type(value).__name__}")
-    return value
-
-
-def _sum(values: Any, start: Any = 0) -> Any:
-    total = start
-    for v in _iterable(values, "sum"):
-        if not isinstance(v, _NUMBERS) or not isinstance(total, _NUMBERS):
-            raise _Fail(f"sum() adds numbers only, not {type(v).__name__}")
-        total = _check_size(total + v)
-    return total
-
-
-def _minmax(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
-    def call(*args: Any) -> Any:
-        if len(args) == 1:
-            return fn(_iterable(args[0], name))
-        return fn(args)
-
-    return call
-
-
-def _int(value: Any = 0) -> int:
-    if isinstance(value, str) and len(value) > 400:
-        raise _Fail("int() of a string longer than 400 characters")
-    number = int(value)
-    _check_size(number)
-    return number
-
-
-def _str(value: Any = "") -> str:
-    if isinstance(value, (dict, list, tuple, set, frozenset)) and len(value) > 10_000:
-        raise _Fail("str() of a container with more than 10,000 items")
-    text = str(value)
-    _check_size(text)
-    return text
-
-
-FUNCTIONS.update({
-    "abs": abs, "all": lambda v: all(_iterable(v, "all")), "any": lambda v: any(_iterable(v, "any")), "bool": bool,
-    "float": float, "int": _int, "len": len, "list": lambda v=(): list(_iterable(v, "list")),
-    "max": _minmax(max, "max"), "min": _minmax(min, "min"), "round": round,
-    "sorted": lambda v, reverse=False: sorted(_iterable(v, "sorted"), reverse=bool(reverse)), "str": _str,
-    "sum": _sum, "tuple": lambda v=(): tuple(_iterable(v, "tuple")),
-})  # fmt: skip
-
-_ALL_METHODS = frozenset().union(*METHODS.values())
-
-
-def _call_method(obj: Any, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    for typ, names in METHODS.items():
-        if isinstance(obj, typ):
-            if name not in names:
-                raise _Fail(f"{typ.__name__} values have no allowed method {name!r} "
-                            f"(allowed: {', '.join(sorted(names))})")
-            if isinstance(obj, str) and name == "replace" and len(args) >= 2 and isinstance(args[1], str):
-                grow = (len(obj) + 1) * len(args[1])
-                if len(obj) + grow > LIMITS.sequence:
-                    raise _Fail(f"a value grew beyond {LIMITS.sequence:,} items or characters")
-            result = getattr(typ, name)(obj, *args, **kwargs)  # the builtin type's own method, never the object's
-            if typ is dict and name in ("items", "keys", "values"):
-                result = [list(kv) if name == "items" else kv for kv in result]
-            return _check_size(result)
-    raise _Fail(f"method {name}() needs a string, dict or list, not {type(obj).__name__}")
-
-
-# -- arithmetic and comparison ------------------------------------------------------------------
-_SYMBOLS: dict[type, str] = {ast.Sub: "-", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**"}
-
-
-def _binop(op: type, a: Any, b: Any) -> Any:
-    if op is ast.Add:
-        if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES) and len(a) + len(b) > LIMITS.sequence:
-            raise _Fail(f"a value grew beyond {LIMITS.sequence:,} items or characters")
-        return _check_size(a + b)
-    if op is ast.Mult:
-        for seq, n in ((a, b), (b, a)):
-            if isinstance(seq, _SEQUENCES) and isinstance(n, int):
-                if len(seq) * max(n, 0) > LIMITS.sequence:
-                    raise _Fail(f"a value grew beyond {LIMITS.sequence:,} items or characters")
-                return seq * n
-        if isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() > LIMITS.int_bits + 1:
-            raise _Fail(f"an integer grew beyond {LIMITS.int_bits} bits")
-        return _check_size(a * b)
-    if not (isinstance(a, _NUMBERS) and isinstance(b, _NUMBERS)):
-        sym = _SYMBOLS.get(op, "?")
-        raise _Fail(f"'{sym}' needs numbers, not {type(a).__name__} and {type(b).__name__}")
-    if op is ast.Sub:
-        return _check_size(a - b)
-    if op is ast.Div:
-        return a / b
-    if op is ast.FloorDiv:
-        return _check_size(a // b)
-    if op is ast.Mod:
-        return a % b
-    # ast.Pow: refuse before computing what would not fit
-    big = isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1
-    if big and (b > LIMITS.int_bits or b * math.log2(abs(a)) > LIMITS.int_bits):
-        raise _Fail(f"the power {a}**{b} would exceed {LIMITS.int_bits} bits")
-    if (isinstance(a, float) or isinstance(b, float)) and abs(b) > 10_000:
-        raise _Fail("an exponent above 10,000")
-    return _check_size(a**b)
-
-
-_COMPARE: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
-    ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
-    ast.Is: lambda a, b: a is b, ast.IsNot: lambda a, b: a is not b,
-}  # fmt: skip
-
-
-def _contains(item: Any, container: Any) -> bool:
-    if not isinstance(container, _CONTAINERS):
-        raise _Fail(f"'in' needs a list, tuple, set, dict or string on the right, not {type(container).__name__}")
-    return item in container
-
-
 # -- the compiler ---------------------------------------------------------------------------------
 _Fn = Callable[[Mapping[str, Any]], Any]
 _MISSING = object()
@@ -254,14 +89,18 @@ def _dunder(name: str) -> bool:
 class _Compiler:
     """Turns a whitelisted AST into closures; anything else is an UnsafeExpressionError."""
 
-    def __init__(self, text: str, what: str) -> None:
+    def __init__(self, text: str, what: str, dialect: str = "python") -> None:
         self.text = text
         self.what = what
+        #: "python", or "juel"/"feel" for a translated condition (their comparison and logic rules).
+        self.dialect = dialect
         self.variables: set[str] = set()
         self.assigned: set[str] = set()
         self.nodes = 0
 
     def unsafe(self, node: ast.AST, reason: str) -> UnsafeExpressionError:
+        if self.dialect != "python":  # positions are in the translation, not in the author's text
+            return UnsafeExpressionError(self.text, reason, what=self.what)
         return UnsafeExpressionError(self.text, reason, what=self.what, line=getattr(node, "lineno", None),
                                      column=(node.col_offset + 1) if hasattr(node, "col_offset") else None)  # fmt: skip
 
@@ -295,9 +134,12 @@ class _Compiler:
             raise self.unsafe(node, f"the name {name!r} is not allowed (no double-underscore names)")
         if name not in self.assigned:  # scripts: a variable assigned earlier is not read from the case
             self.variables.add(name)
+        feel = self.dialect == "feel"  # FEEL: a missing variable is null
 
         def load(data: Mapping[str, Any]) -> Any:
             value = data.get(name, _MISSING) if isinstance(data, Mapping) else _MISSING
+            if value is _MISSING and feel:
+                return None
             if value is _MISSING:
                 known = ", ".join(sorted(str(k) for k in data)[:20]) if isinstance(data, Mapping) else ""
                 raise _Fail(f"unknown variable {name!r} (case data has: {known or 'nothing'})", node)
@@ -307,6 +149,12 @@ class _Compiler:
 
     def _BoolOp(self, node: ast.BoolOp, d: int) -> _Fn:
         parts = [self.expr(v, d) for v in node.values]
+        if self.dialect == "feel":
+            combine = _lang.feel_and if isinstance(node.op, ast.And) else _lang.feel_or
+            return lambda data: combine([functools.partial(p, data) for p in parts])
+        if self.dialect == "juel":
+            stop = not isinstance(node.op, ast.And)  # the value that ends the evaluation
+            return lambda data: next((stop for p in parts if _lang.juel_bool(p(data)) is stop), not stop)
         if isinstance(node.op, ast.And):
             def and_(data: Mapping[str, Any]) -> Any:
                 value: Any = True
@@ -331,6 +179,10 @@ class _Compiler:
     def _UnaryOp(self, node: ast.UnaryOp, d: int) -> _Fn:
         operand = self.expr(node.operand, d)
         if isinstance(node.op, ast.Not):
+            if self.dialect == "feel":
+                return lambda data: _lang.feel_not(operand(data))
+            if self.dialect == "juel":
+                return lambda data: not _lang.juel_bool(operand(data))
             return lambda data: not operand(data)
         if isinstance(node.op, (ast.USub, ast.UAdd)):
             negate = isinstance(node.op, ast.USub)
@@ -362,6 +214,11 @@ class _Compiler:
 
     def _Compare(self, node: ast.Compare, d: int) -> _Fn:
         left = self.expr(node.left, d)
+        if self.dialect != "python":  # translations compare two operands at a time
+            symbol = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+            op_name, right_fn = symbol[type(node.ops[0])], self.expr(node.comparators[0], d)
+            cmp = _lang.feel_compare if self.dialect == "feel" else _lang.juel_compare
+            return lambda data: cmp(op_name, left(data), right_fn(data))
         ops: list[Callable[[Any, Any], bool]] = []
         operands = [node.left, *node.comparators]
         for i, op in enumerate(node.ops):
@@ -390,6 +247,8 @@ class _Compiler:
 
     def _IfExp(self, node: ast.IfExp, d: int) -> _Fn:
         test, body, orelse = self.expr(node.test, d), self.expr(node.body, d), self.expr(node.orelse, d)
+        if self.dialect == "juel":
+            return lambda data: body(data) if _lang.juel_bool(test(data)) else orelse(data)
         return lambda data: body(data) if test(data) else orelse(data)
 
     def _Attribute(self, node: ast.Attribute, d: int) -> _Fn:
@@ -410,6 +269,9 @@ class _Compiler:
 
     def _Subscript(self, node: ast.Subscript, d: int) -> _Fn:
         value = self.expr(node.value, d)
+        if self.dialect != "python":  # a.b and a['b'] of the translations: null when missing
+            key, lang = getattr(node.slice, "value", None), self.dialect
+            return lambda data: _lang.path(lang, value(data), str(key))
         if isinstance(node.slice, ast.Slice):
             s = node.slice
             parts = [self.expr(p, d) if p is not None else (lambda data: None) for p in (s.lower, s.upper, s.step)]
@@ -465,6 +327,9 @@ class _Compiler:
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             raise self.unsafe(node, "'*' and '**' arguments are not allowed")
         func = node.func
+        if self.dialect == "juel" and isinstance(func, ast.Name) and func.id == "empty" and len(node.args) == 1:
+            arg = self.expr(node.args[0], d)
+            return lambda data: _lang.juel_empty(arg(data))
         if isinstance(func, ast.Name):
             name = func.id
             if _dunder(name) or name not in FUNCTIONS:
@@ -591,6 +456,8 @@ class Expression:
     assigned: frozenset[str] = frozenset()
     what: str = "condition"
     _fn: Callable[[Any], Any] = field(default=lambda data: None, repr=False, compare=False)
+    #: The language the author wrote: "python", or "juel"/"feel" (translated, see :mod:`.expressions`).
+    language: str = "python"
 
     def evaluate(self, data: Mapping[str, Any]) -> Any:
         """The value of the expression over ``data`` (a script: the dict of assigned variables)."""
@@ -598,11 +465,16 @@ class Expression:
             scope = dict(data)
             self._run(scope)
             return {k: scope[k] for k in self.assigned if k in scope}
+        if self.language != "python":
+            return self._run(data, final=functools.partial(_lang.condition_result, self.language))
         return self._run(data)
 
-    def _run(self, data: Any) -> Any:
+    def _run(self, data: Any, final: Callable[[Any], Any] | None = None) -> Any:
         try:
-            return self._fn(data)
+            value = self._fn(data)
+            return final(value) if final is not None else value
+        except _lang.SemanticsError as exc:
+            raise ConditionError(self.text, str(exc), what=self.what) from None
         except _Fail as exc:
             offset = getattr(exc.node, "col_offset", None)
             raise ConditionError(self.text, exc.reason, what=self.what, line=getattr(exc.node, "lineno", None),
@@ -637,8 +509,16 @@ def _parse(text: Any, mode: str, what: str) -> ast.AST:
 
 @functools.lru_cache(maxsize=4096)
 def _compiled(text: str, mode: str, what: str) -> Expression:
-    tree = _parse(text, "eval" if mode == "expression" else "exec", what)
-    compiler = _Compiler(text, what)
+    language = _lang.language_of(text) if isinstance(text, str) and mode == "expression" else "python"
+    if language != "python":  # JUEL / FEEL: translated, then compiled with the language's rules
+        if what != "condition":
+            raise ConditionError(text, f"{language.upper()} is supported in conditions only; write the {what} "
+                                       "in the sandbox's Python", what=what)  # fmt: skip
+        python = _lang.to_python(text).python
+        tree = _parse(python, "eval", what)
+    else:
+        tree = _parse(text, "eval" if mode == "expression" else "exec", what)
+    compiler = _Compiler(text, what, language)
     try:
         if mode == "expression":
             assert isinstance(tree, ast.Expression)
@@ -650,7 +530,7 @@ def _compiled(text: str, mode: str, what: str) -> Expression:
             fn = compiler.block(tree.body, 0)
     except RecursionError:
         raise ConditionError(text, "nested too deeply", what=what) from None
-    return Expression(text, mode, frozenset(compiler.variables), frozenset(compiler.assigned), what, fn)
+    return Expression(text, mode, frozenset(compiler.variables), frozenset(compiler.assigned), what, fn, language)
 
 
 def compile_expression(text: str, *, what: str = "condition") -> Expression:
