@@ -259,6 +259,8 @@ class Expression:
         """What the script assigned, checked to be case data (JSON values of bounded weight)."""
         out = {k: scope[k] for k in self.assigned if k in scope}
         for name, value in out.items():
+            if type(value) in _JSON_SCALARS:
+                continue
             _sl.guard(value)
             bad = _not_json(value)
             if bad is not None:

@@ -136,24 +136,25 @@ class Budget:
                         "work into several tasks")  # fmt: skip
 
 
-_BUDGET: contextvars.ContextVar[Budget] = contextvars.ContextVar("procestra_sandbox_budget")
+_BUDGET: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("procestra_sandbox_budget", default=None)
 
 
 def budget() -> Budget:
-    """The running evaluation's budget (a fresh one outside an evaluation)."""
-    b = _BUDGET.get(None)
+    """The running evaluation's budget, made when it first loops or measures a value (most never do)."""
+    b = _BUDGET.get()
     if b is None:
         b = Budget()
         _BUDGET.set(b)
     return b
 
 
-def start_budget() -> contextvars.Token[Budget]:
-    """Give the evaluation that starts now a fresh budget; pass the token to ``_BUDGET.reset``."""
-    return _BUDGET.set(Budget())
+def start_budget() -> contextvars.Token[Budget | None]:
+    """Start an evaluation with no budget spent; pass the token to ``_BUDGET.reset`` when it ends."""
+    return _BUDGET.set(None)
 
 
 _NESTED = (list, tuple, dict, set, frozenset)
+_NESTED_TYPES = frozenset(_NESTED)
 
 
 _SCALAR_WEIGHT = {type(None): 5, bool: 5, float: 24, str: 3}
@@ -413,7 +414,8 @@ def _binop(op: type, a: Any, b: Any) -> Any:
 
 def _walked(fn: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     def compare(a: Any, b: Any) -> bool:
-        guard(a, b)
+        if type(a) in _NESTED_TYPES or type(b) in _NESTED_TYPES:
+            guard(a, b)
         return fn(a, b)
 
     return compare
