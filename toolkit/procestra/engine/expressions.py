@@ -244,6 +244,38 @@ class _Parser:
     def top(self) -> str:
         raise NotImplementedError
 
+    # paths: a.b (a['b'] in the translation), calls refused
+    member_call = "function call"
+
+    def postfix(self) -> str:
+        start = self.tok
+        py = self.primary()
+        while True:
+            if self.take("."):
+                n = self.tok
+                if n.kind != "name":
+                    raise self.syntax(n, "a name after '.'")
+                self.i += 1
+                if self.at("("):
+                    raise self.refuse(f"{self.member_call} '{self.body[start.pos : n.pos + len(n.value)]}(...)'")
+                self.check_member(n.value)
+                py = f"{py}[{_str(n.value)}]"
+            elif self.at("["):
+                py = self.bracket(start, py)
+            elif self.at("("):
+                raise self.refuse(f"function call '{self.body[start.pos : self.tok.pos]}(...)'")
+            else:
+                return py
+
+    def primary(self) -> str:
+        raise NotImplementedError
+
+    def check_member(self, name: str) -> None:
+        raise NotImplementedError
+
+    def bracket(self, start: _Tok, py: str) -> str:
+        raise NotImplementedError
+
     # emitting
     def name(self, tok: _Tok) -> str:
         if keyword.iskeyword(tok.value) or tok.value.startswith("__"):
@@ -326,31 +358,20 @@ class _Juel(_Parser):
             raise self.refuse("arithmetic '-' (negation of anything but a number literal)")
         return self.postfix()
 
-    def postfix(self) -> str:
-        t = self.tok
-        py = self.primary()
-        while True:
-            if self.take("."):
-                n = self.tok
-                if n.kind != "name":
-                    raise self.syntax(n, "a property name after '.'")
-                self.i += 1
-                if self.at("("):
-                    raise self.refuse(f"method call '{self.body[t.pos : n.pos + len(n.value)]}(...)'")
-                if n.value in _JUEL_RESERVED or not n.value.isidentifier() or n.value.startswith("_"):
-                    raise self.refuse(f"property name {n.value!r}")
-                py = f"{py}[{_str(n.value)}]"
-            elif self.take("["):
-                k = self.tok
-                if k.kind != "str":
-                    raise self.refuse("index other than a string literal (a['key'])")
-                self.i += 1
-                self.expect("]")
-                py = f"{py}[{_str(k.value)}]"
-            elif self.at("("):
-                raise self.refuse(f"function call '{self.body[t.pos : self.tok.pos]}(...)'")
-            else:
-                return py
+    member_call = "method call"
+
+    def check_member(self, name: str) -> None:
+        if name in _JUEL_RESERVED or not name.isidentifier() or name.startswith("_"):
+            raise self.refuse(f"property name {name!r}")
+
+    def bracket(self, start: _Tok, py: str) -> str:
+        self.expect("[")
+        k = self.tok
+        if k.kind != "str":
+            raise self.refuse("index other than a string literal (a['key'])")
+        self.i += 1
+        self.expect("]")
+        return f"{py}[{_str(k.value)}]"
 
     def primary(self) -> str:
         t = self.tok
@@ -480,26 +501,12 @@ class _Feel(_Parser):
             raise self.refuse("arithmetic '-' (negation of anything but a number literal)")
         return self.postfix()
 
-    def postfix(self) -> str:
-        start = self.tok
-        py = self.primary()
-        while True:
-            if self.take("."):
-                n = self.tok
-                if n.kind != "name":
-                    raise self.syntax(n, "a name after '.'")
-                self.i += 1
-                if self.at("("):
-                    raise self.refuse(f"function call '{self.body[start.pos : n.pos + len(n.value)]}(...)'")
-                if "?" in n.value or n.value.startswith("_"):
-                    raise self.refuse(f"name {n.value!r}")
-                py = f"{py}[{_str(n.value)}]"
-            elif self.at("["):
-                raise self.refuse(f"filter '{self.body[start.pos : self.tok.pos]}[...]'")
-            elif self.at("("):
-                raise self.refuse(f"function call '{self.body[start.pos : self.tok.pos]}(...)'")
-            else:
-                return py
+    def check_member(self, name: str) -> None:
+        if "?" in name or name.startswith("_"):
+            raise self.refuse(f"name {name!r}")
+
+    def bracket(self, start: _Tok, py: str) -> str:
+        raise self.refuse(f"filter '{self.body[start.pos : self.tok.pos]}[...]'")
 
     def primary(self) -> str:
         t = self.tok
