@@ -121,6 +121,7 @@ def test_refusals_name_the_construct(script, fragment):
     ("a, b = [1, 2, 3]", "cannot unpack 3 values into 2 names"),
     ("x = [1] * 2\nfor a, b in x:\n    pass", "cannot unpack int into 2 names"),
     ("for x in 5:\n    pass", "cannot loop over int"),
+    ("x = re.match('(', 'x')", "error: missing ), unterminated subpattern"),
 ])  # fmt: skip
 def test_runtime_refusals_name_what_to_change(script, fragment):
     with pytest.raises(ConditionError) as info:

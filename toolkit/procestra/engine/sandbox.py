@@ -279,7 +279,8 @@ class Expression:
             offset = getattr(exc.node, "col_offset", None)
             raise ConditionError(self.text, exc.reason, what=self.what, line=getattr(exc.node, "lineno", None),
                                  column=offset + 1 if offset is not None else None) from None  # fmt: skip
-        except (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError) as exc:
+        except (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError, OSError,
+                re.error) as exc:  # fmt: skip
             raise ConditionError(self.text, f"{type(exc).__name__}: {exc}", what=self.what) from None
         except RecursionError:
             raise ConditionError(self.text, "nested too deeply to evaluate", what=self.what) from None
