@@ -162,6 +162,13 @@ ATTACKS = [
     "x = [2**4000] * 1000000\nz = str(x)",
     "x = [0] * 1000000\nz = [x for i in range(50)]",
 ]
+#: Each builds fresh values: refused when the evaluation has built its memory limit (LIMITS.memory).
+BUILDERS = [
+    "z = [[0] * 1000000 for i in range(1000)]",
+    "z = {i: 'x' * 1000000 for i in range(1000)}",
+    "\n".join(f"a{i} = [0] * 1000000" for i in range(100)),
+    "z = [list(range(1000000)) for i in range(100)]",
+]
 
 
 def test_issue_14_strings_are_refused_before_they_allocate(tmp_path):
@@ -181,12 +188,14 @@ def test_issue_14_strings_are_refused_before_they_allocate(tmp_path):
             out.append([message, peak])
         print(json.dumps(out))
     """)
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(ATTACKS)], capture_output=True, text=True,
-                          timeout=300, check=True)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(ATTACKS + BUILDERS)], capture_output=True,
+                          text=True, timeout=300, check=True)  # fmt: skip
     results = json.loads(done.stdout)
-    for script, (message, peak) in zip(ATTACKS, results):
+    for script, (message, peak) in zip(ATTACKS + BUILDERS, results):
         assert message is not None, f"{script!r} was not refused"
-        assert peak < 40 * 2**20, f"{script!r} allocated {peak / 2**20:.0f} MB before it was refused: {message}"
+        bound = 40 if script in ATTACKS else 100  # builders may build up to the 64,000,000-byte limit first
+        assert peak < bound * 2**20, f"{script!r} allocated {peak / 2**20:.0f} MB before it was refused: {message}"
+        assert script in ATTACKS or "the memory limit" in message
 
 
 # -- through a real worker ---------------------------------------------------------------------------

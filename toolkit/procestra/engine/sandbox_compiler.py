@@ -186,7 +186,7 @@ class _Compiler:
 
     def _ListComp(self, node: ast.ListComp, d: int) -> _Fn:
         run = self.comprehension(node, d, node.elt)
-        return lambda data: [v[0] for v in run(data)]
+        return lambda data: _check_size([v[0] for v in run(data)])
 
     def _SetComp(self, node: ast.SetComp, d: int) -> _Fn:
         run = self.comprehension(node, d, node.elt)
@@ -220,7 +220,8 @@ class _Compiler:
                 if size > LIMITS.sequence:
                     raise _Fail(f"an f-string grew beyond {LIMITS.sequence:,} characters", node)
                 out.append(piece)
-            return "".join(out)
+            text: str = _check_size("".join(out))
+            return text
 
         return join
 
@@ -421,7 +422,7 @@ class _Compiler:
 
     def _List(self, node: ast.List, d: int) -> _Fn:
         items = [self.expr(e, d) for e in node.elts]
-        return lambda data: [i(data) for i in items]
+        return lambda data: _check_size([i(data) for i in items])
 
     def _Tuple(self, node: ast.Tuple, d: int) -> _Fn:
         items = [self.expr(e, d) for e in node.elts]

@@ -52,6 +52,8 @@ class Limits:
     seconds: float = 1.0
     #: About the characters one value takes written out, shared references counted each time.
     weight: int = 20_000_000
+    #: Bytes of values one evaluation may build (estimated: 8 per list item, 1 per character), freed or not.
+    memory: int = 64_000_000
     #: Width and precision in a format spec.
     format_width: int = 10_000
 
@@ -111,19 +113,34 @@ def _check_size(value: Any) -> Any:
         raise _Fail(f"an integer grew beyond {LIMITS.int_bits} bits")
     if isinstance(value, _SEQUENCES) and len(value) > LIMITS.sequence:
         raise _Fail(f"a value grew beyond {LIMITS.sequence:,} items or characters")
+    if isinstance(value, _SIZED) and len(value) >= 64:
+        charge(len(value) if isinstance(value, str) else 8 * len(value))
     return value
+
+
+_SIZED = (str, list, tuple, dict, set, frozenset)
+
+
+def charge(size: int) -> None:
+    """Count ``size`` bytes (estimated) about to be allocated; fail past ``LIMITS.memory`` for the evaluation."""
+    b = budget()
+    b.allocated += size
+    if b.allocated > LIMITS.memory:
+        raise _Fail(f"built more than {LIMITS.memory:,} bytes of values (the memory limit; counted as built, "
+                    "never given back): work on less data at once")  # fmt: skip
 
 
 # -- budgets ----------------------------------------------------------------------------------------
 class Budget:
     """One evaluation's allowance: steps left, its deadline, and the weights of values already measured."""
 
-    __slots__ = ("deadline", "memo", "steps")
+    __slots__ = ("allocated", "deadline", "memo", "steps")
 
     def __init__(self) -> None:
         self.steps = LIMITS.steps
         self.deadline = time.monotonic() + LIMITS.seconds
         self.memo: dict[int, tuple[Any, int]] = {}
+        self.allocated = 0
 
     def tick(self) -> None:
         """Count one loop iteration or comprehension item; fail past the step or time limit."""
@@ -210,7 +227,10 @@ def guard(*values: Any) -> None:
 def _iterable(value: Any, fn: str) -> Any:
     if isinstance(value, dict):
         return list(value)
-    if isinstance(value, (range, types.GeneratorType)):  # generators: only the sandbox's own, from (x for ...)
+    if isinstance(value, range):  # about to be listed: new int objects, 8 bytes of pointer each
+        charge(40 * len(value))
+        return value
+    if isinstance(value, types.GeneratorType):  # only the sandbox's own, from (x for ...)
         return value
     if not isinstance(value, (*_CONTAINERS,)):
         raise _Fail(f"{fn}() needs a list, tuple, set, dict or string, not {type(value).__name__}")
@@ -388,6 +408,7 @@ def _binop(op: type, a: Any, b: Any) -> Any:
                 if not isinstance(seq, str) and weight(seq) * max(n, 0) > LIMITS.weight:
                     raise _Fail(f"a value would be more than {LIMITS.weight:,} characters written out (repeated "
                                 "references counted each time)")  # fmt: skip
+                charge(len(seq) * max(n, 0) * (1 if isinstance(seq, str) else 8))
                 return seq * n
         if isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() > LIMITS.int_bits + 1:
             raise _Fail(f"an integer grew beyond {LIMITS.int_bits} bits")
