@@ -139,6 +139,8 @@ def test_loops_are_bounded_by_steps_and_time(monkeypatch):
     monkeypatch.setattr(sandbox_lib, "LIMITS", Limits(seconds=0.0))
     with pytest.raises(ConditionError, match=r"ran longer than 0 s \(the time limit\)"):
         execute("n = 0\nfor i in range(1000):\n    n += 1", {})
+    with pytest.raises(ConditionError, match=r"ran longer than 0 s \(the time limit\)"):
+        execute("a = sorted(nums)\nb = sorted(nums)", dict(DATA))  # no loop: checked between statements
 
 
 # -- issue 14: refused before allocating ---------------------------------------------------------------

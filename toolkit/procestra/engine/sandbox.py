@@ -107,7 +107,9 @@ class _Script(_Compiler):
         steps = [self.stmt(s, depth) for s in body]
 
         def run(scope: dict[str, Any]) -> None:
+            budget = _sl.budget()
             for step in steps:
+                budget.clock()  # statements without loops can be slow too (a sort of a large list)
                 step(scope)
 
         return run

@@ -148,7 +148,12 @@ class Budget:
         if self.steps < 0:
             raise _Fail(f"more than {LIMITS.steps:,} loop iterations and comprehension items (the step limit): "
                         "loop over less data, or split the work into several tasks")  # fmt: skip
-        if not self.steps & 255 and time.monotonic() > self.deadline:
+        if not self.steps & 255:
+            self.clock()
+
+    def clock(self) -> None:
+        """Fail if the evaluation has run past its deadline."""
+        if time.monotonic() > self.deadline:
             raise _Fail(f"ran longer than {LIMITS.seconds:g} s (the time limit): loop over less data, or split the "
                         "work into several tasks")  # fmt: skip
 
