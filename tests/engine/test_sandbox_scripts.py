@@ -72,6 +72,8 @@ def test_comprehension_and_temporary_names_are_not_case_data():
     assert expr.variables == {"nums", "pairs"}
     assert expr.assigned == {"squares", "i", "last"}
     assert evaluate("[n * 2 for n in nums if n > 2]", DATA) == [6, 8]
+    annotated = compile_script("total: int = 0\nfor n in nums:\n    total += n")
+    assert annotated.variables == {"nums"} and annotated.evaluate(DATA) == {"total": 10, "n": 4}
 
 
 @pytest.mark.parametrize(("script", "fragment"), [

@@ -148,7 +148,9 @@ class _Script(_Compiler):
     def _stmt_AnnAssign(self, node: ast.AnnAssign, d: int) -> _Step:
         if node.value is None or not isinstance(node.target, ast.Name):
             raise self.unsafe(node, "annotate only an assignment to a name, e.g. total: int = 0")
+        before = set(self.variables)
         self.expr(node.annotation, d)  # checked like any expression (issue 14: no code hides in an annotation)
+        self.variables = before  # but never evaluated, so it reads nothing
         value, target = self.expr(node.value, d), self.target(node.target)
         return lambda scope: target(scope, value(scope))
 
