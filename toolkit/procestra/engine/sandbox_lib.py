@@ -357,8 +357,9 @@ def _call_method(obj: Any, name: str, args: list[Any], kwargs: dict[str, Any]) -
     for typ, names in METHODS.items():
         if isinstance(obj, typ):
             if name not in names:
-                raise _Fail(f"{typ.__name__} values have no allowed method {name!r} "
-                            f"(allowed: {', '.join(sorted(names))})")
+                raise _Fail(
+                    f"{typ.__name__} values have no allowed method {name!r} (allowed: {', '.join(sorted(names))})"
+                )
             if isinstance(obj, str) and name == "replace" and len(args) >= 2 and isinstance(args[1], str):
                 grow = (len(obj) + 1) * len(args[1])
                 if len(obj) + grow > LIMITS.sequence:
