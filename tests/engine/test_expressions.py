@@ -8,12 +8,14 @@ of different types, unary tests and ranges), not from the translator.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from procestra import engine
 from procestra.engine.expressions import language_of, to_python
 from procestra.engine.sandbox import ConditionError, compile_expression, evaluate
-from procestra.engine.tobe import ToBeModel
+from procestra.engine.tobe import ToBeModel, validate_model
 
 DATA = {
     "amount": 1500, "limit": 1000.5, "approved": True, "status": "open", "comment": "", "note": None, "tags": [],
@@ -206,3 +208,19 @@ def test_feel_validation_needs_a_default_when_not_exhaustive_and_names_unsupport
     assert [p.code for p in errors] == ["bad-condition"]
     assert "FEEL function call 'string length(...)' is not supported" in errors[0].message
     assert errors[0].message.startswith("flow 'Flow_") and errors[0].element == "Gateway_size"
+
+
+def test_feel_conditions_in_a_modeler_file_are_validated_as_drawn(tmp_path):
+    source = (Path(__file__).parent / "cases" / "claims_camunda.bpmn").read_text(encoding="utf-8")
+    feel = source.replace("${amount &gt; 1000}", "=amount &gt; 1000 and status != null").replace(
+        ">amount &lt;= 1000<", ">=amount in [0..1000]<"
+    )
+    path = tmp_path / "claims.bpmn"
+    path.write_text(feel, encoding="utf-8")
+    problems = [p for p in validate_model(path) if p.element == "Gateway_big"]
+    assert sorted(p.code for p in problems) == ["no-default", "unknown-variable", "unknown-variable"]
+    assert "'=amount in [0..1000]'" in next(p.message for p in problems if p.code == "no-default")
+    assert {p.message.split("uses ")[1].split(",")[0] for p in problems if p.code == "unknown-variable"} == {
+        "'amount'",
+        "'status'",
+    }
