@@ -94,7 +94,6 @@ def escapes(marker: Path) -> list[str]:
         f"[__import__('os').system('touch {marker}') for _ in [1]]",
         "[x for x in range(10**9)]",
         "{x: 1 for x in ().__class__.__mro__}",
-        "sum(x for x in [1])",
         f"open('{marker}', 'w').write('x')",
         "open('/etc/passwd').read()",
         f"eval(\"__import__('os').system('touch {marker}')\")",
@@ -148,10 +147,10 @@ def test_escapes_fail_clearly_and_execute_nothing(tmp_path):
 def test_escapes_fail_in_scripts_too(tmp_path):
     marker = tmp_path / "pwned"
     scripts = [f"import os\nos.system('touch {marker}')", f"from os import system\nsystem('touch {marker}')",
-               "def f():\n    return 1", "class A:\n    pass", "for i in range(10):\n    x = i",
+               "def f():\n    return 1", "class A:\n    pass",
                "while True:\n    pass", "with open('x') as f:\n    pass",
                "try:\n    x = 1\nexcept Exception:\n    pass",
-               "global x\nx = 1", "del amount", "x.y = 1", "x[0] = 1", "a, b = 1, 2", "__x__ = 1", "len = 1",
+               "global x\nx = 1", "del amount", "x.y = 1", "x[0] = 1", "__x__ = 1", "len = 1",
                f"x = __import__('os').system('touch {marker}')", "assert False", "raise ValueError()",
                "return 1", "x = yield 1"]  # fmt: skip
     for text in scripts:

@@ -1,16 +1,23 @@
-"""Safe evaluation of gateway conditions, mappings and small scripts over case data.
+"""Safe evaluation of gateway conditions, mappings and scripts over case data.
 
 Expressions are parsed with :mod:`ast` and only a whitelist of node types is accepted:
 literals, case variables, comparisons, boolean logic, arithmetic, ``in``, ``x if c else y``,
-subscripts, field access on dicts (``applicant.income``), a few functions (:data:`FUNCTIONS`)
-and a few methods of ``str``, ``dict`` and ``list`` (:data:`METHODS`). The accepted tree is
-compiled to nested Python closures; nothing is ever passed to ``eval`` or ``exec``, and no
-attribute of an arbitrary object is ever read. Sizes are bounded (text, tree, integers,
-strings and lists produced), so a condition cannot exhaust memory or time: there are no
-loops, comprehensions, lambdas, imports or dunder names.
+subscripts and slices, field access on dicts (``applicant.income``), comprehensions, f-strings,
+a few functions (:data:`FUNCTIONS`), methods of ``str``, ``dict``, ``list``, dates and decimals
+(:data:`METHODS`), and the modules ``datetime``, ``timedelta``, ``math``, ``re``, ``json`` and
+``decimal`` as namespaces of chosen members (:mod:`.sandbox_modules`). The accepted tree is
+compiled to nested Python closures (:mod:`.sandbox_compiler`); nothing is ever passed to
+``eval`` or ``exec``, and no attribute of an arbitrary object is ever read: no imports,
+lambdas, ``try``, dunder names, ``getattr``/``eval``/``open``/``globals``.
 
-Scripts (script tasks) are the same expressions in a few statement forms: ``x = expr``,
-``x += expr``, ``if``/``elif``/``else`` and ``pass``.
+Scripts (script tasks) add statements: assignment (also ``a, b = ...`` and ``+=``),
+``if``/``elif``/``else``, ``for`` and ``while`` (with ``else``), ``break``, ``continue`` and
+``pass``. Every variable a script assigns is stored in the case, except names starting
+with ``_`` (working values); what is stored must be JSON.
+
+Every evaluation is bounded (:mod:`.sandbox_lib`): a step limit over loop iterations and
+comprehension items, a wall-clock limit, and size checks before allocation. Conditions in
+JUEL (``${...}``) and FEEL (``=...``) are translated first (:mod:`.expressions`).
 
 Errors are :class:`ConditionError` (with :class:`UnsafeExpressionError` for a forbidden
 construct), naming the expression, the position and what to change.
@@ -30,13 +37,16 @@ from __future__ import annotations
 
 import ast
 import functools
-import math
 import re
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from procestra.engine import expressions as _lang
+from procestra.engine import sandbox_lib as _sl
 from procestra.engine.exceptions import ConditionError, UnsafeExpressionError
+from procestra.engine.sandbox_compiler import _FORBIDDEN, _Compiler
+from procestra.engine.sandbox_lib import FUNCTIONS, LIMITS, METHODS, Limits, _binop, _Fail
 
 if TYPE_CHECKING:  # built on first use by __getattr__ (SpiffWorkflow takes ~0.2 s to import)
     from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
@@ -61,520 +71,165 @@ __all__ = [
 ]
 
 
-# -- limits ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on what one expression may be and produce."""
+# -- scripts ---------------------------------------------------------------------------------------
+class _Break(Exception):
+    """``break`` inside a loop (scripts have no ``try``, so nothing else can catch it)."""
 
-    #: Characters of expression or script text.
-    text: int = 10_000
-    #: AST nodes in one expression or script.
-    nodes: int = 2_000
-    #: Nesting depth of the tree.
-    depth: int = 100
-    #: Statements in one script.
-    statements: int = 200
-    #: Bits of any integer computed.
-    int_bits: int = 4_096
-    #: Length of any string, list or tuple computed.
-    sequence: int = 1_000_000
 
+class _Continue(Exception):
+    """``continue`` inside a loop."""
 
-LIMITS = Limits()
 
-#: Functions an expression may call, by name.
-FUNCTIONS: dict[str, Callable[..., Any]] = {}
+_Step = Callable[[dict[str, Any]], None]
 
-#: Methods an expression may call, by receiver type.
-METHODS: dict[type, frozenset[str]] = {
-    str: frozenset({
-        "capitalize", "casefold", "count", "endswith", "find", "isalnum", "isalpha", "isdigit", "islower",
-        "isnumeric", "isspace", "isupper", "join", "lower", "lstrip", "removeprefix", "removesuffix", "replace",
-        "rfind", "rsplit", "rstrip", "split", "startswith", "strip", "title", "upper",
-    }),
-    dict: frozenset({"get", "items", "keys", "values"}),
-    list: frozenset({"count", "index"}),
-    tuple: frozenset({"count", "index"}),
-}  # fmt: skip
 
-_KEYWORDS = {"round": {"ndigits"}, "sorted": {"reverse"}, "split": {"sep", "maxsplit"}, "rsplit": {"sep", "maxsplit"}}
-_SEQUENCES = (str, list, tuple)
-_CONTAINERS = (str, list, tuple, dict, set, frozenset)
-_NUMBERS = (int, float)
+def _go_on(body: _Step, scope: dict[str, Any]) -> bool:
+    """Run one pass of a loop's body: False if it ended with ``break``."""
+    try:
+        body(scope)
+    except _Continue:
+        pass
+    except _Break:
+        return False
+    return True
 
+_AUGMENTED = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
 
-class _Fail(Exception):
-    """Raised inside compiled closures; turned into a ConditionError naming the expression."""
 
-    def __init__(self, reason: str, node: ast.AST | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.node = node
+class _Script(_Compiler):
+    """The expression compiler plus the statements of scripts: assignments (also to tuples and with
+    ``+=``), ``if``/``elif``/``else``, ``for`` and ``while`` (counted against the step limit), ``break``,
+    ``continue`` and ``pass``."""
 
+    loops = 0
 
-# -- safe builtins ----------------------------------------------------------------------------
-def _check_size(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > LIMITS.int_bits:
-        raise _Fail(f"an integer grew beyond {LIMITS.int_bits} bits")
-    if isinstance(value, _SEQUENCES) and len(value) > LIMITS.sequence:
-        raise _Fail(f"a value grew beyond {LIMITS.sequence:,} items or characters")
-    return value
-
-
-def _iterable(value: Any, fn: str) -> Any:
-    if isinstance(value, dict):
-        return list(value)
-    if not isinstance(value, (*_CONTAINERS,)):
-        raise _Fail(f"{fn}() needs a list, tuple, set, dict or string, not {type(value).__name__}")
-    return value
-
-
-def _sum(values: Any, start: Any = 0) -> Any:
-    total = start
-    for v in _iterable(values, "sum"):
-        if not isinstance(v, _NUMBERS) or not isinstance(total, _NUMBERS):
-            raise _Fail(f"sum() adds numbers only, not {type(v).__name__}")
-        total = _check_size(total + v)
-    return total
-
-
-def _minmax(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
-    def call(*args: Any) -> Any:
-        if len(args) == 1:
-            return fn(_iterable(args[0], name))
-        return fn(args)
-
-    return call
-
-
-def _int(value: Any = 0) -> int:
-    if isinstance(value, str) and len(value) > 400:
-        raise _Fail("int() of a string longer than 400 characters")
-    number = int(value)
-    _check_size(number)
-    return number
-
-
-def _str(value: Any = "") -> str:
-    if isinstance(value, (dict, list, tuple, set, frozenset)) and len(value) > 10_000:
-        raise _Fail("str() of a container with more than 10,000 items")
-    text = str(value)
-    _check_size(text)
-    return text
-
-
-FUNCTIONS.update({
-    "abs": abs, "all": lambda v: all(_iterable(v, "all")), "any": lambda v: any(_iterable(v, "any")), "bool": bool,
-    "float": float, "int": _int, "len": len, "list": lambda v=(): list(_iterable(v, "list")),
-    "max": _minmax(max, "max"), "min": _minmax(min, "min"), "round": round,
-    "sorted": lambda v, reverse=False: sorted(_iterable(v, "sorted"), reverse=bool(reverse)), "str": _str,
-    "sum": _sum, "tuple": lambda v=(): tuple(_iterable(v, "tuple")),
-})  # fmt: skip
-
-_ALL_METHODS = frozenset().union(*METHODS.values())
-
-
-def _call_method(obj: Any, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    for typ, names in METHODS.items():
-        if isinstance(obj, typ):
-            if name not in names:
-                raise _Fail(f"{typ.__name__} values have no allowed method {name!r} "
-                            f"(allowed: {', '.join(sorted(names))})")
-            if isinstance(obj, str) and name == "replace" and len(args) >= 2 and isinstance(args[1], str):
-                grow = (len(obj) + 1) * len(args[1])
-                if len(obj) + grow > LIMITS.sequence:
-                    raise _Fail(f"a value grew beyond {LIMITS.sequence:,} items or characters")
-            result = getattr(typ, name)(obj, *args, **kwargs)  # the builtin type's own method, never the object's
-            if typ is dict and name in ("items", "keys", "values"):
-                result = [list(kv) if name == "items" else kv for kv in result]
-            return _check_size(result)
-    raise _Fail(f"method {name}() needs a string, dict or list, not {type(obj).__name__}")
-
-
-# -- arithmetic and comparison ------------------------------------------------------------------
-_SYMBOLS: dict[type, str] = {ast.Sub: "-", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**"}
-
-
-def _binop(op: type, a: Any, b: Any) -> Any:
-    if op is ast.Add:
-        if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES) and len(a) + len(b) > LIMITS.sequence:
-            raise _Fail(f"a value grew beyond {LIMITS.sequence:,} items or characters")
-        return _check_size(a + b)
-    if op is ast.Mult:
-        for seq, n in ((a, b), (b, a)):
-            if isinstance(seq, _SEQUENCES) and isinstance(n, int):
-                if len(seq) * max(n, 0) > LIMITS.sequence:
-                    raise _Fail(f"a value grew beyond {LIMITS.sequence:,} items or characters")
-                return seq * n
-        if isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() > LIMITS.int_bits + 1:
-            raise _Fail(f"an integer grew beyond {LIMITS.int_bits} bits")
-        return _check_size(a * b)
-    if not (isinstance(a, _NUMBERS) and isinstance(b, _NUMBERS)):
-        sym = _SYMBOLS.get(op, "?")
-        raise _Fail(f"'{sym}' needs numbers, not {type(a).__name__} and {type(b).__name__}")
-    if op is ast.Sub:
-        return _check_size(a - b)
-    if op is ast.Div:
-        return a / b
-    if op is ast.FloorDiv:
-        return _check_size(a // b)
-    if op is ast.Mod:
-        return a % b
-    # ast.Pow: refuse before computing what would not fit
-    big = isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1
-    if big and (b > LIMITS.int_bits or b * math.log2(abs(a)) > LIMITS.int_bits):
-        raise _Fail(f"the power {a}**{b} would exceed {LIMITS.int_bits} bits")
-    if (isinstance(a, float) or isinstance(b, float)) and abs(b) > 10_000:
-        raise _Fail("an exponent above 10,000")
-    return _check_size(a**b)
-
-
-_COMPARE: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
-    ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
-    ast.Is: lambda a, b: a is b, ast.IsNot: lambda a, b: a is not b,
-}  # fmt: skip
-
-
-def _contains(item: Any, container: Any) -> bool:
-    if not isinstance(container, _CONTAINERS):
-        raise _Fail(f"'in' needs a list, tuple, set, dict or string on the right, not {type(container).__name__}")
-    return item in container
-
-
-# -- the compiler ---------------------------------------------------------------------------------
-_Fn = Callable[[Mapping[str, Any]], Any]
-_MISSING = object()
-
-
-def _dunder(name: str) -> bool:
-    return name.startswith("__") or name.endswith("__")
-
-
-class _Compiler:
-    """Turns a whitelisted AST into closures; anything else is an UnsafeExpressionError."""
-
-    def __init__(self, text: str, what: str) -> None:
-        self.text = text
-        self.what = what
-        self.variables: set[str] = set()
-        self.assigned: set[str] = set()
-        self.nodes = 0
-
-    def unsafe(self, node: ast.AST, reason: str) -> UnsafeExpressionError:
-        return UnsafeExpressionError(self.text, reason, what=self.what, line=getattr(node, "lineno", None),
-                                     column=(node.col_offset + 1) if hasattr(node, "col_offset") else None)  # fmt: skip
-
-    def count(self, node: ast.AST, depth: int) -> None:
-        self.nodes += 1
-        if self.nodes > LIMITS.nodes:
-            raise ConditionError(self.text, f"too large: more than {LIMITS.nodes} syntax nodes", what=self.what)
-        if depth > LIMITS.depth:
-            raise ConditionError(self.text, f"nested more than {LIMITS.depth} levels deep", what=self.what)
-
-    # expressions
-    def expr(self, node: ast.AST, depth: int = 0) -> _Fn:
-        self.count(node, depth)
-        d = depth + 1
-        method = getattr(self, f"_{type(node).__name__}", None)
-        if method is None:
-            kind = type(node).__name__
-            raise self.unsafe(node, _FORBIDDEN.get(kind, f"{kind} expressions are not allowed"))
-        fn: _Fn = method(node, d)
-        return fn
-
-    def _Constant(self, node: ast.Constant, d: int) -> _Fn:
-        value = node.value
-        if value is not None and not isinstance(value, (bool, int, float, str)):
-            raise self.unsafe(node, f"{type(value).__name__} literals are not allowed")
-        return lambda data: value
-
-    def _Name(self, node: ast.Name, d: int) -> _Fn:
-        name = node.id
-        if _dunder(name):
-            raise self.unsafe(node, f"the name {name!r} is not allowed (no double-underscore names)")
-        if name not in self.assigned:  # scripts: a variable assigned earlier is not read from the case
-            self.variables.add(name)
-
-        def load(data: Mapping[str, Any]) -> Any:
-            value = data.get(name, _MISSING) if isinstance(data, Mapping) else _MISSING
-            if value is _MISSING:
-                known = ", ".join(sorted(str(k) for k in data)[:20]) if isinstance(data, Mapping) else ""
-                raise _Fail(f"unknown variable {name!r} (case data has: {known or 'nothing'})", node)
-            return value
-
-        return load
-
-    def _BoolOp(self, node: ast.BoolOp, d: int) -> _Fn:
-        parts = [self.expr(v, d) for v in node.values]
-        if isinstance(node.op, ast.And):
-            def and_(data: Mapping[str, Any]) -> Any:
-                value: Any = True
-                for p in parts:
-                    value = p(data)
-                    if not value:
-                        return value
-                return value
-
-            return and_
-
-        def or_(data: Mapping[str, Any]) -> Any:
-            value: Any = False
-            for p in parts:
-                value = p(data)
-                if value:
-                    return value
-            return value
-
-        return or_
-
-    def _UnaryOp(self, node: ast.UnaryOp, d: int) -> _Fn:
-        operand = self.expr(node.operand, d)
-        if isinstance(node.op, ast.Not):
-            return lambda data: not operand(data)
-        if isinstance(node.op, (ast.USub, ast.UAdd)):
-            negate = isinstance(node.op, ast.USub)
-
-            def sign(data: Mapping[str, Any]) -> Any:
-                v = operand(data)
-                if not isinstance(v, _NUMBERS):
-                    raise _Fail(f"unary '{'-' if negate else '+'}' needs a number, not {type(v).__name__}", node)
-                return -v if negate else +v
-
-            return sign
-        raise self.unsafe(node, "bitwise operators are not allowed")
-
-    def _BinOp(self, node: ast.BinOp, d: int) -> _Fn:
-        op = type(node.op)
-        if op not in (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow):
-            raise self.unsafe(node, f"the operator {op.__name__} is not allowed (bitwise and matrix operators)")
-        left, right = self.expr(node.left, d), self.expr(node.right, d)
-        if op is ast.Mod and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
-            raise self.unsafe(node, "'%' string formatting is not allowed: use + and str()")
-
-        def binop(data: Mapping[str, Any]) -> Any:
-            a, b = left(data), right(data)
-            if op is ast.Mod and isinstance(a, str):
-                raise _Fail("'%' string formatting is not allowed: use + and str()", node)
-            return _binop(op, a, b)
-
-        return binop
-
-    def _Compare(self, node: ast.Compare, d: int) -> _Fn:
-        left = self.expr(node.left, d)
-        ops: list[Callable[[Any, Any], bool]] = []
-        operands = [node.left, *node.comparators]
-        for i, op in enumerate(node.ops):
-            if isinstance(op, (ast.Is, ast.IsNot)):
-                pair = (operands[i], operands[i + 1])
-                if not any(isinstance(x, ast.Constant) and x.value is None for x in pair):
-                    raise self.unsafe(node, "'is' compares with None only (x is None); use == otherwise")
-            if isinstance(op, ast.In):
-                ops.append(_contains)
-            elif isinstance(op, ast.NotIn):
-                ops.append(lambda a, b: not _contains(a, b))
-            else:
-                ops.append(_COMPARE[type(op)])
-        rights = [self.expr(c, d) for c in node.comparators]
-
-        def compare(data: Mapping[str, Any]) -> bool:
-            a = left(data)
-            for op_fn, right in zip(ops, rights):
-                b = right(data)
-                if not op_fn(a, b):
-                    return False
-                a = b
-            return True
-
-        return compare
-
-    def _IfExp(self, node: ast.IfExp, d: int) -> _Fn:
-        test, body, orelse = self.expr(node.test, d), self.expr(node.body, d), self.expr(node.orelse, d)
-        return lambda data: body(data) if test(data) else orelse(data)
-
-    def _Attribute(self, node: ast.Attribute, d: int) -> _Fn:
-        name = node.attr
-        value = self.expr(node.value, d)
-        if name.startswith("_"):
-            raise self.unsafe(node, f"the attribute {name!r} is not allowed (no names starting with '_')")
-
-        def field_(data: Mapping[str, Any]) -> Any:
-            obj = value(data)
-            if not isinstance(obj, Mapping):
-                raise _Fail(f".{name} reads a field of a dict from the case data, not of a {type(obj).__name__}", node)
-            if name not in obj:
-                raise _Fail(f"no field {name!r} (fields: {', '.join(sorted(map(str, obj))[:20]) or 'none'})", node)
-            return obj[name]
-
-        return field_
-
-    def _Subscript(self, node: ast.Subscript, d: int) -> _Fn:
-        value = self.expr(node.value, d)
-        if isinstance(node.slice, ast.Slice):
-            s = node.slice
-            parts = [self.expr(p, d) if p is not None else (lambda data: None) for p in (s.lower, s.upper, s.step)]
-
-            def slice_(data: Mapping[str, Any]) -> Any:
-                obj = value(data)
-                if not isinstance(obj, _SEQUENCES):
-                    raise _Fail(f"slicing needs a string, list or tuple, not {type(obj).__name__}", node)
-                bounds = [p(data) for p in parts]
-                if any(b is not None and not isinstance(b, int) for b in bounds):
-                    raise _Fail("slice bounds must be integers", node)
-                return obj[slice(*bounds)]
-
-            return slice_
-        key = self.expr(node.slice, d)
-
-        def item(data: Mapping[str, Any]) -> Any:
-            obj, k = value(data), key(data)
-            if isinstance(obj, Mapping):
-                if k not in obj:
-                    raise _Fail(f"no key {k!r} (keys: {', '.join(sorted(map(str, obj))[:20]) or 'none'})", node)
-                return obj[k]
-            if isinstance(obj, _SEQUENCES):
-                if not isinstance(k, int):
-                    raise _Fail(f"an index must be an integer, not {type(k).__name__}", node)
-                if not -len(obj) <= k < len(obj):
-                    raise _Fail(f"index {k} is out of range (length {len(obj)})", node)
-                return obj[k]
-            raise _Fail(f"[] needs a dict, list, tuple or string, not {type(obj).__name__}", node)
-
-        return item
-
-    def _List(self, node: ast.List, d: int) -> _Fn:
-        items = [self.expr(e, d) for e in node.elts]
-        return lambda data: [i(data) for i in items]
-
-    def _Tuple(self, node: ast.Tuple, d: int) -> _Fn:
-        items = [self.expr(e, d) for e in node.elts]
-        return lambda data: tuple(i(data) for i in items)
-
-    def _Set(self, node: ast.Set, d: int) -> _Fn:
-        items = [self.expr(e, d) for e in node.elts]
-        return lambda data: {i(data) for i in items}
-
-    def _Dict(self, node: ast.Dict, d: int) -> _Fn:
-        if any(k is None for k in node.keys):
-            raise self.unsafe(node, "'**' unpacking is not allowed")
-        keys = [self.expr(k, d) for k in node.keys if k is not None]
-        values = [self.expr(v, d) for v in node.values]
-        return lambda data: {k(data): v(data) for k, v in zip(keys, values)}
-
-    def _Call(self, node: ast.Call, d: int) -> _Fn:
-        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
-            raise self.unsafe(node, "'*' and '**' arguments are not allowed")
-        func = node.func
-        if isinstance(func, ast.Name):
-            name = func.id
-            if _dunder(name) or name not in FUNCTIONS:
-                raise self.unsafe(node, f"calling {name!r} is not allowed (allowed functions: "
-                                        f"{', '.join(sorted(FUNCTIONS))}; methods: x.lower(), d.get(k), ...)")
-            target: Callable[..., Any] | None = FUNCTIONS[name]
-            receiver: _Fn | None = None
-        elif isinstance(func, ast.Attribute):
-            name = func.attr
-            receiver = self.expr(func.value, d)  # first: the innermost forbidden thing is reported
-            if name.startswith("_") or name not in _ALL_METHODS:
-                raise self.unsafe(node, f"calling the method {name!r} is not allowed (allowed methods: "
-                                        f"{', '.join(sorted(_ALL_METHODS))})")
-            target = None
-        else:
-            raise self.unsafe(node, "only named functions and methods can be called")
-        allowed_kw = _KEYWORDS.get(name, set())
-        for k in node.keywords:
-            if k.arg not in allowed_kw:
-                raise self.unsafe(node, f"{name}() takes no keyword {k.arg!r}"
-                                        + (f" (allowed: {', '.join(sorted(allowed_kw))})" if allowed_kw else ""))
-        args = [self.expr(a, d) for a in node.args]
-        kwargs = {k.arg: self.expr(k.value, d) for k in node.keywords if k.arg}
-
-        def call(data: Mapping[str, Any]) -> Any:
-            values = [a(data) for a in args]
-            named = {k: v(data) for k, v in kwargs.items()}
-            if target is None:
-                assert receiver is not None
-                return _call_method(receiver(data), name, values, named)
-            return _check_size(target(*values, **named))
-
-        return call
-
-    # statements (scripts)
-    def block(self, body: list[ast.stmt], depth: int) -> Callable[[dict[str, Any]], None]:
+    def block(self, body: list[ast.stmt], depth: int) -> _Step:
         steps = [self.stmt(s, depth) for s in body]
 
         def run(scope: dict[str, Any]) -> None:
+            budget = _sl.budget()
             for step in steps:
+                budget.clock()  # statements without loops can be slow too (a sort of a large list)
                 step(scope)
 
         return run
 
-    def stmt(self, node: ast.stmt, depth: int) -> Callable[[dict[str, Any]], None]:
+    def stmt(self, node: ast.stmt, depth: int) -> _Step:
         self.count(node, depth)
-        if isinstance(node, ast.Pass):
-            return lambda scope: None
-        if isinstance(node, ast.Expr):
-            fn = self.expr(node.value, depth + 1)
+        method = getattr(self, f"_stmt_{type(node).__name__}", None)
+        if method is None:
+            raise self.unsafe(node, _FORBIDDEN.get(type(node).__name__, f"{type(node).__name__} statements are not "
+                                                   "allowed (scripts are assignments, if, for, while and pass)"))
+        step: _Step = method(node, depth + 1)
+        return step
 
-            def expression(scope: dict[str, Any]) -> None:
-                fn(scope)
+    def _stmt_Pass(self, node: ast.Pass, d: int) -> _Step:
+        return lambda scope: None
 
-            return expression
-        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if len(targets) != 1 or not isinstance(targets[0], ast.Name) or node.value is None:
-                raise self.unsafe(node, "assign to one plain variable name, e.g. approved = amount < 1000")
-            name = targets[0].id
-            if _dunder(name) or name in FUNCTIONS:
-                raise self.unsafe(node, f"cannot assign to {name!r}")
-            value = self.expr(node.value, depth + 1)
-            if isinstance(node, ast.AugAssign):
-                if name not in self.assigned:
-                    self.variables.add(name)
-                op = type(node.op)
-                if op not in (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow):
-                    raise self.unsafe(node, f"the operator {op.__name__} is not allowed")
+    def _stmt_Expr(self, node: ast.Expr, d: int) -> _Step:
+        fn = self.expr(node.value, d)
 
-                def augment(scope: dict[str, Any]) -> None:
-                    if name not in scope:
-                        raise _Fail(f"unknown variable {name!r}", node)
-                    scope[name] = _binop(op, scope[name], value(scope))
+        def expression(scope: dict[str, Any]) -> None:
+            fn(scope)
 
-                self.assigned.add(name)
-                return augment
-            self.assigned.add(name)
+        return expression
 
-            def assign(scope: dict[str, Any]) -> None:
-                scope[name] = value(scope)
+    def _stmt_Assign(self, node: ast.Assign, d: int) -> _Step:
+        value = self.expr(node.value, d)  # before the targets: x = x + 1 reads the case's x
+        targets = [self.target(t) for t in node.targets]
 
-            return assign
-        if isinstance(node, ast.If):
-            test = self.expr(node.test, depth + 1)
-            body, orelse = self.block(node.body, depth + 1), self.block(node.orelse, depth + 1)
+        def assign(scope: dict[str, Any]) -> None:
+            v = value(scope)
+            for t in targets:
+                t(scope, v)
 
-            def branch(scope: dict[str, Any]) -> None:
-                (body if test(scope) else orelse)(scope)
+        return assign
 
-            return branch
-        raise self.unsafe(node, _FORBIDDEN.get(type(node).__name__, f"{type(node).__name__} statements are not "
-                                               "allowed (scripts are assignments, if/elif/else and pass)"))
+    def _stmt_AnnAssign(self, node: ast.AnnAssign, d: int) -> _Step:
+        if node.value is None or not isinstance(node.target, ast.Name):
+            raise self.unsafe(node, "annotate only an assignment to a name, e.g. total: int = 0")
+        before = set(self.variables)
+        self.expr(node.annotation, d)  # checked like any expression (issue 14: no code hides in an annotation)
+        self.variables = before  # but never evaluated, so it reads nothing
+        value, target = self.expr(node.value, d), self.target(node.target)
+        return lambda scope: target(scope, value(scope))
 
+    def _stmt_AugAssign(self, node: ast.AugAssign, d: int) -> _Step:
+        if not isinstance(node.target, ast.Name):
+            raise self.unsafe(node, "'+=' and the like work on a variable name only")
+        name, op = node.target.id, type(node.op)
+        if op not in _AUGMENTED:
+            raise self.unsafe(node, f"the operator {op.__name__} is not allowed")
+        if name not in self.assigned and name not in self.temporaries:
+            self.variables.add(name)
+        value, target = self.expr(node.value, d), self.target(node.target)
 
-_FORBIDDEN = {
-    "Lambda": "lambda functions are not allowed",
-    "ListComp": "comprehensions are not allowed", "SetComp": "comprehensions are not allowed",
-    "DictComp": "comprehensions are not allowed", "GeneratorExp": "generator expressions are not allowed",
-    "NamedExpr": "':=' assignments are not allowed", "Await": "await is not allowed", "Yield": "yield is not allowed",
-    "YieldFrom": "yield is not allowed", "JoinedStr": "f-strings are not allowed: use + and str()",
-    "FormattedValue": "f-strings are not allowed", "Starred": "'*' unpacking is not allowed",
-    "Import": "imports are not allowed", "ImportFrom": "imports are not allowed",
-    "For": "loops are not allowed", "While": "loops are not allowed", "AsyncFor": "loops are not allowed",
-    "FunctionDef": "defining functions is not allowed", "AsyncFunctionDef": "defining functions is not allowed",
-    "ClassDef": "defining classes is not allowed", "With": "with-statements are not allowed",
-    "Try": "try-statements are not allowed", "Raise": "raise is not allowed", "Delete": "del is not allowed",
-    "Global": "global is not allowed", "Nonlocal": "nonlocal is not allowed", "Return": "return is not allowed",
-    "Assert": "assert is not allowed", "Match": "match-statements are not allowed",
-}  # fmt: skip
+        def augment(scope: dict[str, Any]) -> None:
+            if name not in scope:
+                raise _Fail(f"unknown variable {name!r}", node)
+            target(scope, _binop(op, scope[name], value(scope)))
+
+        return augment
+
+    def _stmt_If(self, node: ast.If, d: int) -> _Step:
+        test = self.expr(node.test, d)
+        body, orelse = self.block(node.body, d), self.block(node.orelse, d)
+
+        def branch(scope: dict[str, Any]) -> None:
+            (body if test(scope) else orelse)(scope)
+
+        return branch
+
+    def _loop_body(self, node: ast.For | ast.While, d: int) -> tuple[_Step, _Step]:
+        self.loops += 1
+        body = self.block(node.body, d)
+        self.loops -= 1
+        return body, self.block(node.orelse, d)
+
+    def _stmt_For(self, node: ast.For, d: int) -> _Step:
+        items = self.expr(node.iter, d)
+        target = self.target(node.target)
+        body, orelse = self._loop_body(node, d)
+
+        def loop(scope: dict[str, Any]) -> None:
+            budget = _sl.budget()
+            for item in _sl.iterate(items(scope)):
+                budget.tick()
+                target(scope, item)
+                if not _go_on(body, scope):
+                    return
+            orelse(scope)
+
+        return loop
+
+    def _stmt_While(self, node: ast.While, d: int) -> _Step:
+        test = self.expr(node.test, d)
+        body, orelse = self._loop_body(node, d)
+
+        def loop(scope: dict[str, Any]) -> None:
+            budget = _sl.budget()
+            while test(scope):
+                budget.tick()
+                if not _go_on(body, scope):
+                    return
+            orelse(scope)
+
+        return loop
+
+    def _jump(self, node: ast.stmt, exc: type[Exception]) -> _Step:
+        if not self.loops:
+            raise self.unsafe(node, f"'{type(node).__name__.lower()}' outside a loop")
+
+        def jump(scope: dict[str, Any]) -> None:
+            raise exc
+
+        return jump
+
+    def _stmt_Break(self, node: ast.Break, d: int) -> _Step:
+        return self._jump(node, _Break)
+
+    def _stmt_Continue(self, node: ast.Continue, d: int) -> _Step:
+        return self._jump(node, _Continue)
 
 
 # -- public API ------------------------------------------------------------------------------------
@@ -591,26 +246,74 @@ class Expression:
     assigned: frozenset[str] = frozenset()
     what: str = "condition"
     _fn: Callable[[Any], Any] = field(default=lambda data: None, repr=False, compare=False)
+    #: The language the author wrote: "python", or "juel"/"feel" (translated, see :mod:`.expressions`).
+    language: str = "python"
 
     def evaluate(self, data: Mapping[str, Any]) -> Any:
         """The value of the expression over ``data`` (a script: the dict of assigned variables)."""
         if self.mode == "script":
             scope = dict(data)
-            self._run(scope)
-            return {k: scope[k] for k in self.assigned if k in scope}
+            stored: dict[str, Any] = self._run(scope, final=lambda _: self._stored(scope))
+            return stored
+        if self.language != "python":
+            return self._run(data, final=functools.partial(_lang.condition_result, self.language))
         return self._run(data)
 
-    def _run(self, data: Any) -> Any:
+    def _stored(self, scope: Mapping[str, Any]) -> dict[str, Any]:
+        """What the script assigned, checked to be case data (JSON values of bounded weight)."""
+        out = {k: scope[k] for k in self.assigned if k in scope}
+        for name, value in out.items():
+            if type(value) in _JSON_SCALARS:
+                continue
+            _sl.guard(value)
+            bad = _not_json(value)
+            if bad is not None:
+                raise _Fail(f"{name!r} would hold {bad}, but case data is JSON (text, numbers, true/false, lists and "
+                            "objects with text keys): store str(x), x.isoformat() or float(x) instead")  # fmt: skip
+        return out
+
+    def _run(self, data: Any, final: Callable[[Any], Any] | None = None) -> Any:
+        token = _sl.start_budget()
         try:
-            return self._fn(data)
+            value = self._fn(data)
+            return final(value) if final is not None else value
+        except _lang.SemanticsError as exc:
+            raise ConditionError(self.text, str(exc), what=self.what) from None
         except _Fail as exc:
             offset = getattr(exc.node, "col_offset", None)
             raise ConditionError(self.text, exc.reason, what=self.what, line=getattr(exc.node, "lineno", None),
                                  column=offset + 1 if offset is not None else None) from None  # fmt: skip
-        except (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError) as exc:
+        except (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError, OSError,
+                re.error) as exc:  # fmt: skip
             raise ConditionError(self.text, f"{type(exc).__name__}: {exc}", what=self.what) from None
         except RecursionError:
             raise ConditionError(self.text, "nested too deeply to evaluate", what=self.what) from None
+        except MemoryError:
+            raise ConditionError(self.text, "ran out of memory", what=self.what) from None
+        finally:
+            _sl._BUDGET.reset(token)
+
+
+_JSON_SCALARS = {type(None), bool, int, float, str}
+
+
+def _not_json(value: Any) -> str | None:
+    """What in ``value`` is not a JSON value (its type), or None."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if v is None or isinstance(v, (bool, int, float, str)):
+            continue
+        if isinstance(v, (list, tuple)):
+            if not set(map(type, v)) <= _JSON_SCALARS:  # flat lists of numbers and text: checked in C
+                stack.extend(v)
+        elif isinstance(v, dict):
+            if not all(isinstance(k, str) for k in v):
+                return "an object with keys that are not text"
+            stack.extend(v.values())
+        else:
+            return f"a {type(v).__name__}"
+    return None
 
 
 def _parse(text: Any, mode: str, what: str) -> ast.AST:
@@ -637,8 +340,16 @@ def _parse(text: Any, mode: str, what: str) -> ast.AST:
 
 @functools.lru_cache(maxsize=4096)
 def _compiled(text: str, mode: str, what: str) -> Expression:
-    tree = _parse(text, "eval" if mode == "expression" else "exec", what)
-    compiler = _Compiler(text, what)
+    language = _lang.language_of(text) if isinstance(text, str) and mode == "expression" else "python"
+    if language != "python":  # JUEL / FEEL: translated, then compiled with the language's rules
+        if what != "condition":
+            raise ConditionError(text, f"{language.upper()} is supported in conditions only; write the {what} "
+                                       "in the sandbox's Python", what=what)  # fmt: skip
+        python = _lang.to_python(text).python
+        tree = _parse(python, "eval", what)
+    else:
+        tree = _parse(text, "eval" if mode == "expression" else "exec", what)
+    compiler = _Script(text, what, language)
     try:
         if mode == "expression":
             assert isinstance(tree, ast.Expression)
@@ -650,7 +361,7 @@ def _compiled(text: str, mode: str, what: str) -> Expression:
             fn = compiler.block(tree.body, 0)
     except RecursionError:
         raise ConditionError(text, "nested too deeply", what=what) from None
-    return Expression(text, mode, frozenset(compiler.variables), frozenset(compiler.assigned), what, fn)
+    return Expression(text, mode, frozenset(compiler.variables), frozenset(compiler.assigned), what, fn, language)
 
 
 def compile_expression(text: str, *, what: str = "condition") -> Expression:
@@ -662,7 +373,7 @@ def compile_expression(text: str, *, what: str = "condition") -> Expression:
 
 
 def compile_script(text: str, *, what: str = "script") -> Expression:
-    """Check ``text`` as a script (assignments, if/elif/else, pass) and compile it."""
+    """Check ``text`` as a script (assignments, if, for, while, pass) and compile it."""
     return _compiled(text, "script", what)
 
 
@@ -678,8 +389,7 @@ def execute(script: str | Expression, data: MutableMapping[str, Any]) -> dict[st
     if expr.mode != "script":
         raise ConditionError(expr.text, "is an expression, not a script", what=expr.what)
     scope = dict(data)
-    expr._run(scope)
-    changed = {k: scope[k] for k in expr.assigned if k in scope}
+    changed: dict[str, Any] = expr._run(scope, final=lambda _: expr._stored(scope))
     data.update(changed)
     return changed
 

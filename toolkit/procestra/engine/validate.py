@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from procestra.engine.connectors import check_handler
 from procestra.engine.elements import ACTIVITIES, GATEWAYS, KINDS, Element, Flow, Variable, duration_seconds
 from procestra.engine.exceptions import ConditionError
+from procestra.engine.expressions import to_python
 from procestra.engine.sandbox import compile_expression, compile_script, is_iso_literal
 from procestra.errors import InvalidArgumentError, ModelNotFoundError, ProcestraError
 from procestra.models.repository import model_info
@@ -506,9 +507,9 @@ def _values(node: ast.AST, subject: list[str]) -> set[Any] | None:
 
 def _exhaustive(conditions: Sequence[str], variables: Mapping[str, Variable]) -> bool:
     """Whether at least one of ``conditions`` holds for every value of the case data (as far as we can prove)."""
-    try:
-        trees = [ast.parse(c.strip(), mode="eval").body for c in conditions]
-    except SyntaxError:
+    try:  # JUEL and FEEL are analysed as their translation (null and type mismatches fail loudly there too)
+        trees = [ast.parse(to_python(c).python.strip(), mode="eval").body for c in conditions]
+    except (SyntaxError, ConditionError):
         return False
     dumps = [ast.dump(t) for t in trees]
     for t in trees:  # c / not c
