@@ -1,0 +1,208 @@
+"""Crashes from issue 13, through a real :class:`engine.Worker` on a real workspace.
+
+- a chain of call activities A -> B -> C, and two call activities to the same model, run
+  (before: "process not found" and "Duplicate process ID"); a cycle of calls is refused naming
+  the models in it;
+- a time-cycle timer (``R3/PT...``) fires its repetitions, also across a worker restart (before:
+  "Invalid isoformat string");
+- a script's change to the case data just before a failure is in the journal and in the case data.
+
+The expected runs are read from the diagrams: what each task must do, in which order.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import engine_handlers
+from engine_handlers import subprocess_env
+from procestra import Workspace, engine
+from procestra.engine.connectors import idempotency_key, python
+from procestra.engine.exceptions import EngineError
+from procestra.engine.tobe import FormField, ToBeModel
+
+H = "engine_handlers:"
+
+
+def settle(ws: Workspace) -> engine.WorkerReport:
+    """A real worker, run until no case can move now or within a second."""
+    return engine.Worker(ws, poll=0.05).run(until_idle=True, max_seconds=120)
+
+
+def steps(ws: Workspace, case: str) -> list[tuple[str, str | None, str]]:
+    return [(s.kind, s.element, s.outcome) for s in engine.case_history(ws, case)]
+
+
+def leaf(name: str, task_id: str) -> ToBeModel:
+    """start -> one bound task (records its call) -> end."""
+    m = ToBeModel(name)
+    start = m.add_event("start", id=f"StartEvent_{name}")
+    t = m.add_task(f"Work of {name}", id=task_id, after=start)
+    m.bind(t, python(H + "effect", outputs=["effect_done"]))
+    m.add_event("end", id=f"EndEvent_{name}", after=t)
+    return m
+
+
+def caller(name: str, calls: list[tuple[str, str]]) -> ToBeModel:
+    """start -> one call activity per (id, called model), in sequence -> end."""
+    m = ToBeModel(name)
+    prev = m.add_event("start", id=f"StartEvent_{name}")
+    for cid, called in calls:
+        prev = m.add_call_activity(f"Call {cid}", called, id=cid, after=prev)
+    m.add_event("end", id=f"EndEvent_{name}", after=prev)
+    return m
+
+
+# -- call activities -----------------------------------------------------------------------------
+def test_a_chain_of_call_activities_runs_every_level(ws: Workspace) -> None:
+    leaf("cee", "Activity_c_work").save(ws)
+    bee = caller("bee", [("Activity_call_c", "cee@1")])
+    t = bee.add_task("Work of bee", id="Activity_b_work", after="StartEvent_bee")
+    bee.bind(t, python(H + "effect", outputs=["effect_done"]))
+    bee.save(ws)
+    caller("ay", [("Activity_call_b", "bee@1")]).save(ws)
+    case = engine.start_case(ws, "ay", {})
+    settle(ws)
+    info = engine.get_case(ws, case)
+    assert info.status == "completed", info.error
+    # B's own task, then C's (called from B), each once, with the key of its element
+    assert [(c["task"], c["key"]) for c in engine_handlers.calls(ws)] == [
+        ("Activity_b_work", idempotency_key(case, "Activity_b_work", 1)),
+        ("Activity_c_work", idempotency_key(case, "Activity_c_work", 1))]
+    assert steps(ws, case) == [("service", "Activity_b_work", "completed"),
+                               ("service", "Activity_c_work", "completed"), ("end", None, "completed")]
+
+
+def test_two_call_activities_to_the_same_model_run_it_twice(ws: Workspace) -> None:
+    leaf("kyc", "Activity_kyc_work").save(ws)
+    caller("twice", [("Activity_first", "kyc@1"), ("Activity_second", "kyc@1")]).save(ws)
+    case = engine.start_case(ws, "twice", {})
+    settle(ws)
+    info = engine.get_case(ws, case)
+    assert info.status == "completed", info.error
+    # the same task of the called model, once per call: occurrences 1 and 2, two keys
+    assert [(c["task"], c["key"]) for c in engine_handlers.calls(ws)] == [
+        ("Activity_kyc_work", idempotency_key(case, "Activity_kyc_work", 1)),
+        ("Activity_kyc_work", idempotency_key(case, "Activity_kyc_work", 2))]
+    assert [(s.kind, s.element, s.occurrence) for s in engine.case_history(ws, case)] == [
+        ("service", "Activity_kyc_work", 1), ("service", "Activity_kyc_work", 2), ("end", None, 1)]
+
+
+def test_a_cycle_of_call_activities_is_refused_naming_the_models(ws: Workspace) -> None:
+    leaf("pong", "Activity_pong_work").save(ws)  # v1: no call yet
+    caller("ping", [("Activity_call_pong", "pong@2")]).save(ws, check=False)
+    back = caller("pong", [("Activity_call_ping", "ping@1")])
+    back.save(ws)  # pong v2 calls ping v1, which calls pong v2
+    with pytest.raises(EngineError, match=r"ping@1 -> pong@2 -> ping@1"):
+        engine.start_case(ws, "ping", {})
+    assert engine.list_cases(ws) == []
+
+
+# -- time cycles ---------------------------------------------------------------------------------
+CYCLE_BPMN = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="Defs" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="Process_reminders" isExecutable="true">
+    <bpmn:startEvent id="StartEvent_1"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="Activity_review" name="Review"><bpmn:incoming>f1</bpmn:incoming>
+      <bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>
+    <bpmn:endEvent id="EndEvent_1"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:boundaryEvent id="Event_remind" name="Remind" cancelActivity="false" attachedToRef="Activity_review">
+      <bpmn:outgoing>f3</bpmn:outgoing>
+      <bpmn:timerEventDefinition id="TimerDef_1"><bpmn:timeCycle>{cycle}</bpmn:timeCycle></bpmn:timerEventDefinition>
+    </bpmn:boundaryEvent>
+    <bpmn:serviceTask id="Activity_send_reminder" name="Send reminder"><bpmn:incoming>f3</bpmn:incoming>
+      <bpmn:outgoing>f4</bpmn:outgoing></bpmn:serviceTask>
+    <bpmn:endEvent id="EndEvent_2"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="StartEvent_1" targetRef="Activity_review"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="Activity_review" targetRef="EndEvent_1"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="Event_remind" targetRef="Activity_send_reminder"/>
+    <bpmn:sequenceFlow id="f4" sourceRef="Activity_send_reminder" targetRef="EndEvent_2"/>
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def reminders(ws: Workspace, tmp_path: Path, cycle: str) -> None:
+    """A review (a person) with a non-interrupting cycle timer that sends a reminder each time it fires."""
+    path = tmp_path / "reminders.bpmn"
+    path.write_text(CYCLE_BPMN.format(cycle=cycle), encoding="utf-8")
+    m = ToBeModel.load(path, name="reminders")
+    m.bind("Activity_send_reminder", python(H + "effect", outputs=["effect_done"]))
+    m.human("Activity_review", [FormField("ok", "boolean")])
+    m.save(ws)
+
+
+def test_a_time_cycle_fires_its_repetitions_then_stops(ws: Workspace, tmp_path: Path) -> None:
+    reminders(ws, tmp_path, "R3/PT0.2S")
+    case = engine.start_case(ws, "reminders", {})
+    for _ in range(20):  # each round of the worker stops when nothing is due within a second
+        settle(ws)
+        if len(engine_handlers.calls(ws)) == 3:
+            break
+    settle(ws)
+    # three repetitions, no more: three reminders, each its own occurrence of the timer and the task
+    assert [(c["task"], c["key"]) for c in engine_handlers.calls(ws)] == [
+        ("Activity_send_reminder", idempotency_key(case, "Activity_send_reminder", n)) for n in (1, 2, 3)]
+    fired = [s for s in engine.case_history(ws, case) if s.kind == "timer"]
+    assert [(s.element, s.occurrence, s.outcome) for s in fired] == [("Event_remind", n, "fired") for n in (1, 2, 3)]
+    assert fired[1].started > fired[0].started and fired[2].started > fired[1].started
+    info = engine.get_case(ws, case)
+    assert info.status == "waiting", info.error
+    [review] = engine.list_tasks(ws, case=case)
+    engine.complete_task(ws, review.task, {"ok": True})
+    settle(ws)
+    info = engine.get_case(ws, case)
+    assert info.status == "completed", info.error
+    assert len(engine_handlers.calls(ws)) == 3
+
+
+def test_a_time_cycle_survives_a_worker_restart(ws: Workspace, tmp_path: Path) -> None:
+    reminders(ws, tmp_path, "R2/PT1S")
+    case = engine.start_case(ws, "reminders", {})
+    # a first worker arms the timer and lets go of the case (it waits for the review and the timer)
+    engine.Worker(ws, poll=0.05).run_once()
+    info = engine.get_case(ws, case)
+    assert (info.status, engine_handlers.calls(ws)) == ("waiting", [])
+    assert info.wake_at is not None
+    armed = info.wake_at
+    # workers in new processes (the first one's state gone) fire both repetitions from the store
+    code = ("from procestra import Workspace, engine\n"
+            f"engine.Worker(Workspace({str(ws.path)!r}), poll=0.05).run(until_idle=True, max_seconds=60)")
+    for _ in range(10):
+        subprocess.run([sys.executable, "-c", code], env=subprocess_env(), check=True, timeout=120)
+        if len(engine_handlers.calls(ws)) == 2:
+            break
+    fired = [s for s in engine.case_history(ws, case) if s.kind == "timer"]
+    assert [s.occurrence for s in fired] == [1, 2]
+    assert fired[0].started >= armed  # not before the due time armed by the first worker
+    assert [c["key"] for c in engine_handlers.calls(ws)] == [
+        idempotency_key(case, "Activity_send_reminder", n) for n in (1, 2)]
+    assert engine.get_case(ws, case).wake_at is None  # no repetition left
+
+
+# -- the journal gap -----------------------------------------------------------------------------
+def test_a_script_change_before_a_failure_is_journaled_and_kept(ws: Workspace) -> None:
+    m = ToBeModel("gap")
+    m.declare("amount", "number", required=True)
+    m.declare("zero", "number", required=True)
+    start = m.add_event("start", id="StartEvent_1")
+    first = m.add_task("Count", id="Activity_count", after=start)
+    m.set_script(first, "counted = amount + 1")
+    second = m.add_task("Divide", id="Activity_divide", after=first)
+    m.set_script(second, "ratio = amount / zero")
+    m.add_event("end", id="EndEvent_1", after=second)
+    m.save(ws)
+    case = engine.start_case(ws, "gap", {"amount": 4, "zero": 0})
+    settle(ws)
+    info = engine.get_case(ws, case)
+    assert (info.status, info.error) == ("failed", "script 'ratio = amount / zero' on element 'Activity_divide': "
+                                                   "ZeroDivisionError: division by zero")
+    history = engine.case_history(ws, case)
+    assert [(s.kind, s.element, s.outcome) for s in history] == [
+        ("script", "Activity_count", "completed"), ("fail", None, "failed")]
+    assert info.data == {"amount": 4, "zero": 0, "counted": 5}
