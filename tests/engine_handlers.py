@@ -289,3 +289,16 @@ def effect_or_die(ctx: TaskContext) -> dict[str, Any]:
         if count == 1:
             raise KeyboardInterrupt("the worker dies after the effect, before its step is committed")
     return {"effect_done": True}
+
+
+def stop_process(proc: Any, timeout: float = 10) -> None:
+    """SIGTERM a test's subprocess, and SIGKILL it if it has not exited within ``timeout`` seconds."""
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -285,7 +285,7 @@ class CaseRunner:
         self.pending.delivered.append(row["event_id"])
         if caught is None:  # the case moved on since it was sent (or its correlation differs): journaled
             self._record(row["kind"], None, f"{row['kind']} {row['name']}", "uncaught", now, now,
-                         resource="events", data=data, error="no event of the case catches it now", event=False)
+                         resource="events", data=data, error="no event of the case catches it now")
             return
         el, name = caught
         occ = self.occurrence.get(el, 0) + 1
