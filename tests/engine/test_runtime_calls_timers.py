@@ -12,8 +12,10 @@ The expected runs are read from the diagrams: what each task must do, in which o
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -150,7 +152,10 @@ def test_a_time_cycle_fires_its_repetitions_then_stops(ws: Workspace, tmp_path: 
         ("Activity_send_reminder", idempotency_key(case, "Activity_send_reminder", n)) for n in (1, 2, 3)]
     fired = [s for s in engine.case_history(ws, case) if s.kind == "timer"]
     assert [(s.element, s.occurrence, s.outcome) for s in fired] == [("Event_remind", n, "fired") for n in (1, 2, 3)]
-    assert fired[1].started > fired[0].started and fired[2].started > fired[1].started
+    # the repetitions are due 0.2 s apart, and none fired before it was due
+    due = [datetime.fromisoformat(s.data["due"]) for s in fired]
+    assert [b - a for a, b in itertools.pairwise(due)] == [timedelta(seconds=0.2)] * 2
+    assert all(s.started >= d for s, d in zip(fired, due))
     info = engine.get_case(ws, case)
     assert info.status == "waiting", info.error
     [review] = engine.list_tasks(ws, case=case)
@@ -183,6 +188,28 @@ def test_a_time_cycle_survives_a_worker_restart(ws: Workspace, tmp_path: Path) -
     assert [c["key"] for c in engine_handlers.calls(ws)] == [
         idempotency_key(case, "Activity_send_reminder", n) for n in (1, 2)]
     assert engine.get_case(ws, case).wake_at is None  # no repetition left
+
+
+def test_a_cron_cycle_fires_on_the_times_it_names(ws: Workspace, tmp_path: Path) -> None:
+    reminders(ws, tmp_path, '"* * * * * ?"')  # Camunda's (Quartz) cron: every second, seconds first
+    case = engine.start_case(ws, "reminders", {})
+    for _ in range(20):  # the cycle never ends: each worker stops after 3 s (after its current batch)
+        engine.Worker(ws, poll=0.05).run(until_idle=True, max_seconds=3)
+        if len(engine_handlers.calls(ws)) >= 2:
+            break
+    info = engine.get_case(ws, case)
+    assert (info.status, info.error) == ("waiting", None)
+    fired = [s for s in engine.case_history(ws, case) if s.kind == "timer"]
+    due = [datetime.fromisoformat(s.data["due"]) for s in fired]
+    # each repetition on a whole second, one second after the one before, never early
+    assert [d.microsecond for d in due] == [0] * len(due)
+    assert [b - a for a, b in itertools.pairwise(due)] == [timedelta(seconds=1)] * (len(due) - 1)
+    assert all(s.started >= d for s, d in zip(fired, due))
+    # one reminder per repetition, each with its own key (a worker stops only once its cases wait)
+    assert [c["key"] for c in engine_handlers.calls(ws)] == [
+        idempotency_key(case, "Activity_send_reminder", n) for n in range(1, len(fired) + 1)]
+    assert info.wake_at == due[-1] + timedelta(seconds=1)  # the next repetition is armed
+    engine.cancel_case(ws, case)
 
 
 # -- the journal gap -----------------------------------------------------------------------------

@@ -141,6 +141,7 @@ def spiff() -> Any:
         spiff_task.Task.collect_log_extras = collect_log_extras
         spiff_task.Task._set_state = _set_state
         spiff_task.Task._procestra_quiet = True
+    waiting.allow_cron_cycles()
 
     config = dict(DEFAULT_CONFIG)
     config[ServiceTask] = BpmnTaskSpecConverter

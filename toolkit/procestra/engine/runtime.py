@@ -258,7 +258,7 @@ class CaseRunner:
                 self.occurrence[el] = occ
                 name = self.model.elements[el].name if el in self.model.elements else ""
                 self._record("timer", el, name or el, "fired", now, now, occurrence=occ, resource="timer",
-                             event=bool(name))
+                             event=bool(name), data={"due": journal.iso(due)})
                 self.needs_snapshot = True
         if moved:
             self._engine_steps()

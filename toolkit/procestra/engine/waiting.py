@@ -9,16 +9,21 @@ way SpiffWorkflow's own ``refresh_timers`` and ``catch`` do, and say which eleme
 Timers: a duration or date is due at its ``event_value``; a cycle (``R3/PT10M``) holds its
 repetitions left and its next due time in its ``event_value`` and fires one repetition per
 call, so each repetition is one journaled step, and after a restart the remaining ones fire
-from the snapshot.
+from the snapshot. A cycle may also be a cron expression (:func:`allow_cron_cycles`), which
+SpiffWorkflow alone does not read: five fields (minute first) or Quartz's six (seconds first,
+``?`` for either day field, as Camunda writes them), repeating without end, in UTC.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["catches_events", "deliver", "fire_timer", "has_timer", "replay_timer", "start_events", "timer_due", "waits_of", "waiting_tasks"]
+from procestra.engine.exceptions import EngineError
+
+__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "start_events", "timer_due", "waits_of", "waiting_tasks"]
 
 
 def _timer_classes() -> tuple[Any, Any, Any]:
@@ -87,7 +92,8 @@ def fire_timer(task: Any) -> tuple[str, bool] | None:
         if before is None or before.get("cycles") == 0:
             return element, False  # closing a finished cycle
         after = task._get_internal_data("event_value")
-        return (element, True) if after is None or after.get("cycles") != before.get("cycles") else None
+        fired = after is None or (after.get("cycles"), after.get("next")) != (before.get("cycles"), before.get("next"))
+        return (element, True) if fired else None
     if not evdef.has_fired(task):
         return None
     if isinstance(evdef, multiple):
@@ -197,3 +203,58 @@ def _name_of(task: Any, element: str) -> str | None:
         if out.bpmn_id == element:
             return out.bpmn_name or None
     return None
+
+
+# -- cron cycles -----------------------------------------------------------------------------------
+def _cron(expression: Any) -> tuple[str, bool] | None:
+    """``(fields, seconds first)`` if ``expression`` is a cron expression rather than an ISO 8601 cycle."""
+    if not isinstance(expression, str) or expression.strip().upper().startswith("R"):
+        return None
+    fields = expression.split()
+    if len(fields) == 7 and fields[6] in ("*", "?"):  # Quartz's optional year, any year
+        fields = fields[:6]
+    if len(fields) not in (5, 6):
+        return None
+    return " ".join(fields), len(fields) == 6
+
+
+def cron_next(expression: str, after: datetime) -> datetime:
+    """The first time after ``after`` (UTC) that the cron ``expression`` names; an :class:`EngineError` if it is not one."""
+    from croniter import croniter
+
+    parsed = _cron(expression)
+    if parsed is None or not croniter.is_valid(parsed[0], second_at_beginning=parsed[1]):
+        raise EngineError(f"the timer cycle {expression!r} is neither an ISO 8601 cycle such as R3/PT10M nor a cron "
+                          "expression (five fields, or six with seconds first)")
+    found: datetime = croniter(parsed[0], after.astimezone(UTC), second_at_beginning=parsed[1]).get_next(datetime)
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def allow_cron_cycles() -> None:
+    """Teach SpiffWorkflow's cycle timer cron expressions: the next repetition is the next time the
+    expression names after the last one (no end), kept in the same ``event_value`` as an ISO cycle."""
+    from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition
+
+    iso_cycle = CycleTimerEventDefinition.cycle_complete
+
+    def cycle_complete(self: Any, my_task: Any) -> bool:
+        value = my_task._get_internal_data("event_value")
+        now = datetime.now(UTC)
+        if value is None:
+            expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+            if _cron(expression) is None:
+                return bool(iso_cycle(self, my_task))
+            value = {"cycles": -1, "next": cron_next(expression, now).isoformat(), "duration": 0, "cron": expression}
+            my_task._set_internal_data(event_value=value)
+            return False
+        if "cron" not in value:
+            return bool(iso_cycle(self, my_task))
+        due = datetime.fromisoformat(value["next"])
+        if due >= now:
+            return False
+        value["next"] = cron_next(value["cron"], due).isoformat()
+        my_task._set_internal_data(event_value=value)
+        return True
+
+    CycleTimerEventDefinition.cycle_complete = cycle_complete
