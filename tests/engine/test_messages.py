@@ -10,6 +10,7 @@ expected runs are read from the diagrams.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import engine_handlers
 from procestra import Workspace, engine
 from procestra.engine.connectors import idempotency_key, python
 from procestra.engine.tobe import ToBeModel
+from procestra.errors import InvalidArgumentError
 
 H = "engine_handlers:"
 DATA = Path(__file__).resolve().parent / "cases"
@@ -105,7 +107,6 @@ def test_the_cli_sends_a_message_and_refuses_one_that_reaches_nothing(ws: Worksp
                                       "--status waiting` lists the waiting cases)")
     sent = cli("message", "Payment received", "--correlate", "order=17", "--data", '{"paid": 3}', "--json",
                workspace=ws.path, check=True)
-    import json
 
     assert json.loads(sent.stdout) == {"kind": "message", "name": "Payment received", "delivered": [case],
                                        "started": []}
@@ -166,3 +167,24 @@ def test_an_event_based_gateway_takes_the_branch_of_what_comes_first(ws: Workspa
                                                      "Activity_pack"])
     with pytest.raises(engine.NotDeliveredError, match="the signal 'Market closed'"):
         engine.send_signal(ws, "Market closed")
+
+
+def test_a_message_start_event_starts_a_case_with_the_message_data(ws: Workspace) -> None:
+    web = ToBeModel.load(DATA / "web_order.bpmn", name="web-order")
+    web.declare("order", "string", required=True)
+    web.bind("Activity_confirm", python(H + "effect", outputs=["effect_done"]))
+    web.save(ws)
+    orders_model().save(ws)  # waits for another message: not started
+    sent = engine.send_message(ws, "Order placed", data={"order": "W-1"})
+    [case] = sent.started
+    assert (sent.delivered, [(c.case, c.model) for c in engine.list_cases(ws)]) == ((), [(case, "web-order")])
+    settle(ws)
+    info = engine.get_case(ws, case)
+    assert info.status == "completed", info.error
+    assert journal(ws, case) == [("message", "StartEvent_placed", "caught"),
+                                 ("service", "Activity_confirm", "completed"), ("end", None, "completed")]
+    assert info.data == {"order": "W-1", "effect_done": True}
+    # the start event's model declares the order required: a message without it starts nothing
+    with pytest.raises(InvalidArgumentError, match="case data does not fit model 'web-order' version 1: order: required"):
+        engine.send_message(ws, "Order placed", data={})
+    assert len(engine.list_cases(ws)) == 1
