@@ -167,6 +167,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX waits_event ON waits (kind, name)",
     ),
+    (  # 5: the user task instance a work item is for (a multi-instance user task has several at once), and
+        # the instance's own data (its element of the collection)
+        "ALTER TABLE work ADD COLUMN instance TEXT",
+        "ALTER TABLE work ADD COLUMN instance_data TEXT",
+    ),
 )
 
 
@@ -395,8 +400,8 @@ def write_round(con: Connection, *, steps: Sequence[tuple[Any, ...]], work: Sequ
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", steps)
     if work:
         con.executemany("INSERT INTO work (task_id, case_id, element_id, name, occurrence, "
-                        "candidate_group, form, status, created, due_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", work)
+                        "candidate_group, form, status, created, due_at, instance, instance_data) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", work)
     if snapshots:
         con.executemany("UPDATE cases SET snapshot = ?, snapshot_seq = ? WHERE case_id = ?", snapshots)
     if cancel:

@@ -38,6 +38,7 @@ __all__ = ["Runnable", "runnable", "script_engine", "spiff"]
 log = logging.getLogger(__name__)
 
 
+
 # -- models: SpiffWorkflow specs and our bindings ----------------------------------------------
 @dataclass
 class Runnable:

@@ -18,6 +18,7 @@ Whole-workflow JSON per task, the usual design, is the cost this avoids.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
@@ -62,7 +63,8 @@ class CaseRunner:
 
     def __init__(self, worker: Worker, row: sqlite3.Row, model: Runnable, steps: list[sqlite3.Row],
                  work_done: dict[tuple[str, int], sqlite3.Row], open_work: set[tuple[str, int]],
-                 inbox: list[sqlite3.Row] | None = None, waits: set[tuple[str, str]] | None = None) -> None:
+                 inbox: list[sqlite3.Row] | None = None, waits: set[tuple[str, str]] | None = None,
+                 instances: dict[str, tuple[str, int]] | None = None) -> None:
         _, Workflow, serializer, TaskState = spiff()
         self.TaskState = TaskState
         self.worker = worker
@@ -82,6 +84,8 @@ class CaseRunner:
         self.occurrence: dict[str, int] = {}  # element -> how many times it completed
         self.attempts: dict[tuple[str, int], int] = {}  # (element, occurrence) -> failed attempts
         self.retry_at: dict[tuple[str, int], datetime] = {}
+        self.loops_done: set[Any] = set()  # multi-instance and loop tasks whose data went into the case data
+        self.instances = dict(instances or {})  # user task instance id -> (element, occurrence) of its work item
         self.inbox = list(inbox or [])  # messages and signals sent to the case, not yet delivered, oldest first
         self.waits_stored = waits or set()  # the messages and signals the store lists the case as waiting for
         self.pending = Pending()
@@ -109,6 +113,21 @@ class CaseRunner:
             self.retry_at[(el, occ)] = journal.when(s["ended"]) + timedelta(
                 seconds=json.loads(s["data"] or "{}").get("delay", 0))
 
+    def _loop_done(self, task: Any) -> None:
+        """A multi-instance or loop task that completed: its data (the output collection) becomes case data."""
+        if task.has_state(self.TaskState.COMPLETED) and not _instance(task) and task.id not in self.loops_done:
+            self.loops_done.add(task.id)
+            self.data.update(task.data)
+
+    def _instance_task(self, element: str, occurrence: int) -> Any:
+        """The ready user task instance whose work item is ``(element, occurrence)``, if the store knows it."""
+        for key, where in self.instances.items():
+            if where == (element, occurrence):
+                task = self.wf.get_task_from_id(uuid.UUID(key)) if _is_uuid(key) else None
+                if task is not None and task.state == self.TaskState.READY:
+                    return task
+        return None
+
     def _find(self, element: str, states: int) -> Any:
         for t in self.wf.get_tasks(state=states):
             if getattr(t.task_spec, "bpmn_id", None) == element:
@@ -124,7 +143,8 @@ class CaseRunner:
         if kind == "user" and s["outcome"] != "completed":
             return  # a user task cancelled by its timer: replaying the timer step cancelled it again
         if kind in ("service", "user"):
-            task = self._find(el, TS.STARTED | TS.READY)
+            task = self._instance_task(el, s["occurrence"]) if kind == "user" else None
+            task = task or self._find(el, TS.STARTED | TS.READY)
             if task is None:
                 raise EngineError(f"case {self.case_id}: cannot replay step {s['seq']} ({kind} {el}): the "
                                   "task is not waiting; the journal does not fit the model version")
@@ -194,7 +214,7 @@ class CaseRunner:
             # service tasks: one handler call per round
             waiting_retry: list[datetime] = []
             for task in self.wf.get_tasks(state=TS.STARTED):
-                if isinstance(task.task_spec, SubWorkflowTask):  # runs its inside; completes when that ends
+                if isinstance(task.task_spec, (SubWorkflowTask, _loop_task())):  # it completes when its inside ends
                     continue
                 el = task.task_spec.bpmn_id
                 occ = self.occurrence.get(el, 0) + 1
@@ -216,6 +236,8 @@ class CaseRunner:
         def did(task: Any) -> None:
             if type(task.task_spec).__name__ == "ScriptTask":
                 script_tasks.append(task)
+            elif isinstance(task.task_spec, _loop_task()):
+                self._loop_done(task)
 
         started = journal.now()
         try:
@@ -228,7 +250,8 @@ class CaseRunner:
             el = task.task_spec.bpmn_id
             occ = self.occurrence.get(el, 0) + 1
             self.occurrence[el] = occ
-            self.data.update(task.data)
+            if not _instance(task):
+                self.data.update(task.data)
             self._record("script", el, task.task_spec.bpmn_name or el, "completed", started, journal.now(),
                          occurrence=occ, resource=self.worker.name, event=True)
 
@@ -296,12 +319,33 @@ class CaseRunner:
         self._engine_steps()
         self._cancel_interrupted(live_before, now)
 
+    # human tasks: one work item per instance (a multi-instance user task has several at once) --------
+    def _occ_of(self, task: Any) -> int:
+        """The occurrence (work item number) of user task instance ``task``: the one its work item has, or the
+        next free one. A work item kept from before instances were recorded (or whose instance the workflow
+        rebuilt under a new id) is taken over by the first instance without one, oldest first."""
+        key, el = str(task.id), task.task_spec.bpmn_id
+        found = self.instances.get(key)
+        if found is not None:
+            return found[1]
+        live = {str(t.id) for t in self.wf.get_tasks(state=self.TaskState.READY)}
+        taken = {o for k, (e, o) in self.instances.items() if e == el and k in live}
+        orphans = sorted(o for e, o in (*self.open_work, *self.work_done) if e == el and o not in taken
+                         and o > self.occurrence.get(el, 0))
+        if orphans:
+            occ = orphans[0]
+        else:
+            used = [o for e, o in (*self.instances.values(), *self.open_work, *self.work_done) if e == el]
+            occ = max([self.occurrence.get(el, 0), *used]) + 1
+        self.instances[key] = (el, occ)
+        return occ
+
     def _completed_in_time(self, task: Any) -> bool:
         """Whether the user task has a completed work item, done before any due timer attached to it."""
         from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
         el = task.task_spec.bpmn_id
-        done = self.work_done.get((el, self.occurrence.get(el, 0) + 1))
+        done = self.work_done.get((el, self._occ_of(task)))
         if done is None:
             return False
         completed = ops.from_iso(done["completed_at"]) or journal.now()
@@ -316,15 +360,18 @@ class CaseRunner:
 
     def _user_task(self, task: Any) -> bool:
         el = task.task_spec.bpmn_id
-        occ = self.occurrence.get(el, 0) + 1
+        occ = self._occ_of(task)
         done = self.work_done.pop((el, occ), None)
         if done is not None:
             form = json.loads(done["data"] or "{}")
             task.data.update(form)
             started = ops.from_iso(done["created"]) or journal.now()
             task.run()
-            self.occurrence[el] = occ
-            self.data.update(form)
+            self.occurrence[el] = max(self.occurrence.get(el, 0), occ)
+            if not _instance(task):
+                self.data.update(form)
+            else:
+                self._loop_done(task.parent)
             self._record("user", el, task.task_spec.bpmn_name or el, "completed", started,
                          ops.from_iso(done["completed_at"]) or journal.now(), occurrence=occ,
                          resource=done["completed_by"], data=form)
@@ -342,7 +389,9 @@ class CaseRunner:
             self.pending.work.append((f"t-{uuid.uuid4().hex[:16]}", self.case_id, el,
                                       task.task_spec.bpmn_name or el, occ,
                                       human.candidate_group if human else None, journal.dumps(form), "open",
-                                      journal.iso(journal.now()), due))
+                                      journal.iso(journal.now()), due, str(task.id),
+                                      journal.dumps(_own_data(task)) if _instance(task) else None))
+            self.needs_snapshot = True  # the instance's id, which its work item names, must be in the store
             self.open_work.add((el, occ))
         return False
 
@@ -372,7 +421,10 @@ class CaseRunner:
         task.data.update(out)
         task.complete()
         self.occurrence[el] = occ
-        self.data.update(out)
+        if not _instance(task):  # an instance's outputs reach the case through its loop or multi-instance task
+            self.data.update(out)
+        else:
+            self._loop_done(task.parent)
         self._record("service", el, name, "completed", started, journal.now(), occurrence=occ, attempt=attempt,
                      resource=self.worker.name, data=out)
 
@@ -421,7 +473,7 @@ class CaseRunner:
         self.wf.catch(event)
 
     def _live_user_tasks(self) -> dict[str, Any]:
-        return {t.task_spec.bpmn_id: t for t in self.wf.get_tasks(state=self.TaskState.READY)
+        return {str(t.id): t for t in self.wf.get_tasks(state=self.TaskState.READY)
                 if getattr(t.task_spec, "manual", False)}
 
     def _cancel_interrupted(self, before: dict[str, Any], now: datetime) -> None:
@@ -432,11 +484,12 @@ class CaseRunner:
         came in after the timer was due is set aside (it lost), so the case does not stay busy.
         """
         after = self._live_user_tasks()
-        for el, task in before.items():
-            if el in after and after[el] is task:
+        for key, task in before.items():
+            if key in after:
                 continue
-            occ = self.occurrence.get(el, 0) + 1
-            self.occurrence[el] = occ
+            el = task.task_spec.bpmn_id
+            occ = self._occ_of(task)
+            self.occurrence[el] = max(self.occurrence.get(el, 0), occ)
             self._record("user", el, task.task_spec.bpmn_name or el, "cancelled", now, now, occurrence=occ,
                          resource="timer")
             self.pending.cancel_work.append((el, occ))
@@ -485,3 +538,32 @@ class CaseRunner:
     def snapshot(self) -> str:
         _, _, serializer, _ = spiff()
         return str(serializer.serialize_json(self.wf))
+
+
+def _instance(task: Any) -> bool:
+    """Whether ``task`` is one instance of a multi-instance or loop activity (its data stays its own)."""
+    parent = task.parent  # SpiffWorkflow's tree: the task before it, or the loop task whose instance it is
+    return parent is not None and isinstance(parent.task_spec, _loop_task()) and \
+        parent.task_spec.task_spec == task.task_spec.name
+
+
+def _own_data(task: Any) -> dict[str, Any]:
+    """What an instance's data has that its multi-instance task's has not (its element of the collection)."""
+    shared = task.parent.data
+    return {k: v for k, v in task.data.items() if k not in shared or shared[k] != v}
+
+
+@functools.lru_cache(maxsize=1)
+def _loop_task() -> Any:
+    """SpiffWorkflow's base class of multi-instance and standard loop tasks (imported on first use)."""
+    from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
+
+    return LoopTask
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

@@ -206,8 +206,9 @@ class Worker:
                         if w["status"] == "completed" and not w["applied"]
                         and (w["element_id"], w["occurrence"]) not in applied}
                 open_ = {(w["element_id"], w["occurrence"]) for w in work if w["status"] in ("open", "claimed")}
+                instances = {w["instance"]: (w["element_id"], w["occurrence"]) for w in work if w["instance"]}
                 runners.append(CaseRunner(self, row, models[cid], steps, done, open_, inbox_of.get(cid),
-                                          waits_of.get(cid)))
+                                          waits_of.get(cid), instances))
             except ProcestraError as exc:
                 self._fail_case(row, str(exc))
             except Exception as exc:  # noqa: BLE001 - e.g. a snapshot this SpiffWorkflow cannot read
