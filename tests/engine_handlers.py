@@ -302,3 +302,17 @@ def stop_process(proc: Any, timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def one_task_model(name: str, task_id: str, task_name: str, *, start_id: str = "StartEvent_1",
+                   end_id: str = "EndEvent_1") -> Any:
+    """A to-be model: start -> one task bound to :func:`effect` (output ``effect_done``) -> end."""
+    from procestra.engine.connectors import python
+    from procestra.engine.tobe import ToBeModel
+
+    m = ToBeModel(name)
+    start = m.add_event("start", id=start_id)
+    task = m.add_task(task_name, id=task_id, after=start)
+    m.bind(task, python("engine_handlers:effect", outputs=["effect_done"]))
+    m.add_event("end", id=end_id, after=task)
+    return m

@@ -24,7 +24,7 @@ from lxml import etree
 
 import engine_handlers
 from procestra import Workspace, engine
-from procestra.engine.connectors import idempotency_key, python
+from procestra.engine.connectors import idempotency_key
 from procestra.engine.tobe import FormField, ToBeModel
 
 H = "engine_handlers:"
@@ -79,11 +79,7 @@ def test_a_parallel_multi_instance_user_task_offers_one_item_per_element_at_once
 
 
 def test_a_sequential_multi_instance_service_task_calls_its_handler_once_per_instance(ws: Workspace) -> None:
-    m = ToBeModel("notify3")
-    start = m.add_event("start", id="StartEvent_1")
-    send = m.add_task("Send notice", id="Activity_send", after=start)
-    m.bind(send, python(H + "effect", outputs=["effect_done"]))
-    m.add_event("end", id="EndEvent_1", after=send)
+    m = engine_handlers.one_task_model("notify3", "Activity_send", "Send notice")
     save_with_loops(ws, m, {"Activity_send": (
         "<bpmn:multiInstanceLoopCharacteristics isSequential='true'><bpmn:loopCardinality>3</bpmn:loopCardinality>"
         "<bpmn:loopDataOutputRef>sent</bpmn:loopDataOutputRef><bpmn:inputDataItem id='n' name='n'/>"

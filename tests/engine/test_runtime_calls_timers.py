@@ -41,11 +41,8 @@ def steps(ws: Workspace, case: str) -> list[tuple[str, str | None, str]]:
 
 def leaf(name: str, task_id: str) -> ToBeModel:
     """start -> one bound task (records its call) -> end."""
-    m = ToBeModel(name)
-    start = m.add_event("start", id=f"StartEvent_{name}")
-    t = m.add_task(f"Work of {name}", id=task_id, after=start)
-    m.bind(t, python(H + "effect", outputs=["effect_done"]))
-    m.add_event("end", id=f"EndEvent_{name}", after=t)
+    m: ToBeModel = engine_handlers.one_task_model(name, task_id, f"Work of {name}", start_id=f"StartEvent_{name}",
+                                                  end_id=f"EndEvent_{name}")
     return m
 
 
