@@ -9,7 +9,11 @@ sends each waiting case its message once (:func:`engine.send_message`, correlate
   call activity of ``notify@1`` [Notify] -> end;
 - ``race`` (``cases/race.bpmn``): Make offer -> event-based gateway: message "Offer accepted" (sent
   to the "M" offers, whose patience is an hour) | timer ``patience`` (PT1S for the "T" offers) |
-  signal (never sent).
+  signal (never sent);
+- ``batch``: a sequential multi-instance service task (cardinality 3) -> a parallel multi-instance
+  user task over the case's ``items`` (the sender completes each work item);
+- ``reminders`` (``cases/reminders.bpmn``): a review with a non-interrupting time cycle
+  ``R2/PT0.3S`` that sends a reminder each time (the sender completes the review after both).
 
 Then workers that are not killed finish, and the test checks: every case completed on the path
 its data chose; every message was delivered exactly once (one delivery row per case, applied, one
@@ -33,7 +37,7 @@ import engine_handlers
 from engine_handlers import assert_closed_loop, stop_process, subprocess_env
 from procestra import Workspace, engine
 from procestra.engine.connectors import idempotency_key, python
-from procestra.engine.tobe import ToBeModel
+from procestra.engine.tobe import FormField, ToBeModel
 from procestra.store import ops
 
 KILLS = int(os.environ.get("PROCESTRA_EVENTS_CRASH_KILLS") or 12)
@@ -42,6 +46,27 @@ SEED = 20261205
 CONCURRENCY = 4
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 SLOW = "engine_handlers:slow_effect"
+MODELS = ("settle", "race", "batch", "reminders")
+
+
+def save_batch_and_reminders(ws: Workspace) -> None:
+    batch = engine_handlers.one_task_model("batch", "Activity_each", "Process item")
+    batch.declare("items", "list", required=True)
+    batch.declare("delay_ms", "number")
+    batch.bind("Activity_each", python(SLOW, outputs=["Activity_each_done"]))
+    approve = batch.add_task("Approve item", id="Activity_approve", after="Activity_each")
+    batch.human(approve, [FormField("ok", "boolean")])
+    engine_handlers.save_with_loops(ws, batch, {
+        "Activity_each": ("<bpmn:multiInstanceLoopCharacteristics isSequential='true'><bpmn:loopCardinality>3"
+                          "</bpmn:loopCardinality></bpmn:multiInstanceLoopCharacteristics>"),
+        "Activity_approve": ("<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>items"
+                             "</bpmn:loopDataInputRef><bpmn:inputDataItem id='item' name='item'/>"
+                             "</bpmn:multiInstanceLoopCharacteristics>")})
+    reminders = ToBeModel.load(CASES_DIR / "reminders.bpmn", name="reminders")
+    reminders.declare("delay_ms", "number")
+    reminders.bind("Activity_send_reminder", python(SLOW, outputs=["Activity_send_reminder_done"]))
+    reminders.human("Activity_review", [FormField("ok", "boolean")])
+    reminders.save(ws)
 
 
 def save_models(ws: Workspace) -> None:
@@ -76,6 +101,9 @@ def save_models(ws: Workspace) -> None:
 
 SETTLE_PATH = [("service", "Activity_register"), ("message", "Event_paid"), ("service", "Activity_book"),
                ("service", "Activity_notify"), ("end", None)]
+BATCH_PATH = [("service", "Activity_each", n) for n in (1, 2, 3)] + [("user", "Activity_approve", n) for n in (1, 2)]
+REMINDERS_PATH = [("timer", "Event_remind", 1), ("timer", "Event_remind", 2), ("service", "Activity_send_reminder", 1),
+                  ("service", "Activity_send_reminder", 2), ("user", "Activity_review", 1)]
 RACE_PATH = {"M": [("service", "Activity_offer"), ("message", "Event_accepted"), ("service", "Activity_accept"),
                    ("end", None)],
              "T": [("service", "Activity_offer"), ("timer", "Event_expired"), ("service", "Activity_expire"),
@@ -85,6 +113,7 @@ WORKER = f"engine.Worker(ws, concurrency={CONCURRENCY}, lease=2.0, poll=0.05, fl
 SENDER = """
 import os, time
 from procestra.engine import NotDeliveredError
+from procestra.errors import UserError
 stop = os.path.join(ws.path, "stop-sender")
 sent = set()
 while not os.path.exists(stop):
@@ -95,6 +124,15 @@ while not os.path.exists(stop):
             name, key = "Payment received", {"order": c.data["order"]}
         elif c.model == "race" and c.data["offer"].startswith("M") and c.steps >= 1:
             name, key = "Offer accepted", {"offer": c.data["offer"]}
+        elif c.model == "batch" or (c.model == "reminders" and c.steps >= 4):  # both reminders sent
+            if c.model == "reminders" and len([s for s in engine.case_history(ws, c.case) if s.kind == "service"]) < 2:
+                continue
+            for t in engine.list_tasks(ws, case=c.case):
+                try:
+                    engine.complete_task(ws, t.task, {"ok": True}, user="sender")
+                except UserError:
+                    pass  # completed meanwhile
+            continue
         else:
             continue
         try:
@@ -124,6 +162,7 @@ def keys(rows: set[tuple[Any, ...]]) -> frozenset[str]:
 def test_workers_killed_inside_waits_and_calls_lose_and_repeat_nothing(ws: Workspace, tmp_path: Path) -> None:
     rng = random.Random(SEED)
     save_models(ws)
+    save_batch_and_reminders(ws)
     engine.list_cases(ws)  # the engine's tables, before the processes start
     expected: dict[str, list[tuple[str, str | None]]] = {}
     for i in range(CASES):
@@ -132,6 +171,9 @@ def test_workers_killed_inside_waits_and_calls_lose_and_repeat_nothing(ws: Works
         kind = "M" if i % 2 == 0 else "T"
         data = {"offer": f"{kind}-{i}", "patience": "PT1H" if kind == "M" else "PT1S", "delay_ms": delay}
         expected[engine.start_case(ws, "race", data)] = RACE_PATH[kind]
+        if i % 3 == 0:
+            expected[engine.start_case(ws, "batch", {"items": ["x", "y"], "delay_ms": delay})] = BATCH_PATH
+            expected[engine.start_case(ws, "reminders", {"delay_ms": delay})] = REMINDERS_PATH
     logs = tmp_path / "logs"
     logs.mkdir()
     sender = _spawn(ws, SENDER, logs / "sender.log")
@@ -158,19 +200,23 @@ def test_workers_killed_inside_waits_and_calls_lose_and_repeat_nothing(ws: Works
         (ws.path / "stop-sender").touch()
         for p in [*workers, sender]:
             stop_process(p, 15)
-    cases = {c.case: c for c in engine.list_cases(ws) if c.model in ("settle", "race")}
+    cases = {c.case: c for c in engine.list_cases(ws) if c.model in MODELS}
     assert {c: (i.status, i.error) for c, i in cases.items() if i.status != "completed"} == {}
     rows = acknowledged(ws)
     assert seen <= rows
     for case, path in expected.items():
         steps = engine.case_history(ws, case)
-        assert [(s.kind, s.element) for s in steps] == path, case
+        if path in (BATCH_PATH, REMINDERS_PATH):  # instances and repetitions: each once, end last
+            assert (sorted((s.kind, s.element, s.occurrence) for s in steps[:-1]), steps[-1].kind) == (
+                sorted(path), "end"), case
+        else:
+            assert [(s.kind, s.element) for s in steps] == path, case
+            assert all(s.occurrence == 1 for s in steps)
         assert [s.seq for s in steps] == list(range(1, len(steps) + 1))
-        assert all(s.occurrence == 1 for s in steps)
     # each message delivered exactly once: one delivery row per messaged case, applied, one journaled catch
     with ops.connect(ws) as con:
         deliveries = [tuple(r) for r in con.execute("SELECT case_id, applied FROM deliveries ORDER BY case_id")]
-    messaged = sorted(c for c, path in expected.items() if path[1][0] == "message")
+    messaged = sorted(c for c, path in expected.items() if len(path[1]) == 2 and path[1][0] == "message")
     assert deliveries == [(c, 1) for c in messaged]
     # handlers: every call is for a journaled step; a repeat only after a kill that found its step unacknowledged
     calls = engine_handlers.calls(ws)
@@ -183,7 +229,7 @@ def test_workers_killed_inside_waits_and_calls_lose_and_repeat_nothing(ws: Works
         if before:
             assert c["key"] not in before[-1][1], f"{c['task']} of {c['case']} called again after it was acknowledged"
         last[c["key"]] = c["at"]
-    for model in ("settle", "race"):
+    for model in MODELS:
         assert_closed_loop(ws, model)
     repeats = len(calls) - len({c["key"] for c in calls})
     print(f"\nevents crash test: {len(expected)} cases, {len(kills)} SIGKILLs, {len(rows)} steps, {len(calls)} handler "

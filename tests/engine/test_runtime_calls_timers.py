@@ -28,6 +28,7 @@ from procestra.engine.exceptions import EngineError
 from procestra.engine.tobe import FormField, ToBeModel
 
 H = "engine_handlers:"
+CASES = Path(__file__).resolve().parent / "cases"
 
 
 def settle(ws: Workspace) -> engine.WorkerReport:
@@ -102,34 +103,13 @@ def test_a_cycle_of_call_activities_is_refused_naming_the_models(ws: Workspace) 
 
 
 # -- time cycles ---------------------------------------------------------------------------------
-CYCLE_BPMN = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
-    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="Defs" targetNamespace="http://bpmn.io/schema/bpmn">
-  <bpmn:process id="Process_reminders" isExecutable="true">
-    <bpmn:startEvent id="StartEvent_1"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
-    <bpmn:userTask id="Activity_review" name="Review"><bpmn:incoming>f1</bpmn:incoming>
-      <bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>
-    <bpmn:endEvent id="EndEvent_1"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
-    <bpmn:boundaryEvent id="Event_remind" name="Remind" cancelActivity="false" attachedToRef="Activity_review">
-      <bpmn:outgoing>f3</bpmn:outgoing>
-      <bpmn:timerEventDefinition id="TimerDef_1"><bpmn:timeCycle>{cycle}</bpmn:timeCycle></bpmn:timerEventDefinition>
-    </bpmn:boundaryEvent>
-    <bpmn:serviceTask id="Activity_send_reminder" name="Send reminder"><bpmn:incoming>f3</bpmn:incoming>
-      <bpmn:outgoing>f4</bpmn:outgoing></bpmn:serviceTask>
-    <bpmn:endEvent id="EndEvent_2"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
-    <bpmn:sequenceFlow id="f1" sourceRef="StartEvent_1" targetRef="Activity_review"/>
-    <bpmn:sequenceFlow id="f2" sourceRef="Activity_review" targetRef="EndEvent_1"/>
-    <bpmn:sequenceFlow id="f3" sourceRef="Event_remind" targetRef="Activity_send_reminder"/>
-    <bpmn:sequenceFlow id="f4" sourceRef="Activity_send_reminder" targetRef="EndEvent_2"/>
-  </bpmn:process>
-</bpmn:definitions>
-"""
 
 
 def reminders(ws: Workspace, tmp_path: Path, cycle: str) -> None:
     """A review (a person) with a non-interrupting cycle timer that sends a reminder each time it fires."""
     path = tmp_path / "reminders.bpmn"
-    path.write_text(CYCLE_BPMN.format(cycle=cycle), encoding="utf-8")
+    path.write_text((CASES / "reminders.bpmn").read_text(encoding="utf-8").replace("R2/PT0.3S", cycle),
+                    encoding="utf-8")
     m = ToBeModel.load(path, name="reminders")
     m.bind("Activity_send_reminder", python(H + "effect", outputs=["effect_done"]))
     m.human("Activity_review", [FormField("ok", "boolean")])

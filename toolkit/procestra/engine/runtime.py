@@ -129,8 +129,10 @@ class CaseRunner:
         return None
 
     def _find(self, element: str, states: int) -> Any:
+        """The first task of ``element`` in ``states`` that runs itself (not a multi-instance or loop task,
+        which carries its instances' element id and completes when they have)."""
         for t in self.wf.get_tasks(state=states):
-            if getattr(t.task_spec, "bpmn_id", None) == element:
+            if getattr(t.task_spec, "bpmn_id", None) == element and not isinstance(t.task_spec, _loop_task()):
                 return t
         return None
 
