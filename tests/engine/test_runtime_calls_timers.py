@@ -210,3 +210,38 @@ def test_a_script_change_before_a_failure_is_journaled_and_kept(ws: Workspace) -
     assert [(s.kind, s.element, s.outcome) for s in history] == [
         ("script", "Activity_count", "completed"), ("fail", None, "failed")]
     assert info.data == {"amount": 4, "zero": 0, "counted": 5}
+
+
+# -- wait states deep inside -----------------------------------------------------------------------
+def test_timers_people_and_handlers_wait_inside_a_call_inside_a_subprocess(ws: Workspace) -> None:
+    inner = ToBeModel("inner")
+    start = inner.add_event("start", id="StartEvent_inner")
+    wait = inner.add_event("timer", name="Cool off", id="Event_cool_off", timer="PT0.3S", after=start)
+    sign = inner.add_task("Sign", id="Activity_sign", after=wait)
+    inner.human(sign, [FormField("signed", "boolean")], group="signers")
+    file = inner.add_task("File", id="Activity_file", after=sign)
+    inner.bind(file, python(H + "effect", outputs=["effect_done"]))
+    inner.add_event("end", id="EndEvent_inner", after=file)
+    inner.save(ws)
+    outer = ToBeModel("outer")
+    start = outer.add_event("start", id="StartEvent_outer")
+    sub = outer.add_subprocess("Contract", id="Activity_contract", after=start)
+    [sub_start] = [e.id for e in outer.elements.values() if e.parent == sub and e.kind == "startEvent"]
+    outer.add_call_activity("Run inner", "inner@1", id="Activity_call_inner", parent=sub, after=sub_start)
+    outer.add_event("end", id="EndEvent_outer", after=sub)
+    outer.save(ws)
+    case = engine.start_case(ws, "outer", {})
+    settle(ws)  # the timer two levels down fires (within the worker's horizon), then a person signs
+    assert steps(ws, case) == [("timer", "Event_cool_off", "fired")]
+    timer = engine.case_history(ws, case)[0]
+    assert timer.started >= datetime.fromisoformat(timer.data["due"])
+    [item] = engine.list_tasks(ws, case=case)
+    assert (item.element, item.candidate_group) == ("Activity_sign", "signers")
+    engine.complete_task(ws, item.task, {"signed": True})
+    settle(ws)
+    info = engine.get_case(ws, case)
+    assert info.status == "completed", info.error
+    assert steps(ws, case) == [("timer", "Event_cool_off", "fired"), ("user", "Activity_sign", "completed"),
+                               ("service", "Activity_file", "completed"), ("end", None, "completed")]
+    assert [c["key"] for c in engine_handlers.calls(ws)] == [idempotency_key(case, "Activity_file", 1)]
+    assert {k: info.data[k] for k in ("signed", "effect_done")} == {"signed": True, "effect_done": True}
