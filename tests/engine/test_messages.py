@@ -19,7 +19,7 @@ import pytest
 import engine_handlers
 from procestra import Workspace, engine
 from procestra.engine.connectors import idempotency_key, python
-from procestra.engine.tobe import ToBeModel
+from procestra.engine.tobe import FormField, ToBeModel
 from procestra.errors import InvalidArgumentError
 
 H = "engine_handlers:"
@@ -188,3 +188,34 @@ def test_a_message_start_event_starts_a_case_with_the_message_data(ws: Workspace
     with pytest.raises(InvalidArgumentError, match="case data does not fit model 'web-order' version 1: order: required"):
         engine.send_message(ws, "Order placed", data={})
     assert len(engine.list_cases(ws)) == 1
+
+
+def test_a_message_boundary_event_interrupts_the_persons_task(ws: Workspace) -> None:
+    m = ToBeModel.load(DATA / "cancellable.bpmn", name="cancellable")
+    m.declare("order", "string", required=True)
+    m.human("Activity_pack", [FormField("packed", "boolean")], group="warehouse")
+    m.bind("Activity_refund", python(H + "effect", outputs=["effect_done"]))
+    m.save(ws)
+    cancelled = engine.start_case(ws, "cancellable", {"order": "A-1"})
+    packed = engine.start_case(ws, "cancellable", {"order": "A-2"})
+    settle(ws)
+    items = {t.case: t for t in engine.list_tasks(ws)}
+    assert {c: (t.element, t.status) for c, t in items.items()} == {
+        cancelled: ("Activity_pack", "open"), packed: ("Activity_pack", "open")}
+    engine.send_message(ws, "Order cancelled", correlate={"order": "A-1"}, data={"reason": "changed mind"})
+    engine.complete_task(ws, items[packed].task, {"packed": True})
+    settle(ws)
+    # the cancelled order: its packing task is withdrawn and the refund runs
+    assert journal(ws, cancelled) == [("message", "Event_cancelled", "caught"),
+                                      ("user", "Activity_pack", "cancelled"),
+                                      ("service", "Activity_refund", "completed"), ("end", None, "completed")]
+    assert engine.case_history(ws, cancelled)[1].resource == "events"
+    [withdrawn] = engine.list_tasks(ws, case=cancelled, status=None)
+    assert withdrawn.status == "cancelled"
+    with pytest.raises(engine.TaskStateError, match="cancelled"):
+        engine.complete_task(ws, withdrawn.task, {"packed": True})
+    assert engine.get_case(ws, cancelled).data == {"order": "A-1", "reason": "changed mind", "effect_done": True}
+    # the packed one: the boundary event never fired, and it no longer waits for the message
+    assert journal(ws, packed) == [("user", "Activity_pack", "completed"), ("end", None, "completed")]
+    with pytest.raises(engine.NotDeliveredError):
+        engine.send_message(ws, "Order cancelled", correlate={"order": "A-2"})

@@ -319,7 +319,7 @@ class CaseRunner:
         self._record(row["kind"], el, name, "caught", ops.from_iso(row["created"]) or now, now, occurrence=occ,
                      resource="events", data=data)
         self._engine_steps()
-        self._cancel_interrupted(live_before, now)
+        self._cancel_interrupted(live_before, now, by="events")
 
     # human tasks: one work item per instance (a multi-instance user task has several at once) --------
     def _occ_of(self, task: Any) -> int:
@@ -478,8 +478,8 @@ class CaseRunner:
         return {str(t.id): t for t in self.wf.get_tasks(state=self.TaskState.READY)
                 if getattr(t.task_spec, "manual", False)}
 
-    def _cancel_interrupted(self, before: dict[str, Any], now: datetime) -> None:
-        """User tasks an interrupting timer just cancelled: journal them, cancel their work items.
+    def _cancel_interrupted(self, before: dict[str, Any], now: datetime, by: str = "timer") -> None:
+        """User tasks an interrupting timer (or message, signal) just cancelled: journal them, cancel their work items.
 
         The cancelled instance uses up its occurrence number, so a later instance of the same
         task (sent back after an escalation) gets a work item of its own; a completion that
@@ -493,7 +493,7 @@ class CaseRunner:
             occ = self._occ_of(task)
             self.occurrence[el] = max(self.occurrence.get(el, 0), occ)
             self._record("user", el, task.task_spec.bpmn_name or el, "cancelled", now, now, occurrence=occ,
-                         resource="timer")
+                         resource=by)
             self.pending.cancel_work.append((el, occ))
             self.open_work.discard((el, occ))
             late = self.work_done.pop((el, occ), None)
