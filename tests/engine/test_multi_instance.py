@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import engine_handlers
 from procestra import Workspace, engine
-from procestra.engine.connectors import idempotency_key
+from procestra.engine.connectors import idempotency_key, python
 from procestra.engine.tobe import FormField, ToBeModel
 
 H = "engine_handlers:"
@@ -97,3 +97,35 @@ def test_a_standard_loop_runs_until_its_condition_fails(ws: Workspace) -> None:
     assert [(s.kind, s.element, s.occurrence) for s in engine.case_history(ws, case)] == [
         ("script", "Activity_count", n) for n in (1, 2, 3)] + [("end", None, 1)]
     assert info.data == {"count": 3}
+
+
+def test_each_instance_of_a_multi_instance_service_or_script_task_sees_its_own_element(ws: Workspace) -> None:
+    m = ToBeModel("scores")
+    m.declare("amounts", "list", required=True)
+    start = m.add_event("start", id="StartEvent_1")
+    score = m.add_task("Score", id="Activity_score", after=start)
+    m.bind(score, python(H + "score", outputs=["score"]))  # score = amount / 100
+    double = m.add_task("Double", id="Activity_double", after=score)
+    m.set_script(double, "doubled = score * 2")
+    m.add_event("end", id="EndEvent_1", after=double)
+    engine_handlers.save_with_loops(ws, m, {
+        "Activity_score": ("<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>amounts"
+                           "</bpmn:loopDataInputRef><bpmn:loopDataOutputRef>scores</bpmn:loopDataOutputRef>"
+                           "<bpmn:inputDataItem id='amount' name='amount'/><bpmn:outputDataItem id='score' "
+                           "name='score'/></bpmn:multiInstanceLoopCharacteristics>"),
+        "Activity_double": ("<bpmn:multiInstanceLoopCharacteristics isSequential='true'><bpmn:loopDataInputRef>"
+                            "scores</bpmn:loopDataInputRef><bpmn:loopDataOutputRef>doubles</bpmn:loopDataOutputRef>"
+                            "<bpmn:inputDataItem id='score' name='score'/><bpmn:outputDataItem id='doubled' "
+                            "name='doubled'/></bpmn:multiInstanceLoopCharacteristics>")})
+    case = engine.start_case(ws, "scores", {"amounts": [100, 250, 400]})
+    settle(ws)
+    info = engine.get_case(ws, case)
+    assert info.status == "completed", info.error
+    # the handler ran once per element and saw it (score = amount / 100); the script once per score
+    history = engine.case_history(ws, case)
+    assert sorted(s.data["score"] for s in history if s.kind == "service") == [1.0, 2.5, 4.0]
+    assert [(s.kind, s.occurrence) for s in history] == [
+        ("service", 1), ("service", 2), ("service", 3), ("script", 1), ("script", 2), ("script", 3), ("end", 1)]
+    assert sorted(info.data["scores"]) == [1.0, 2.5, 4.0]
+    assert info.data["doubles"] == [s * 2 for s in info.data["scores"]]
+    assert set(info.data) == {"amounts", "scores", "doubles"}

@@ -218,12 +218,19 @@ def _cron(expression: Any) -> tuple[str, bool] | None:
     return " ".join(fields), len(fields) == 6
 
 
+def _valid_cron(expression: str) -> bool:
+    from croniter import croniter
+
+    parsed = _cron(expression)
+    return parsed is not None and bool(croniter.is_valid(parsed[0], second_at_beginning=parsed[1]))
+
+
 def cron_next(expression: str, after: datetime) -> datetime:
     """The first time after ``after`` (UTC) that the cron ``expression`` names; an :class:`EngineError` if it is not one."""
     from croniter import croniter
 
     parsed = _cron(expression)
-    if parsed is None or not croniter.is_valid(parsed[0], second_at_beginning=parsed[1]):
+    if parsed is None or not _valid_cron(expression):
         raise EngineError(f"the timer cycle {expression!r} is neither an ISO 8601 cycle such as R3/PT10M nor a cron "
                           "expression (five fields, or six with seconds first)")
     found: datetime = croniter(parsed[0], after.astimezone(UTC), second_at_beginning=parsed[1]).get_next(datetime)
@@ -241,8 +248,9 @@ def allow_cron_cycles() -> None:
     def cycle_complete(self: Any, my_task: Any) -> bool:
         value = my_task._get_internal_data("event_value")
         now = datetime.now(UTC)
-        if value is None:
-            expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+        if value is None:  # a cron expression as Camunda writes it (no quotes) is no sandbox expression
+            raw = str(self.expression).strip()
+            expression = raw if _valid_cron(raw) else my_task.workflow.script_engine.evaluate(my_task, self.expression)
             if _cron(expression) is None:
                 return bool(iso_cycle(self, my_task))
             value = {"cycles": -1, "next": cron_next(expression, now).isoformat(), "duration": 0, "cron": expression}
