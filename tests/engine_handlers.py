@@ -318,8 +318,9 @@ def one_task_model(name: str, task_id: str, task_name: str, *, start_id: str = "
     return m
 
 
-def save_with_loops(ws: Any, model: Any, loops: dict[str, str]) -> None:
-    """Save ``model`` and put each ``loops`` fragment (BPMN loop characteristics) into its element in the file."""
+def save_with_markup(ws: Any, model: Any, loops: dict[str, str]) -> None:
+    """Save ``model`` and put each ``loops`` fragment (BPMN markup the product does not keep on save yet: loop
+    characteristics, a conditional event's condition) into the element of that id in the saved file."""
     from lxml import etree
 
     bpmn = "http://www.omg.org/spec/BPMN/20100524/MODEL"

@@ -56,7 +56,7 @@ def save_batch_and_reminders(ws: Workspace) -> None:
     batch.bind("Activity_each", python(SLOW, outputs=["Activity_each_done"]))
     approve = batch.add_task("Approve item", id="Activity_approve", after="Activity_each")
     batch.human(approve, [FormField("ok", "boolean")])
-    engine_handlers.save_with_loops(ws, batch, {
+    engine_handlers.save_with_markup(ws, batch, {
         "Activity_each": ("<bpmn:multiInstanceLoopCharacteristics isSequential='true'><bpmn:loopCardinality>3"
                           "</bpmn:loopCardinality></bpmn:multiInstanceLoopCharacteristics>"),
         "Activity_approve": ("<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>items"

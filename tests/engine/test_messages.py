@@ -219,3 +219,25 @@ def test_a_message_boundary_event_interrupts_the_persons_task(ws: Workspace) -> 
     assert journal(ws, packed) == [("user", "Activity_pack", "completed"), ("end", None, "completed")]
     with pytest.raises(engine.NotDeliveredError):
         engine.send_message(ws, "Order cancelled", correlate={"order": "A-2"})
+
+
+def test_a_case_waits_at_a_conditional_event_until_its_condition_holds(ws: Workspace) -> None:
+    m = ToBeModel.load(DATA / "conditional.bpmn", name="conditional")
+    m.human("Activity_decide", [FormField("approved", "boolean")])
+    m.bind("Activity_ship", python(H + "effect", outputs=["effect_done"]))
+    # the condition is put into the saved file until the product keeps it on save
+    engine_handlers.save_with_markup(ws, m, {"Event_approved_def": "<bpmn:condition>approved</bpmn:condition>"})
+    yes = engine.start_case(ws, "conditional", {})
+    no = engine.start_case(ws, "conditional", {})
+    settle(ws)
+    items = {t.case: t for t in engine.list_tasks(ws)}
+    engine.complete_task(ws, items[yes].task, {"approved": True})
+    engine.complete_task(ws, items[no].task, {"approved": False})
+    settle(ws)
+    assert journal(ws, yes) == [("user", "Activity_decide", "completed"), ("service", "Activity_ship", "completed"),
+                                ("end", None, "completed")]
+    # the condition does not hold: the case waits at the event (it does not fail), nothing is shipped
+    info = engine.get_case(ws, no)
+    assert (info.status, info.error, info.wake_at) == ("waiting", None, None)
+    assert journal(ws, no) == [("user", "Activity_decide", "completed")]
+    assert [c["case"] for c in engine_handlers.calls(ws)] == [yes]

@@ -12,7 +12,7 @@ with no instance) and the instances of a user task were offered one or two at a 
 runs are read from the diagrams (BPMN 2.0: one instance per element or per count).
 
 Until the product keeps multi-instance and loop markup when it saves a model (the imported
-document is kept: issue 13, another part), :func:`engine_handlers.save_with_loops` saves the model and adds the
+document is kept: issue 13, another part), :func:`engine_handlers.save_with_markup` saves the model and adds the
 markup to the saved ``model.bpmn``, which is what SpiffWorkflow runs.
 """
 
@@ -37,7 +37,7 @@ def test_a_parallel_multi_instance_user_task_offers_one_item_per_element_at_once
     review = m.add_task("Review document", id="Activity_review", after=start)
     m.human(review, [FormField("verdict", "string")], group="reviewers")
     m.add_event("end", id="EndEvent_1", after=review)
-    engine_handlers.save_with_loops(ws, m, {"Activity_review": (
+    engine_handlers.save_with_markup(ws, m, {"Activity_review": (
         "<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>documents</bpmn:loopDataInputRef>"
         "<bpmn:loopDataOutputRef>verdicts</bpmn:loopDataOutputRef><bpmn:inputDataItem id='document' "
         "name='document'/><bpmn:outputDataItem id='verdict' name='verdict'/></bpmn:multiInstanceLoopCharacteristics>")})
@@ -64,7 +64,7 @@ def test_a_parallel_multi_instance_user_task_offers_one_item_per_element_at_once
 
 def test_a_sequential_multi_instance_service_task_calls_its_handler_once_per_instance(ws: Workspace) -> None:
     m = engine_handlers.one_task_model("notify3", "Activity_send", "Send notice")
-    engine_handlers.save_with_loops(ws, m, {"Activity_send": (
+    engine_handlers.save_with_markup(ws, m, {"Activity_send": (
         "<bpmn:multiInstanceLoopCharacteristics isSequential='true'><bpmn:loopCardinality>3</bpmn:loopCardinality>"
         "<bpmn:loopDataOutputRef>sent</bpmn:loopDataOutputRef><bpmn:inputDataItem id='n' name='n'/>"
         "<bpmn:outputDataItem id='effect_done' name='effect_done'/></bpmn:multiInstanceLoopCharacteristics>")})
@@ -87,7 +87,7 @@ def test_a_standard_loop_runs_until_its_condition_fails(ws: Workspace) -> None:
     step = m.add_task("Count", id="Activity_count", after=start)
     m.set_script(step, "count = count + 1")
     m.add_event("end", id="EndEvent_1", after=step)
-    engine_handlers.save_with_loops(ws, m, {"Activity_count": (
+    engine_handlers.save_with_markup(ws, m, {"Activity_count": (
         "<bpmn:standardLoopCharacteristics><bpmn:loopCondition>count &lt; 3</bpmn:loopCondition>"
         "</bpmn:standardLoopCharacteristics>")})
     case = engine.start_case(ws, "count3", {"count": 0})
@@ -108,7 +108,7 @@ def test_each_instance_of_a_multi_instance_service_or_script_task_sees_its_own_e
     double = m.add_task("Double", id="Activity_double", after=score)
     m.set_script(double, "doubled = score * 2")
     m.add_event("end", id="EndEvent_1", after=double)
-    engine_handlers.save_with_loops(ws, m, {
+    engine_handlers.save_with_markup(ws, m, {
         "Activity_score": ("<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>amounts"
                            "</bpmn:loopDataInputRef><bpmn:loopDataOutputRef>scores</bpmn:loopDataOutputRef>"
                            "<bpmn:inputDataItem id='amount' name='amount'/><bpmn:outputDataItem id='score' "
