@@ -169,6 +169,22 @@ def test_an_event_based_gateway_takes_the_branch_of_what_comes_first(ws: Workspa
         engine.send_signal(ws, "Market closed")
 
 
+def test_a_signal_thrown_by_one_case_reaches_the_cases_of_other_models_waiting_for_it(ws: Workspace) -> None:
+    save_race_and_closing(ws)
+    ToBeModel.load(DATA / "closer.bpmn", name="closer").save(ws)
+    stalls = [engine.start_case(ws, "closing", {}) for _ in range(2)]
+    settle(ws)
+    closer = engine.start_case(ws, "closer", {})
+    settle(ws)
+    assert journal(ws, closer) == [("throw", "Event_close", "sent"), ("end", None, "completed")]
+    for stall in stalls:
+        assert journal(ws, stall) == [("signal", "Event_market_closed", "caught"),
+                                      ("service", "Activity_pack", "completed"), ("end", None, "completed")]
+        assert engine.get_case(ws, stall).data == {"effect_done": True}  # the thrower's data stays its own
+    with pytest.raises(engine.NotDeliveredError):  # delivered once: no case waits for it any more
+        engine.send_signal(ws, "Market closed")
+
+
 def test_a_message_start_event_starts_a_case_with_the_message_data(ws: Workspace) -> None:
     web = ToBeModel.load(DATA / "web_order.bpmn", name="web-order")
     web.declare("order", "string", required=True)

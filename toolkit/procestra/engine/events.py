@@ -23,7 +23,6 @@ Delivery(kind='message', name='Payment received', delivered=('c-...',), started=
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -102,7 +101,7 @@ def _send(ws: Home, kind: str, name: str, correlate: Mapping[str, Any] | None,
                 starters = []
             if starters is not None:
                 started = _start(con, starters, payload) if starters else []
-                rows = [(_event_id(), case, kind, name, journal.dumps(payload), journal.iso(journal.now()))
+                rows = [(journal.new_event_id(), case, kind, name, journal.dumps(payload), journal.iso(journal.now()))
                         for case in [*targets, *started]]
                 if not rows:
                     raise NotDeliveredError(kind, name, correlate)
@@ -168,7 +167,3 @@ def _start(con: Any, models: list[Runnable], payload: dict[str, Any]) -> list[st
             for m in models]
     journal.insert_cases(con, rows)
     return [r[0] for r in rows]
-
-
-def _event_id() -> str:
-    return f"e-{journal.now().strftime('%Y%m%d%H%M%S%f')}-{uuid.uuid4().hex[:12]}"

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FINAL",
     "STATUSES",
+    "broadcast",
     "cancel",
     "case_key_holder",
     "case_row",
@@ -48,6 +49,7 @@ __all__ = [
     "journals",
     "latest_published",
     "new_case_id",
+    "new_event_id",
     "now",
     "pending_events",
     "prepare",
@@ -428,6 +430,19 @@ def waiting_for(con: Connection, kind: str, name: str) -> list[Row]:
     return list(con.execute(
         "SELECT c.case_id, c.model, c.data FROM waits w JOIN cases c USING (case_id) WHERE w.kind = ? AND "
         "w.name = ? AND c.status IN ('running', 'waiting') ORDER BY c.created, c.case_id", (kind, name)).fetchall())
+
+
+def new_event_id() -> str:
+    """A new id of a message or signal sent to a case: ``e-`` + time + randomness (sorts by time)."""
+    return f"e-{time.time_ns() // 1000:014x}{os.urandom(6).hex()}"
+
+
+def broadcast(con: Connection, sender: str, signals: Sequence[str], stamp: str) -> None:
+    """Queue each signal a case threw for every other running case waiting for it (no data)."""
+    rows = [(new_event_id(), r["case_id"], "signal", name, "{}", stamp)
+            for name in signals for r in waiting_for(con, "signal", name) if r["case_id"] != sender]
+    if rows:
+        deliver(con, rows)
 
 
 def deliver(con: Connection, rows: Sequence[tuple[str, str, str, str, str, str]]) -> None:

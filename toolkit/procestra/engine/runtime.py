@@ -56,6 +56,7 @@ class Pending:
     cancel_work: list[tuple[str, int]] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)  # completed work items applied this round
     delivered: list[str] = field(default_factory=list)  # inbox events (messages, signals) applied this round
+    signals: list[str] = field(default_factory=list)  # signals the case threw, for the other cases waiting for them
 
 
 class CaseRunner:
@@ -105,8 +106,8 @@ class CaseRunner:
     # bookkeeping ---------------------------------------------------------------------------
     def _count(self, s: sqlite3.Row) -> None:
         el, occ = s["element_id"], s["occurrence"]
-        if s["kind"] in ("service", "user", "script", "error", "timer", "message", "signal") and \
-                s["outcome"] in ("completed", "failed", "error", "cancelled", "fired", "caught"):
+        if s["kind"] in ("service", "user", "script", "error", "timer", "message", "signal", "throw") and \
+                s["outcome"] in ("completed", "failed", "error", "cancelled", "fired", "caught", "sent"):
             self.occurrence[el] = max(self.occurrence.get(el, 0), occ)
         if s["kind"] == "retry":
             self.attempts[(el, occ)] = max(self.attempts.get((el, occ), 0), s["attempt"])
@@ -236,7 +237,7 @@ class CaseRunner:
         script_tasks: list[Any] = []
 
         def did(task: Any) -> None:
-            if type(task.task_spec).__name__ == "ScriptTask":
+            if type(task.task_spec).__name__ == "ScriptTask" or waiting.thrown_signals(task):
                 script_tasks.append(task)
             elif isinstance(task.task_spec, _loop_task()):
                 self._loop_done(task)
@@ -248,10 +249,21 @@ class CaseRunner:
             self._scripts_done(script_tasks, started)
 
     def _scripts_done(self, script_tasks: list[Any], started: datetime) -> None:
+        """Journal the scripts (with their data) and signal throw events that engine steps ran, in order.
+
+        A thrown signal also goes to every other case waiting for it (with no data: the thrower's case
+        data stays its own), queued in this round's commit; its journal step keeps a replay from
+        throwing it again."""
         for task in script_tasks:
             el = task.task_spec.bpmn_id
             occ = self.occurrence.get(el, 0) + 1
             self.occurrence[el] = occ
+            signals = waiting.thrown_signals(task)
+            if signals:
+                self.pending.signals += signals
+                self._record("throw", el, task.task_spec.bpmn_name or el, "sent", started, journal.now(),
+                             occurrence=occ, resource=self.worker.name, data={"signals": signals})
+                continue
             if not _instance(task):
                 self.data.update(task.data)
             self._record("script", el, task.task_spec.bpmn_name or el, "completed", started, journal.now(),

@@ -23,7 +23,7 @@ from typing import Any
 
 from procestra.engine.exceptions import EngineError
 
-__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "start_events", "timer_due", "waits_of", "waiting_tasks"]
+__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "start_events", "thrown_signals", "timer_due", "waits_of", "waiting_tasks"]
 
 
 def _timer_classes() -> tuple[Any, Any, Any]:
@@ -157,6 +157,15 @@ def start_events(spec: Any) -> set[tuple[str, str]]:
 
     return {(k, str(d.name)) for ts in spec.start.outputs if isinstance(ts, StartEvent)
             for d in _definitions(ts.event_definition) if (k := _kind(d)) and d.name}
+
+
+def thrown_signals(task: Any) -> list[str]:
+    """The signals a completed throw event (intermediate or end) threw."""
+    from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
+
+    if not isinstance(task.task_spec, ThrowingEvent):
+        return []
+    return [str(d.name) for d in _definitions(task.task_spec.event_definition) if _kind(d) == "signal" and d.name]
 
 
 def waits_of(wf: Any) -> set[tuple[str, str]]:

@@ -283,6 +283,7 @@ class Worker:
                 cancel: list[tuple[str, str, int]] = []  # work items whose task a timer interrupted
                 ended: list[tuple[str]] = []  # cases that ended: their open work items go
                 delivered: list[tuple[str]] = []
+                thrown: list[tuple[str, list[str]]] = []  # signals cases threw: to the others waiting for them
                 waits: dict[str, set[tuple[str, str]]] = {}
                 mine = journal.held_cases(con, ids, self.name)
                 for r, snap, case, events, new_waits in plans:
@@ -298,6 +299,8 @@ class Worker:
                         snaps.append((snap, r.seq, r.case_id))
                     applied += [(task_id,) for task_id in p.applied]
                     delivered += [(event_id,) for event_id in p.delivered]
+                    if p.signals:
+                        thrown.append((r.case_id, p.signals))
                     if new_waits is not None:
                         waits[r.case_id] = new_waits
                     updates.setdefault(case[0], []).append(case[1])
@@ -306,6 +309,8 @@ class Worker:
                     outbox += events
                 journal.write_round(con, steps=steps, work=work, snapshots=snaps, cancel=cancel, ended=ended,
                                     applied=applied, updates=updates, delivered=delivered, waits=waits)
+                for sender, signals in thrown:
+                    journal.broadcast(con, sender, signals, stamp)
                 ops.emit_rows(con, outbox)
         except ProcestraError:
             for r in runners:  # nothing of this round was stored: reload these cases from the store
