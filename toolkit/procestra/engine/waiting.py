@@ -159,11 +159,16 @@ def start_events(spec: Any) -> set[tuple[str, str]]:
             for d in _definitions(ts.event_definition) if (k := _kind(d)) and d.name}
 
 
-def thrown_signals(task: Any) -> list[str]:
-    """The signals a completed throw event (intermediate or end) threw."""
+@functools.lru_cache(maxsize=1)
+def _throwing() -> Any:
     from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
 
-    if not isinstance(task.task_spec, ThrowingEvent):
+    return ThrowingEvent
+
+
+def thrown_signals(task: Any) -> list[str]:
+    """The signals a completed throw event (intermediate or end) threw (called for every task engine steps run)."""
+    if not isinstance(task.task_spec, _throwing()):
         return []
     return [str(d.name) for d in _definitions(task.task_spec.event_definition) if _kind(d) == "signal" and d.name]
 
