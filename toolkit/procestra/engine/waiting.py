@@ -134,13 +134,19 @@ def replay_timer(wf: Any, element: str) -> bool:
     return False
 
 
-def _kind(d: Any) -> str | None:
+@functools.lru_cache(maxsize=1)
+def _message_signal() -> tuple[Any, Any]:
     from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
     from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 
-    if isinstance(d, MessageEventDefinition):
+    return MessageEventDefinition, SignalEventDefinition
+
+
+def _kind(d: Any) -> str | None:
+    message, signal = _message_signal()
+    if isinstance(d, message):
         return "message"
-    return "signal" if isinstance(d, SignalEventDefinition) else None
+    return "signal" if isinstance(d, signal) else None
 
 
 def catches_events(spec: Any) -> bool:
