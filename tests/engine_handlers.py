@@ -289,3 +289,45 @@ def effect_or_die(ctx: TaskContext) -> dict[str, Any]:
         if count == 1:
             raise KeyboardInterrupt("the worker dies after the effect, before its step is committed")
     return {"effect_done": True}
+
+
+def stop_process(proc: Any, timeout: float = 10) -> None:
+    """SIGTERM a test's subprocess, and SIGKILL it if it has not exited within ``timeout`` seconds."""
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def one_task_model(name: str, task_id: str, task_name: str, *, start_id: str = "StartEvent_1",
+                   end_id: str = "EndEvent_1") -> Any:
+    """A to-be model: start -> one task bound to :func:`effect` (output ``effect_done``) -> end."""
+    from procestra.engine.connectors import python
+    from procestra.engine.tobe import ToBeModel
+
+    m = ToBeModel(name)
+    start = m.add_event("start", id=start_id)
+    task = m.add_task(task_name, id=task_id, after=start)
+    m.bind(task, python("engine_handlers:effect", outputs=["effect_done"]))
+    m.add_event("end", id=end_id, after=task)
+    return m
+
+
+def save_with_markup(ws: Any, model: Any, loops: dict[str, str]) -> None:
+    """Save ``model`` and put each ``loops`` fragment (BPMN markup the product does not keep on save yet: loop
+    characteristics, a conditional event's condition) into the element of that id in the saved file."""
+    from lxml import etree
+
+    bpmn = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+    info = model.save(ws)
+    path = Path(info.path) / "model.bpmn"
+    root = etree.parse(str(path)).getroot()
+    for element, fragment in loops.items():
+        [node] = root.xpath(f"//*[@id='{element}']")
+        node.append(etree.fromstring(f'<bpmn:wrap xmlns:bpmn="{bpmn}">{fragment}</bpmn:wrap>')[0])
+    path.write_bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))

@@ -227,3 +227,24 @@ def test_the_scheduler_adds_and_ticks_a_job_on_postgresql(ws: Workspace, tmp_pat
     assert [(r.status, r.attempt) for r in list_runs(ws)] == [("succeeded", 1), ("skipped", 1)]
     assert not ops.ops_path(ws).exists()  # it all went to PostgreSQL
     assert ws.info("jobs").events > 0  # and the job events into the event store
+
+
+def test_a_message_reaches_its_waiting_case_through_a_worker_on_another_machine(ws: Workspace,
+                                                                                other: Workspace) -> None:
+    from test_messages import orders_model
+
+    orders_model().save(ws)
+    a17 = engine.start_case(ws, "orders", {"order": "A-17"})
+    a18 = engine.start_case(ws, "orders", {"order": "A-18"})
+    engine.Worker(other, poll=0.05).run(until_idle=True, max_seconds=60)
+    assert [engine.get_case(ws, c).status for c in (a17, a18)] == ["waiting", "waiting"]
+    with pytest.raises(engine.NotDeliveredError):
+        engine.send_message(other, "Payment received", correlate={"order": "B-1"})
+    assert engine.send_message(other, "Payment received", correlate={"order": "A-17"},
+                               data={"paid": 7}).delivered == (a17,)
+    engine.Worker(other, poll=0.05).run(until_idle=True, max_seconds=60)
+    info = engine.get_case(ws, a17)
+    assert (info.status, info.data["paid"]) == ("completed", 7)
+    assert [(s.kind, s.element) for s in engine.case_history(ws, a17)][1] == ("message", "Event_paid")
+    assert engine.get_case(ws, a18).status == "waiting"
+    assert not ops.ops_path(ws).exists()  # deliveries and waits went to PostgreSQL

@@ -11,6 +11,7 @@ One module per command group:
 - ``cli/mining.py``: variants, dfg, discover, conform
 - ``cli/model.py``: model list|show|import|validate (``models`` is a hidden alias)
 - ``cli/engine.py``: start, worker, cases, tasks, complete, cancel
+- ``cli/events.py``: message, signal
 - ``cli/schedule.py``: schedule add|list|show|pause|resume|remove, scheduler run|tick, runs [show|html], run-notebook
 - ``cli/ops.py``: ops url|flush
 
@@ -24,7 +25,7 @@ import sys
 
 import click
 
-from procestra.cli import engine, logs, mining, model, ops, schedule
+from procestra.cli import engine, events, logs, mining, model, ops, schedule
 from procestra.cli.io import State, fail, one_line
 
 
@@ -38,7 +39,7 @@ def main(ctx: click.Context, workspace: str | None, debug: bool) -> None:
     ctx.obj = State(workspace, debug)
 
 
-for _group in (logs, mining, model, engine, schedule, ops):
+for _group in (logs, mining, model, engine, events, schedule, ops):
     for _command in _group.COMMANDS:
         main.add_command(_command)
 

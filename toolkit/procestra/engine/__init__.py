@@ -24,6 +24,7 @@ from procestra.engine.cases import (
 )
 from procestra.engine.connectors import Handler, TaskContext
 from procestra.engine.elements import FormField, HumanTask, Retry
+from procestra.engine.events import Delivery, NotDeliveredError, send_message, send_signal
 from procestra.engine.exceptions import (
     CaseNotFoundError,
     CaseStateError,
@@ -43,10 +44,10 @@ from procestra.engine.validate import Problem
 from procestra.engine.worker import Worker, WorkerReport
 
 __all__ = [
-    "CaseInfo", "CaseNotFoundError", "CaseStateError", "ConditionError", "EngineError", "FormError", "FormField",
-    "Handler", "HumanTask", "Problem", "Retry", "SecretError", "Step", "TaskContext", "TaskError",
-    "TaskNotFoundError", "TaskStateError", "TaskTimeoutError", "ToBeModel", "UnsafeExpressionError",
-    "ValidationError", "WorkItem", "Worker", "WorkerReport", "cancel_case", "case_history", "claim_task",
-    "complete_task", "conform_runs", "get_case", "list_cases", "list_tasks", "runs_log", "start_case",
-    "start_cases", "validate_model",
+    "CaseInfo", "CaseNotFoundError", "CaseStateError", "ConditionError", "Delivery", "EngineError", "FormError",
+    "FormField", "Handler", "HumanTask", "NotDeliveredError", "Problem", "Retry", "SecretError", "Step",
+    "TaskContext", "TaskError", "TaskNotFoundError", "TaskStateError", "TaskTimeoutError", "ToBeModel",
+    "UnsafeExpressionError", "ValidationError", "WorkItem", "Worker", "WorkerReport", "cancel_case", "case_history",
+    "claim_task", "complete_task", "conform_runs", "get_case", "list_cases", "list_tasks", "runs_log",
+    "send_message", "send_signal", "start_case", "start_cases", "validate_model",
 ]  # fmt: skip

@@ -98,6 +98,8 @@ class WorkItem:
     completed_by: str | None = None
     data: dict[str, Any] | None = None
     case_data: dict[str, Any] = field(default_factory=dict)
+    #: A multi-instance task's instance: its own data (the element of the collection it is for).
+    instance_data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def overdue(self) -> bool:
@@ -298,7 +300,8 @@ def _work(row: sqlite3.Row) -> WorkItem:
                     assignee=row["assignee"], form=json.loads(row["form"]), created=journal.when(row["created"]),
                     due=ops.from_iso(row["due_at"]), completed_at=ops.from_iso(row["completed_at"]),
                     completed_by=row["completed_by"], data=json.loads(row["data"]) if row["data"] else None,
-                    case_data=json.loads(row["case_data"]))
+                    case_data=json.loads(row["case_data"]),
+                    instance_data=json.loads(row["instance_data"]) if row["instance_data"] else {})
 
 
 def list_tasks(ws: Home, *, status: str | None = "open", case: str | None = None, group: str | None = None,

@@ -2,8 +2,10 @@
 
 ``cases`` holds one row per case (status, data, lease, wake-up time, last snapshot);
 ``steps`` is the journal, one row per acknowledged step, unique per case, element,
-occurrence and attempt; ``work`` holds human tasks; ``model_versions`` the model versions
-published to a shared (PostgreSQL) store. This module is their one owner: the case and task
+occurrence and attempt; ``work`` holds human tasks; ``deliveries`` the messages and signals
+sent to cases (applied once, in the round that journals their catch); ``waits`` the messages
+and signals each case waits for now (kept by workers, read by senders); ``model_versions``
+the model versions published to a shared (PostgreSQL) store. This module is their one owner: the case and task
 API (:mod:`~procestra.engine.cases`), model loading (:mod:`~procestra.engine.runtime`) and
 workers (:mod:`~procestra.engine.worker`) go through the functions below, each on a
 connection or transaction its caller holds (``ops.connect``, ``ops.transaction`` or a
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FINAL",
     "STATUSES",
+    "broadcast",
     "cancel",
     "case_key_holder",
     "case_row",
@@ -37,6 +40,7 @@ __all__ = [
     "claim_cases",
     "claim_work",
     "complete_work",
+    "deliver",
     "dumps",
     "fail_case",
     "held_cases",
@@ -45,7 +49,9 @@ __all__ = [
     "journals",
     "latest_published",
     "new_case_id",
+    "new_event_id",
     "now",
+    "pending_events",
     "prepare",
     "publish",
     "published",
@@ -54,6 +60,7 @@ __all__ = [
     "runs_log",
     "running_case",
     "stopped_case",
+    "waiting_for",
     "when",
     "work_row",
     "work_rows",
@@ -143,6 +150,30 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (model, version)
         )""",
     ),
+    (  # 4: messages and signals sent to cases (delivered by a worker, once), and what each case waits for
+        """CREATE TABLE deliveries (
+            event_id TEXT PRIMARY KEY,
+            case_id  TEXT NOT NULL REFERENCES cases (case_id),
+            kind     TEXT NOT NULL,
+            name     TEXT NOT NULL,
+            payload  TEXT NOT NULL,
+            created  TEXT NOT NULL,
+            applied  INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX deliveries_pending ON deliveries (case_id) WHERE applied = 0",
+        """CREATE TABLE waits (
+            case_id TEXT NOT NULL REFERENCES cases (case_id),
+            kind    TEXT NOT NULL,
+            name    TEXT NOT NULL,
+            PRIMARY KEY (case_id, kind, name)
+        )""",
+        "CREATE INDEX waits_event ON waits (kind, name)",
+    ),
+    (  # 5: the user task instance a work item is for (a multi-instance user task has several at once), and
+        # the instance's own data (its element of the collection)
+        "ALTER TABLE work ADD COLUMN instance TEXT",
+        "ALTER TABLE work ADD COLUMN instance_data TEXT",
+    ),
 )
 
 
@@ -227,6 +258,7 @@ def cancel(con: Connection, case: str, seq: int, reason: str, user: str | None, 
                 "runnable = 0, lease_owner = NULL, lease_until = NULL WHERE case_id = ?",
                 (seq, stamp, stamp, reason, case))
     con.execute("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND status IN ('open', 'claimed')", (case,))
+    con.execute("DELETE FROM waits WHERE case_id = ?", (case,))
 
 
 # -- human tasks ----------------------------------------------------------------------------------
@@ -293,6 +325,22 @@ def journals(con: Connection, cases: Sequence[str]) -> tuple[dict[str, list[Row]
     return steps_of, work_of
 
 
+def pending_events(con: Connection, cases: Sequence[str]) -> tuple[dict[str, list[Row]], dict[str, set[tuple[str, str]]]]:
+    """The messages and signals sent to ``cases`` and not yet delivered (oldest first), and what the
+    store lists each as waiting for, by case (for cases of models that catch messages or signals)."""
+    inbox: dict[str, list[Row]] = {}
+    waits: dict[str, set[tuple[str, str]]] = {}
+    for i in range(0, len(cases), 500):
+        ids = list(cases[i:i + 500])
+        marks = ",".join("?" * len(ids))
+        for r in con.execute(f"SELECT * FROM deliveries WHERE applied = 0 AND case_id IN ({marks}) "
+                             "ORDER BY created, event_id", ids):
+            inbox.setdefault(r["case_id"], []).append(r)
+        for r in con.execute(f"SELECT case_id, kind, name FROM waits WHERE case_id IN ({marks})", ids):
+            waits.setdefault(r["case_id"], set()).add((r["kind"], r["name"]))
+    return inbox, waits
+
+
 def fail_case(con: Connection, case: str, owner: str, message: str, stamp: str) -> None:
     """End ``case`` as failed, if ``owner`` still holds it."""
     con.execute("UPDATE cases SET status = 'failed', error = ?, updated = ?, ended = ?, runnable = 0, "
@@ -312,10 +360,11 @@ def held_cases(con: Connection, cases: Sequence[str], owner: str) -> set[str]:
         "AND status IN ('running', 'waiting')", [*cases, owner]).fetchall()}
 
 
-#: A human task completed while a worker held the case must not be lost: it keeps the case
-#: runnable (complete_work could not wake it while the lease was on it).
-_PENDING_HUMAN = ("EXISTS (SELECT 1 FROM work w WHERE w.case_id = cases.case_id AND "
-                  "w.status = 'completed' AND w.applied = 0)")
+#: A human task completed, or a message or signal sent, while a worker held the case must not be
+#: lost: it keeps the case runnable (complete_work and deliver could not wake it under the lease).
+_PENDING_HUMAN = ("(EXISTS (SELECT 1 FROM work w WHERE w.case_id = cases.case_id AND "
+                  "w.status = 'completed' AND w.applied = 0) OR EXISTS (SELECT 1 FROM deliveries d "
+                  "WHERE d.case_id = cases.case_id AND d.applied = 0))")
 
 
 def stopped_case(case: str, status: str, data: str, seq: int, stamp: str, error: str | None,
@@ -341,18 +390,20 @@ def running_case(case: str, data: str, seq: int, stamp: str, lease_until: str) -
 def write_round(con: Connection, *, steps: Sequence[tuple[Any, ...]], work: Sequence[tuple[Any, ...]],
                 snapshots: Sequence[tuple[Any, ...]], cancel: Sequence[tuple[str, str, int]],
                 ended: Sequence[tuple[str]], applied: Sequence[tuple[str]],
-                updates: Mapping[str, Sequence[tuple[Any, ...]]]) -> None:  # fmt: skip
+                updates: Mapping[str, Sequence[tuple[Any, ...]]], delivered: Sequence[tuple[str]] = (),
+                waits: Mapping[str, set[tuple[str, str]]] | None = None) -> None:  # fmt: skip
     """What one round of a worker's cases did, one statement per shape for all of them: journal
     ``steps``, new ``work`` items, ``snapshots`` ``(snapshot, seq, case)``, work items a timer
     interrupted ``(case, element, occurrence)``, open work of ``ended`` cases, completed work
-    items ``applied``, and the case ``updates`` (:func:`stopped_case`, :func:`running_case`)."""
+    items ``applied``, the case ``updates`` (:func:`stopped_case`, :func:`running_case`), the messages
+    and signals ``delivered`` (event ids) and the new ``waits`` of the cases whose waits changed."""
     con.executemany("INSERT INTO steps (case_id, seq, kind, element_id, name, occurrence, attempt, "
                     "resource, outcome, error, data, started, ended) VALUES "
                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", steps)
     if work:
         con.executemany("INSERT INTO work (task_id, case_id, element_id, name, occurrence, "
-                        "candidate_group, form, status, created, due_at, assignee) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", work)
+                        "candidate_group, form, status, created, due_at, assignee, instance, instance_data) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", work)
     if snapshots:
         con.executemany("UPDATE cases SET snapshot = ?, snapshot_seq = ? WHERE case_id = ?", snapshots)
     if cancel:
@@ -365,6 +416,42 @@ def write_round(con: Connection, *, steps: Sequence[tuple[Any, ...]], work: Sequ
         con.executemany("UPDATE work SET applied = 1 WHERE task_id = ?", applied)
     for sql, rows in updates.items():
         con.executemany(sql, rows)
+    if delivered:
+        con.executemany("UPDATE deliveries SET applied = 1 WHERE event_id = ?", delivered)
+    if waits:
+        con.executemany("DELETE FROM waits WHERE case_id = ?", [(c,) for c in waits])
+        con.executemany("INSERT INTO waits (case_id, kind, name) VALUES (?, ?, ?)",
+                        [(c, kind, name) for c, pairs in waits.items() for kind, name in sorted(pairs)])
+
+
+# -- messages and signals -------------------------------------------------------------------------
+def waiting_for(con: Connection, kind: str, name: str) -> list[Row]:
+    """The running or waiting cases that wait for the message or signal ``name`` (with their data), oldest first."""
+    return list(con.execute(
+        "SELECT c.case_id, c.model, c.data FROM waits w JOIN cases c USING (case_id) WHERE w.kind = ? AND "
+        "w.name = ? AND c.status IN ('running', 'waiting') ORDER BY c.created, c.case_id", (kind, name)).fetchall())
+
+
+def new_event_id() -> str:
+    """A new id of a message or signal sent to a case: ``e-`` + time + randomness (sorts by time)."""
+    return f"e-{time.time_ns() // 1000:014x}{os.urandom(6).hex()}"
+
+
+def broadcast(con: Connection, sender: str, signals: Sequence[str], stamp: str) -> None:
+    """Queue each signal a case threw for every other running case waiting for it (no data)."""
+    rows = [(new_event_id(), r["case_id"], "signal", name, "{}", stamp)
+            for name in signals for r in waiting_for(con, "signal", name) if r["case_id"] != sender]
+    if rows:
+        deliver(con, rows)
+
+
+def deliver(con: Connection, rows: Sequence[tuple[str, str, str, str, str, str]]) -> None:
+    """Queue messages or signals ``(event_id, case_id, kind, name, payload, created)`` for their cases,
+    and make the cases runnable now (a worker delivers them)."""
+    con.executemany("INSERT INTO deliveries (event_id, case_id, kind, name, payload, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", rows)
+    con.executemany("UPDATE cases SET runnable = 1, wake_at = NULL, updated = ? WHERE case_id = ? AND status IN "
+                    "('running', 'waiting')", [(r[5], r[1]) for r in rows])
 
 
 # -- model versions on a shared store -------------------------------------------------------------

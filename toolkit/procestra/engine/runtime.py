@@ -1,55 +1,41 @@
-"""Run to-be models on SpiffWorkflow: the workflow class, model loading, and one case in a worker's hands.
+"""Run to-be models on SpiffWorkflow: one case in a worker's hands.
 
 SpiffWorkflow gives the BPMN semantics (gateways, parallel and inclusive joins, boundary
-events, timers, subprocesses, call activities); conditions and scripts are evaluated in
-:mod:`procestra.engine.sandbox`, never with ``eval``. Bound service tasks run through
-:mod:`procestra.engine.connectors`; user tasks become work items in an inbox.
-
-:func:`spiff` imports SpiffWorkflow once and patches what costs: state lookups read the task
-dict instead of walking the tree, and state changes skip building log records nobody reads.
-:func:`runnable` parses a saved model version once per process (on a PostgreSQL store shared
-by several machines, the version published to the store, so a version number means one model
-everywhere).
+events, timers, subprocesses, call activities, messages and signals); conditions and scripts
+are evaluated in :mod:`procestra.engine.sandbox`, never with ``eval``. Bound service tasks run
+through :mod:`procestra.engine.connectors`; user tasks become work items in an inbox. Models are
+loaded by :mod:`procestra.engine.loading` (:func:`runnable`, :func:`spiff`).
 
 **Durable state** lives in the operational store (:mod:`procestra.engine.journal`): a
 *journal* of steps per case, and a *snapshot* of the workflow taken only when a case stops
-being worked on (it waits for a person, a timer or a retry), when a timer is armed, and every
-:data:`SNAPSHOT_EVERY` steps. A :class:`CaseRunner` rebuilds a case by loading its snapshot and
-replaying the few journal steps after it, with their recorded results (handlers are not called
-again), then advances it one step at a time; what a step did waits in :class:`Pending` until the
-worker commits the round (:mod:`procestra.engine.worker`). Whole-workflow JSON per task, the
-usual design, is the cost this avoids.
+being worked on (it waits for a person, a timer, a message or a retry), when a timer is armed,
+and every :data:`SNAPSHOT_EVERY` steps. A :class:`CaseRunner` rebuilds a case by loading its
+snapshot and replaying the few journal steps after it, with their recorded results (handlers
+are not called again), then advances it one step at a time; what a step did waits in
+:class:`Pending` until the worker commits the round (:mod:`procestra.engine.worker`).
+Whole-workflow JSON per task, the usual design, is the cost this avoids.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import itertools
 import json
 import logging
 import sqlite3
-import threading
-import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from procestra.engine import journal
-from procestra.engine.elements import ACTIVITIES, Element
+from procestra.engine import journal, waiting
 from procestra.engine.exceptions import EngineError
 from procestra.engine.journal import FINAL
-from procestra.engine.tobe import ToBeModel
-from procestra.errors import ModelNotFoundError, ProcestraError
-from procestra.models.repository import ModelRef, model_info
+from procestra.engine.loading import Runnable, runnable, script_engine, spiff
+from procestra.errors import ProcestraError
 from procestra.store import ops
 
 if TYPE_CHECKING:
     from procestra.engine.worker import Worker
-    from procestra.store.home import Home
 
 __all__ = ["SNAPSHOT_EVERY", "CaseRunner", "Pending", "Runnable", "runnable", "spiff"]
 
@@ -57,286 +43,6 @@ log = logging.getLogger(__name__)
 
 #: A snapshot is also taken after this many journal steps of one case (bounds replay).
 SNAPSHOT_EVERY = 50
-
-
-# -- models: SpiffWorkflow specs and our bindings ----------------------------------------------
-@dataclass
-class Runnable:
-    """A saved version of a to-be model, ready to run: its SpiffWorkflow specs and our bindings by element."""
-
-    name: str
-    version: int
-    tobe: ToBeModel
-    spec: Any
-    subprocess_specs: dict[str, Any]
-    elements: dict[str, Element]
-
-
-@functools.lru_cache(maxsize=1)
-def spiff() -> Any:
-    """SpiffWorkflow's parts, imported once (0.2 s), with a fast workflow class and a serializer."""
-    from SpiffWorkflow.bpmn import BpmnWorkflow
-    from SpiffWorkflow.bpmn.parser import BpmnParser
-    from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-    from SpiffWorkflow.bpmn.serializer.config import DEFAULT_CONFIG
-    from SpiffWorkflow.bpmn.serializer.default.task_spec import BpmnTaskSpecConverter
-    from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
-    from SpiffWorkflow.util.task import TaskState
-
-    class Workflow(BpmnWorkflow):  # type: ignore[misc]
-        """SpiffWorkflow's workflow with state lookups over its task dicts instead of tree walks
-        (the same tasks, 2x faster), and timers fired by the engine, explicitly and journaled."""
-
-        completed: bool
-
-        def _every_task(self) -> Iterable[Any]:
-            """Its own tasks and those inside its subprocesses and call activities, at any depth, as
-            SpiffWorkflow's tree walk finds them: each subprocess keeps its tasks in a dict of its own,
-            and the top workflow holds every subprocess in ``subprocesses``."""
-            own: Iterable[Any] = self.tasks.values()
-            if not self.subprocesses:
-                return own
-            return itertools.chain(own, *(sp.tasks.values() for sp in self.subprocesses.values()))
-
-        def get_tasks(self, first_task: Any = None, **kwargs: Any) -> list[Any]:
-            if first_task is None and kwargs and set(kwargs) <= {"state", "spec_name"}:
-                state, name = kwargs.get("state"), kwargs.get("spec_name")
-                if name is None:  # the hot case (every engine step): one attribute test per task
-                    return [t for t in self._every_task() if t._state & state]
-                return [t for t in self._every_task()
-                        if (state is None or t._state & state) and t.task_spec.name == name]
-            tasks: list[Any] = super().get_tasks(first_task, **kwargs)
-            return tasks
-
-        def update_waiting_tasks(self) -> None:
-            for task in [t for t in self._every_task() if t.state == TaskState.WAITING]:
-                task.task_spec._update(task)
-
-        def is_completed(self) -> bool:
-            if not self.completed:
-                self.completed = not any(t.state & TaskState.NOT_FINISHED_MASK for t in self.tasks.values())
-            return self.completed
-
-        def refresh_timers(self) -> None:  # the engine fires timers itself (Runner._fire_timers)
-            return None
-
-    import SpiffWorkflow.task as spiff_task
-
-    if not getattr(spiff_task.Task, "_procestra_quiet", False):
-        # SpiffWorkflow builds a dict of logging extras on every state change, even when its
-        # logger drops the record: a tenth of its run time. Build it only when it is logged.
-        extras = spiff_task.Task.collect_log_extras
-
-        def collect_log_extras(self: Any, dct: Any = None) -> dict[str, Any]:
-            return extras(self, dct) if spiff_task.logger.isEnabledFor(logging.DEBUG) or \
-                spiff_task.logger.isEnabledFor(logging.INFO) else {}
-
-        set_state = spiff_task.Task._set_state
-
-        def _set_state(self: Any, value: int) -> None:  # the same, without naming the state for a dropped record
-            if spiff_task.logger.isEnabledFor(logging.INFO):
-                set_state(self, value)
-            elif value != self._state:
-                self.last_state_change = time.time()
-                self._state = value
-
-        spiff_task.Task.collect_log_extras = collect_log_extras
-        spiff_task.Task._set_state = _set_state
-        spiff_task.Task._procestra_quiet = True
-
-    config = dict(DEFAULT_CONFIG)
-    config[ServiceTask] = BpmnTaskSpecConverter
-    config[Workflow] = config[BpmnWorkflow]  # snapshots restore as our class
-    serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
-    return BpmnParser, Workflow, serializer, TaskState
-
-
-_models: dict[tuple[str, str, int], Runnable] = {}
-_models_lock = threading.Lock()
-
-
-def runnable(ws: Home, name: str, version: int | None = None) -> Runnable:
-    """The saved to-be model ``name`` (latest or ``version``), parsed once per process.
-
-    On a PostgreSQL store shared by several machines, see :func:`_shared`.
-    """
-    stamp = None
-    if version is None:  # the latest version: known while the model's directory is unchanged
-        stamp = _models_stamp(ws, name)
-        cached = _latest.get((str(ws.path), name))
-        if stamp is not None and cached is not None and cached[0] == stamp:
-            version = cached[1]
-    if version is not None:  # saved versions never change: no need to read meta.json again
-        with _models_lock:
-            found = _models.get((str(ws.path), name, int(version)))
-        if found is not None:
-            return found
-    if ops.backend(ws) == "postgresql":
-        return _shared(ws, name, version)
-    info = model_info(ws, name, version)  # ModelNotFoundError
-    if stamp is not None:  # taken before meta.json was read: a version saved since changes it
-        _latest[(str(ws.path), name)] = (stamp, info.version)
-    key = (str(ws.path), info.name, info.version)
-    with _models_lock:
-        if key in _models:
-            return _models[key]
-    path = Path(info.path) / "model.bpmn"
-    if not path.is_file():
-        raise ModelNotFoundError(f"model {info.name!r} version {info.version} has no model.bpmn: save a to-be "
-                                 "model with ToBeModel.save() to run it")
-    tobe = ToBeModel.load(info.ref, ws=ws)
-    parser = _parser()
-    parser.add_bpmn_file(str(path))
-    calls: list[Runnable] = []
-    for element in tobe.elements.values():  # call activities: the called models' processes
-        if element.kind == "callActivity" and element.called:
-            ref = ModelRef.parse(element.called)
-            called = runnable(ws, ref.name, ref.version)
-            calls.append(called)
-            parser.add_bpmn_file(str(Path(model_info(ws, called.name, called.version).path) / "model.bpmn"))
-    spec, subs = _specs(parser, tobe.process_id, info.name, info.version)
-    model = Runnable(info.name, info.version, tobe, spec, subs, _elements(info.name, info.version, tobe, calls))
-    with _models_lock:
-        _models[key] = model
-    return model
-
-
-def _elements(name: str, version: int, tobe: ToBeModel, calls: list[Runnable]) -> dict[str, Element]:
-    """The elements a case of the model runs on, by id: its own and those of the models it calls.
-
-    SpiffWorkflow names a task by its element id alone, so the engine finds the binding, form
-    and boundary events of a task inside a call activity by that id. An activity or boundary
-    event id that the model and a model it calls (or two called models) both use is refused,
-    naming both, rather than one task running with the other's binding.
-    """
-    looked_up = (*ACTIVITIES, "boundaryEvent")
-    out: dict[str, Element] = {}
-    owner: dict[str, str] = {}
-    sources = [(str(ModelRef(name, version)), tobe.elements),
-               *((str(ModelRef(c.name, c.version)), c.elements) for c in calls)]
-    for source, elements in sources:
-        for eid, e in elements.items():
-            if eid not in out:
-                out[eid], owner[eid] = e, source
-            elif owner[eid] != source and (e.kind in looked_up or out[eid].kind in looked_up):
-                raise EngineError(f"model {name!r} version {version} cannot be run: the element id {eid!r} is used "
-                                  f"by {owner[eid]} and by {source}, which it calls; the engine finds a task by its "
-                                  "id, so rename one of them")
-    return out
-
-
-def _parser() -> Any:
-    BpmnParser, _, _, _ = spiff()
-    return BpmnParser()
-
-
-def _specs(parser: Any, process_id: str, name: str, version: int) -> tuple[Any, Any]:
-    """The workflow spec and subprocess specs ``parser`` read, or an :class:`EngineError` naming the version."""
-    try:
-        return parser.get_spec(process_id), parser.get_subprocess_specs(process_id)
-    except Exception as exc:  # SpiffWorkflow's ValidationException and friends
-        raise EngineError(f"model {name!r} version {version} cannot be run: {exc}") from exc
-
-
-_latest: dict[tuple[str, str], tuple[Any, int]] = {}  # (workspace, model) -> (directory stamp, latest version)
-
-
-def _models_stamp(ws: Home, name: str) -> Any:
-    """When ``name``'s directory last changed (saving a version renames a new ``v<N>`` into it)."""
-    try:
-        st = (Path(ws.models_dir) / name).stat()
-    except (OSError, ValueError):
-        return None
-    return (st.st_ino, st.st_mtime_ns)
-
-
-_shared_bpmn: dict[tuple[str, str, int], bytes] = {}
-
-
-def _shared(ws: Home, name: str, version: int | None) -> Runnable:
-    """:func:`_model` on a shared store: the workspace's saved version, published to the store's
-    ``model_versions`` on first use so that every machine runs the very same model, else (a
-    worker on another machine) the published copy. A version number means one model on every
-    machine: a local version that differs from the published one of that number is not run
-    (the published one is, with a warning), so cases never change model between machines.
-    """
-    journal.prepare(ws)
-    try:
-        info = model_info(ws, name, version)
-    except ModelNotFoundError as exc:
-        info, missing = None, exc
-        if "@" in name:  # "name@3", checked by model_info
-            ref = ModelRef.parse(name)
-            name, version = ref.name, ref.version
-    if info is not None:
-        name = info.name
-    with ops.connect(ws) as con:
-        if info is None and version is None:
-            version = journal.latest_published(con, name)
-        v = info.version if info is not None else version
-        stored = None if v is None else journal.published(con, name, v)
-    if info is None and stored is None:
-        raise missing
-    assert v is not None
-    key = (str(ws.path), name, int(v))
-    with _models_lock:
-        if key in _models:
-            return _models[key]
-    if info is not None:
-        path = Path(info.path) / "model.bpmn"
-        if not path.is_file():
-            raise ModelNotFoundError(f"model {name!r} version {v} has no model.bpmn: save a to-be model with "
-                                     "ToBeModel.save() to run it")
-        bpmn = path.read_bytes()
-        if stored is not None and stored["sha256"] != hashlib.sha256(bpmn).hexdigest():
-            log.warning("model %r version %s of %s differs from the version %s published to the shared operational "
-                        "store %s by another workspace; the published one runs. Save your model as a new version "
-                        "(and copy process_models/%s/ to the other workspaces) to run it", name, v, ws.path, v,
-                        ops.display_location(ws), name)
-            info = None
-    if info is None:
-        assert stored is not None
-        bpmn = stored["bpmn"].encode("utf-8")
-    digest = hashlib.sha256(bpmn).hexdigest()
-    tobe = ToBeModel.from_xml(bpmn, source=str(ModelRef(name, v)))
-    tobe.name = name
-    parser = _parser()
-    parser.add_bpmn_str(bpmn, filename=str(ModelRef(name, v)))
-    pinned = json.loads(stored["called"]) if stored is not None else {}
-    called_refs: dict[str, str] = {}
-    calls: list[Runnable] = []
-    for element in tobe.elements.values():  # call activities: the versions the publisher resolved
-        if element.kind == "callActivity" and element.called:
-            ref = ModelRef.parse(pinned.get(element.called) or element.called)
-            called = runnable(ws, ref.name, ref.version)
-            calls.append(called)
-            called_refs[element.called] = str(ModelRef(called.name, called.version))
-            text = _shared_bpmn.get((str(ws.path), called.name, called.version))
-            if text is None:  # parsed before this process used the shared store
-                text = (Path(model_info(ws, called.name, called.version).path) / "model.bpmn").read_bytes()
-            parser.add_bpmn_str(text, filename=called_refs[element.called])
-    spec, subs = _specs(parser, tobe.process_id, name, v)
-    if stored is None:  # publish it, before any case of it can be stored
-        assert info is not None
-        meta = Path(info.path) / "meta.json"
-        with ops.transaction(ws) as con:
-            theirs = journal.publish(con, name, v, bpmn.decode("utf-8"), digest, journal.dumps(called_refs),
-                                     meta.read_text(encoding="utf-8") if meta.is_file() else "{}",
-                                     journal.iso(journal.now()))
-        if theirs != digest:  # another workspace published a different one meanwhile: that one runs
-            return _shared(ws, name, v)
-    model = Runnable(name, int(v), tobe, spec, subs, _elements(name, int(v), tobe, calls))
-    with _models_lock:
-        _shared_bpmn[key] = bpmn
-        _models[key] = model
-    return model
-
-
-@functools.lru_cache(maxsize=1)
-def _script_engine() -> Any:
-    from procestra.engine.sandbox import SandboxScriptEngine
-
-    return SandboxScriptEngine()
 
 
 # -- running cases -----------------------------------------------------------------------------
@@ -349,13 +55,17 @@ class Pending:
     work: list[tuple[Any, ...]] = field(default_factory=list)
     cancel_work: list[tuple[str, int]] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)  # completed work items applied this round
+    delivered: list[str] = field(default_factory=list)  # inbox events (messages, signals) applied this round
+    signals: list[str] = field(default_factory=list)  # signals the case threw, for the other cases waiting for them
 
 
 class CaseRunner:
     """One case in a worker's hands: its SpiffWorkflow workflow, rebuilt from snapshot and journal."""
 
     def __init__(self, worker: Worker, row: sqlite3.Row, model: Runnable, steps: list[sqlite3.Row],
-                 work_done: dict[tuple[str, int], sqlite3.Row], open_work: set[tuple[str, int]]) -> None:
+                 work_done: dict[tuple[str, int], sqlite3.Row], open_work: set[tuple[str, int]],
+                 inbox: list[sqlite3.Row] | None = None, waits: set[tuple[str, str]] | None = None,
+                 instances: dict[str, tuple[str, int]] | None = None) -> None:
         _, Workflow, serializer, TaskState = spiff()
         self.TaskState = TaskState
         self.worker = worker
@@ -375,33 +85,55 @@ class CaseRunner:
         self.occurrence: dict[str, int] = {}  # element -> how many times it completed
         self.attempts: dict[tuple[str, int], int] = {}  # (element, occurrence) -> failed attempts
         self.retry_at: dict[tuple[str, int], datetime] = {}
+        self.loops_done: set[Any] = set()  # multi-instance and loop tasks whose data went into the case data
+        self.instances = dict(instances or {})  # user task instance id -> (element, occurrence) of its work item
+        self.inbox = list(inbox or [])  # messages and signals sent to the case, not yet delivered, oldest first
+        self.waits_stored = waits or set()  # the messages and signals the store lists the case as waiting for
         self.pending = Pending()
         self.lost = False
         if row["snapshot"]:
             self.wf = serializer.deserialize_json(row["snapshot"])
-            self.wf.script_engine = _script_engine()
+            self.wf.script_engine = script_engine()
         else:
-            self.wf = Workflow(model.spec, model.subprocess_specs, script_engine=_script_engine())
+            self.wf = Workflow(model.spec, model.subprocess_specs, script_engine=script_engine())
             self.wf.task_tree.data.update(self.data)
         for s in steps:  # counters from the whole journal; the workflow only from the snapshot on
             self._count(s)
             if s["seq"] > self.snapshot_seq:
                 self._replay(s)
+        self.armed = {t.id for t in waiting.waiting_tasks(self.wf) if waiting.has_timer(t)}  # in the store
 
     # bookkeeping ---------------------------------------------------------------------------
     def _count(self, s: sqlite3.Row) -> None:
         el, occ = s["element_id"], s["occurrence"]
-        if s["kind"] in ("service", "user", "script", "error", "timer") and \
-                s["outcome"] in ("completed", "failed", "error", "cancelled", "fired"):
+        if s["kind"] in ("service", "user", "script", "error", "timer", "message", "signal", "throw") and \
+                s["outcome"] in ("completed", "failed", "error", "cancelled", "fired", "caught", "sent"):
             self.occurrence[el] = max(self.occurrence.get(el, 0), occ)
         if s["kind"] == "retry":
             self.attempts[(el, occ)] = max(self.attempts.get((el, occ), 0), s["attempt"])
             self.retry_at[(el, occ)] = journal.when(s["ended"]) + timedelta(
                 seconds=json.loads(s["data"] or "{}").get("delay", 0))
 
+    def _loop_done(self, task: Any) -> None:
+        """A multi-instance or loop task that completed: its data (the output collection) becomes case data."""
+        if task.has_state(self.TaskState.COMPLETED) and not _instance(task) and task.id not in self.loops_done:
+            self.loops_done.add(task.id)
+            self.data.update(task.data)
+
+    def _instance_task(self, element: str, occurrence: int) -> Any:
+        """The ready user task instance whose work item is ``(element, occurrence)``, if the store knows it."""
+        for key, where in self.instances.items():
+            if where == (element, occurrence):
+                task = self.wf.get_task_from_id(uuid.UUID(key)) if _is_uuid(key) else None
+                if task is not None and task.state == self.TaskState.READY:
+                    return task
+        return None
+
     def _find(self, element: str, states: int) -> Any:
+        """The first task of ``element`` in ``states`` that runs itself (not a multi-instance or loop task,
+        which carries its instances' element id and completes when they have)."""
         for t in self.wf.get_tasks(state=states):
-            if getattr(t.task_spec, "bpmn_id", None) == element:
+            if getattr(t.task_spec, "bpmn_id", None) == element and not isinstance(t.task_spec, _loop_task()):
                 return t
         return None
 
@@ -414,17 +146,17 @@ class CaseRunner:
         if kind == "user" and s["outcome"] != "completed":
             return  # a user task cancelled by its timer: replaying the timer step cancelled it again
         if kind in ("service", "user"):
-            task = self._find(el, TS.STARTED | TS.READY)
+            task = self._instance_task(el, s["occurrence"]) if kind == "user" else None
+            task = task or self._find(el, TS.STARTED | TS.READY)
             if task is None:
                 raise EngineError(f"case {self.case_id}: cannot replay step {s['seq']} ({kind} {el}): the "
                                   "task is not waiting; the journal does not fit the model version")
             task.data.update(data)
             task.complete() if task.state == TS.STARTED else task.run()
         elif kind == "timer":
-            task = self._find(el, TS.WAITING)
-            if task is not None:
-                task._set_internal_data(event_fired=True)
-                task.task_spec._update(task)
+            waiting.replay_timer(self.wf, el)
+        elif kind in ("message", "signal") and s["outcome"] == "caught":
+            waiting.deliver(self.wf, kind, data["name"], data["payload"])
         elif kind == "error":
             self._throw(el, data.get("code"), data.get("message", ""))
         # No engine steps after the step: script tasks that follow it run in the next live round,
@@ -467,7 +199,13 @@ class CaseRunner:
                 if getattr(task.task_spec, "manual", False) and self._completed_in_time(task) and \
                         self._user_task(task):
                     return
+            if self.inbox and not self._timer_first(now):  # what came first: the message or the due timer
+                self._deliver(now)
+                return
             if self._fire_timers(now):
+                return
+            if self.inbox:
+                self._deliver(now)
                 return
             if self.wf.is_completed():
                 self._finish()
@@ -479,7 +217,7 @@ class CaseRunner:
             # service tasks: one handler call per round
             waiting_retry: list[datetime] = []
             for task in self.wf.get_tasks(state=TS.STARTED):
-                if isinstance(task.task_spec, SubWorkflowTask):  # runs its inside; completes when that ends
+                if isinstance(task.task_spec, (SubWorkflowTask, _loop_task())):  # it completes when its inside ends
                     continue
                 el = task.task_spec.bpmn_id
                 occ = self.occurrence.get(el, 0) + 1
@@ -499,51 +237,129 @@ class CaseRunner:
         script_tasks: list[Any] = []
 
         def did(task: Any) -> None:
-            if type(task.task_spec).__name__ == "ScriptTask":
+            if type(task.task_spec).__name__ == "ScriptTask" or waiting.thrown_signals(task):
                 script_tasks.append(task)
+            elif isinstance(task.task_spec, _loop_task()):
+                self._loop_done(task)
 
         started = journal.now()
-        self.wf.do_engine_steps(did_complete_task=did)
+        try:
+            self.wf.do_engine_steps(did_complete_task=did)
+        finally:  # scripts that ran before a failure (a later script, a gateway) are journaled with their data
+            self._scripts_done(script_tasks, started)
+
+    def _scripts_done(self, script_tasks: list[Any], started: datetime) -> None:
+        """Journal the scripts (with their data) and signal throw events that engine steps ran, in order.
+
+        A thrown signal also goes to every other case waiting for it (with no data: the thrower's case
+        data stays its own), queued in this round's commit; its journal step keeps a replay from
+        throwing it again."""
         for task in script_tasks:
             el = task.task_spec.bpmn_id
             occ = self.occurrence.get(el, 0) + 1
             self.occurrence[el] = occ
-            self.data.update(task.data)
+            signals = waiting.thrown_signals(task)
+            if signals:
+                self.pending.signals += signals
+                self._record("throw", el, task.task_spec.bpmn_name or el, "sent", started, journal.now(),
+                             occurrence=occ, resource=self.worker.name, data={"signals": signals})
+                continue
+            if not _instance(task):
+                self.data.update(task.data)
             self._record("script", el, task.task_spec.bpmn_name or el, "completed", started, journal.now(),
                          occurrence=occ, resource=self.worker.name, event=True)
 
     def _fire_timers(self, now: datetime) -> bool:
-        from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
-
-        fired = False
+        """Fire the timers that are due (one cycle repetition each); journal each firing."""
+        moved = False
         live_before = self._live_user_tasks()
-        for task in self.wf.get_tasks(state=self.TaskState.WAITING):
-            evdef = getattr(task.task_spec, "event_definition", None)
-            if not isinstance(evdef, TimerEventDefinition):
+        for task in waiting.waiting_tasks(self.wf):
+            if not waiting.has_timer(task):
                 continue
-            armed = task._get_internal_data("event_value") is not None
-            if evdef.has_fired(task):  # also arms it (computes its due time) the first time
-                task.task_spec._update(task)
-                el = task.task_spec.bpmn_id
-                occ = self.occurrence.get(el, 0) + 1  # a timer in a loop fires once per pass
-                self.occurrence[el] = occ
-                self._record("timer", el, task.task_spec.bpmn_name or el, "fired", now, now, occurrence=occ,
-                             resource="timer", event=bool(task.task_spec.bpmn_name))
-                self.needs_snapshot = True
-                fired = True
-            elif not armed:
+            due = waiting.timer_due(task, now)
+            if due is None:  # not armed yet: arming computes its due time
+                task.task_spec.event_definition.has_fired(task)
+                due = waiting.timer_due(task, now)
+            if task.id not in self.armed:
+                self.armed.add(task.id)
                 self.needs_snapshot = True  # a timer's due time must survive a crash
-        if fired:
+            if due is None or due > now:
+                continue
+            fired = waiting.fire_timer(task)
+            if fired is None:
+                continue
+            moved = True
+            el, journaled = fired
+            if journaled:
+                occ = self.occurrence.get(el, 0) + 1  # a timer in a loop, or a cycle, fires once per pass
+                self.occurrence[el] = occ
+                name = self.model.elements[el].name if el in self.model.elements else ""
+                self._record("timer", el, name or el, "fired", now, now, occurrence=occ, resource="timer",
+                             event=bool(name), data={"due": journal.iso(due)})
+                self.needs_snapshot = True
+        if moved:
             self._engine_steps()
             self._cancel_interrupted(live_before, now)
-        return fired
+        return moved
+
+    def _timer_first(self, now: datetime) -> bool:
+        """Whether a timer of the case came due before the oldest message or signal in its inbox was sent."""
+        sent = ops.from_iso(self.inbox[0]["created"]) or now
+        dues = [d for d in (waiting.timer_due(t, now) for t in waiting.waiting_tasks(self.wf)) if d is not None]
+        return bool(dues) and min(dues) <= now and min(dues) < sent
+
+    def waits(self) -> set[tuple[str, str]]:
+        """The messages and signals the case waits for now (none once it ended)."""
+        return set() if self.status in FINAL else waiting.waits_of(self.wf)
+
+    def _deliver(self, now: datetime) -> None:
+        """Deliver the oldest message or signal of the case's inbox (one step); journal who caught it."""
+        row = self.inbox.pop(0)
+        payload = json.loads(row["payload"])
+        live_before = self._live_user_tasks()
+        caught = waiting.deliver(self.wf, row["kind"], row["name"], payload)
+        data = {"event": row["event_id"], "name": row["name"], "payload": payload}
+        self.pending.delivered.append(row["event_id"])
+        if caught is None:  # the case moved on since it was sent (or its correlation differs): journaled
+            self._record(row["kind"], None, f"{row['kind']} {row['name']}", "uncaught", now, now,
+                         resource="events", data=data, error="no event of the case catches it now")
+            return
+        el, name = caught
+        occ = self.occurrence.get(el, 0) + 1
+        self.occurrence[el] = occ
+        self.data.update(payload)
+        self._record(row["kind"], el, name, "caught", ops.from_iso(row["created"]) or now, now, occurrence=occ,
+                     resource="events", data=data)
+        self._engine_steps()
+        self._cancel_interrupted(live_before, now, by="events")
+
+    # human tasks: one work item per instance (a multi-instance user task has several at once) --------
+    def _occ_of(self, task: Any) -> int:
+        """The occurrence (work item number) of user task instance ``task``: the one its work item has, or the
+        next free one. A work item kept from before instances were recorded (or whose instance the workflow
+        rebuilt under a new id) is taken over by the first instance without one, oldest first."""
+        key, el = str(task.id), task.task_spec.bpmn_id
+        found = self.instances.get(key)
+        if found is not None:
+            return found[1]
+        live = {str(t.id) for t in self.wf.get_tasks(state=self.TaskState.READY)}
+        taken = {o for k, (e, o) in self.instances.items() if e == el and k in live}
+        orphans = sorted(o for e, o in (*self.open_work, *self.work_done) if e == el and o not in taken
+                         and o > self.occurrence.get(el, 0))
+        if orphans:
+            occ = orphans[0]
+        else:
+            used = [o for e, o in (*self.instances.values(), *self.open_work, *self.work_done) if e == el]
+            occ = max([self.occurrence.get(el, 0), *used]) + 1
+        self.instances[key] = (el, occ)
+        return occ
 
     def _completed_in_time(self, task: Any) -> bool:
         """Whether the user task has a completed work item, done before any due timer attached to it."""
         from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 
         el = task.task_spec.bpmn_id
-        done = self.work_done.get((el, self.occurrence.get(el, 0) + 1))
+        done = self.work_done.get((el, self._occ_of(task)))
         if done is None:
             return False
         completed = ops.from_iso(done["completed_at"]) or journal.now()
@@ -551,22 +367,25 @@ class CaseRunner:
         for t in self.wf.get_tasks(state=self.TaskState.WAITING):
             if t.task_spec.bpmn_id in boundaries and isinstance(getattr(t.task_spec, "event_definition", None),
                                                                   TimerEventDefinition):
-                value = t._get_internal_data("event_value")
-                if value is not None and _timer_due(value) < completed:
+                due = waiting.timer_due(t, completed)
+                if due is not None and due < completed:
                     return False
         return True
 
     def _user_task(self, task: Any) -> bool:
         el = task.task_spec.bpmn_id
-        occ = self.occurrence.get(el, 0) + 1
+        occ = self._occ_of(task)
         done = self.work_done.pop((el, occ), None)
         if done is not None:
             form = json.loads(done["data"] or "{}")
             task.data.update(form)
             started = ops.from_iso(done["created"]) or journal.now()
             task.run()
-            self.occurrence[el] = occ
-            self.data.update(form)
+            self.occurrence[el] = max(self.occurrence.get(el, 0), occ)
+            if not _instance(task):
+                self.data.update(form)
+            else:
+                self._loop_done(task.parent)
             self._record("user", el, task.task_spec.bpmn_name or el, "completed", started,
                          ops.from_iso(done["completed_at"]) or journal.now(), occurrence=occ,
                          resource=done["completed_by"], data=form)
@@ -585,7 +404,9 @@ class CaseRunner:
                                       task.task_spec.bpmn_name or el, occ,
                                       human.candidate_group if human else None, journal.dumps(form),
                                       "claimed" if human is not None and human.assignee else "open",
-                                      journal.iso(journal.now()), due, human.assignee if human else None))
+                                      journal.iso(journal.now()), due, human.assignee if human else None,
+                                      str(task.id), journal.dumps(_own_data(task)) if _instance(task) else None))
+            self.needs_snapshot = True  # the instance's id, which its work item names, must be in the store
             self.open_work.add((el, occ))
         return False
 
@@ -618,7 +439,10 @@ class CaseRunner:
         task.data.update(out)
         task.complete()
         self.occurrence[el] = occ
-        self.data.update(out)
+        if not _instance(task):  # an instance's outputs reach the case through its loop or multi-instance task
+            self.data.update(out)
+        else:
+            self._loop_done(task.parent)
         self._record("service", el, name, "completed", started, journal.now(), occurrence=occ, attempt=attempt,
                      resource=self.worker.name, data=out)
 
@@ -667,24 +491,25 @@ class CaseRunner:
         self.wf.catch(event)
 
     def _live_user_tasks(self) -> dict[str, Any]:
-        return {t.task_spec.bpmn_id: t for t in self.wf.get_tasks(state=self.TaskState.READY)
+        return {str(t.id): t for t in self.wf.get_tasks(state=self.TaskState.READY)
                 if getattr(t.task_spec, "manual", False)}
 
-    def _cancel_interrupted(self, before: dict[str, Any], now: datetime) -> None:
-        """User tasks an interrupting timer just cancelled: journal them, cancel their work items.
+    def _cancel_interrupted(self, before: dict[str, Any], now: datetime, by: str = "timer") -> None:
+        """User tasks an interrupting timer (or message, signal) just cancelled: journal them, cancel their work items.
 
         The cancelled instance uses up its occurrence number, so a later instance of the same
         task (sent back after an escalation) gets a work item of its own; a completion that
         came in after the timer was due is set aside (it lost), so the case does not stay busy.
         """
         after = self._live_user_tasks()
-        for el, task in before.items():
-            if el in after and after[el] is task:
+        for key, task in before.items():
+            if key in after:
                 continue
-            occ = self.occurrence.get(el, 0) + 1
-            self.occurrence[el] = occ
+            el = task.task_spec.bpmn_id
+            occ = self._occ_of(task)
+            self.occurrence[el] = max(self.occurrence.get(el, 0), occ)
             self._record("user", el, task.task_spec.bpmn_name or el, "cancelled", now, now, occurrence=occ,
-                         resource="timer")
+                         resource=by)
             self.pending.cancel_work.append((el, occ))
             self.open_work.discard((el, occ))
             late = self.work_done.pop((el, occ), None)
@@ -692,18 +517,17 @@ class CaseRunner:
                 self.pending.applied.append(late["task_id"])
 
     def _block(self, retry_due: list[datetime]) -> None:
-        """Nothing can run now: wait for a person, a timer or a retry."""
-        from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
-
+        """Nothing can run now: wait for a person, a timer, a message, a signal or a retry."""
+        now = journal.now()
         due = list(retry_due)
-        for task in self.wf.get_tasks(state=self.TaskState.WAITING):
-            if isinstance(getattr(task.task_spec, "event_definition", None), TimerEventDefinition):
-                value = task._get_internal_data("event_value")
-                if value is not None:
-                    due.append(_timer_due(value))
+        events = waiting.waiting_tasks(self.wf)
+        for task in events:
+            t = waiting.timer_due(task, now)
+            if t is not None:
+                due.append(t)
         self.wake_at = min(due) if due else None
         humans = any(getattr(t.task_spec, "manual", False) for t in self.wf.get_tasks(state=self.TaskState.READY))
-        if not due and not humans:
+        if not due and not humans and not events:
             self._fail("the case cannot go on: no task is ready and nothing is waiting (a gateway found no true "
                        "condition and has no default flow?)")
             return
@@ -734,12 +558,30 @@ class CaseRunner:
         return str(serializer.serialize_json(self.wf))
 
 
-def _timer_due(value: Any) -> datetime:
-    from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+def _instance(task: Any) -> bool:
+    """Whether ``task`` is one instance of a multi-instance or loop activity (its data stays its own)."""
+    parent = task.parent  # SpiffWorkflow's tree: the task before it, or the loop task whose instance it is
+    return parent is not None and isinstance(parent.task_spec, _loop_task()) and \
+        parent.task_spec.task_spec == task.task_spec.name
 
-    t: datetime
+
+def _own_data(task: Any) -> dict[str, Any]:
+    """What an instance's data has that its multi-instance task's has not (its element of the collection)."""
+    shared = task.parent.data
+    return {k: v for k, v in task.data.items() if k not in shared or shared[k] != v}
+
+
+@functools.lru_cache(maxsize=1)
+def _loop_task() -> Any:
+    """SpiffWorkflow's base class of multi-instance and standard loop tasks (imported on first use)."""
+    from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
+
+    return LoopTask
+
+
+def _is_uuid(text: str) -> bool:
     try:
-        t = TimerEventDefinition.get_datetime(str(value))
-    except Exception:  # noqa: BLE001 - a date timer's raw expression
-        t = TimerEventDefinition.parse_time_or_duration(str(value))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

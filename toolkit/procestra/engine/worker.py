@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from procestra.engine import journal
 from procestra.engine.connectors import Secrets
 from procestra.engine.journal import FINAL
-from procestra.engine.runtime import CaseRunner, Pending, runnable
+from procestra.engine.runtime import CaseRunner, Pending, Runnable, runnable
 from procestra.errors import InvalidArgumentError, ProcestraError
 from procestra.ingest.outbox import flush_outbox
 from procestra.store import ops
@@ -184,12 +184,21 @@ class Worker:
 
     def _load(self, rows: list[sqlite3.Row]) -> list[CaseRunner]:
         runners = []
+        models: dict[str, Runnable] = {}
+        for row in rows:
+            try:
+                models[row["case_id"]] = runnable(self.workspace, row["model"], row["version"])
+            except ProcestraError as exc:
+                self._fail_case(row, str(exc))
+        listening = [cid for cid, m in models.items() if m.listens]
         with self._connection() as con:  # the journals and work items of the whole batch in two queries
-            steps_of, work_of = journal.journals(con, [row["case_id"] for row in rows])
+            steps_of, work_of = journal.journals(con, list(models))
+            inbox_of, waits_of = journal.pending_events(con, listening) if listening else ({}, {})
         for row in rows:
             cid = row["case_id"]
+            if cid not in models:
+                continue
             try:
-                model = runnable(self.workspace, row["model"], row["version"])
                 steps = steps_of.get(cid, [])
                 work = work_of.get(cid, [])
                 applied = {(s["element_id"], s["occurrence"]) for s in steps if s["kind"] == "user"}
@@ -197,7 +206,9 @@ class Worker:
                         if w["status"] == "completed" and not w["applied"]
                         and (w["element_id"], w["occurrence"]) not in applied}
                 open_ = {(w["element_id"], w["occurrence"]) for w in work if w["status"] in ("open", "claimed")}
-                runners.append(CaseRunner(self, row, model, steps, done, open_))
+                instances = {w["instance"]: (w["element_id"], w["occurrence"]) for w in work if w["instance"]}
+                runners.append(CaseRunner(self, row, models[cid], steps, done, open_, inbox_of.get(cid),
+                                          waits_of.get(cid), instances))
             except ProcestraError as exc:
                 self._fail_case(row, str(exc))
             except Exception as exc:  # noqa: BLE001 - e.g. a snapshot this SpiffWorkflow cannot read
@@ -258,7 +269,8 @@ class Worker:
                                             journal.iso(r.wake_at) if r.wake_at else None)
             else:
                 case = journal.running_case(r.case_id, journal.dumps(r.data), r.seq, stamp, lease_until)
-            plans.append((r, snap, case, r.pending.events))
+            now_waits = r.waits() if r.model.listens else None
+            plans.append((r, snap, case, r.pending.events, now_waits if now_waits != r.waits_stored else None))
         ids = [r.case_id for r in runners]
         try:
             with self._transaction() as con:
@@ -270,8 +282,11 @@ class Worker:
                 applied: list[tuple[str]] = []
                 cancel: list[tuple[str, str, int]] = []  # work items whose task a timer interrupted
                 ended: list[tuple[str]] = []  # cases that ended: their open work items go
+                delivered: list[tuple[str]] = []
+                thrown: list[tuple[str, list[str]]] = []  # signals cases threw: to the others waiting for them
+                waits: dict[str, set[tuple[str, str]]] = {}
                 mine = journal.held_cases(con, ids, self.name)
-                for r, snap, case, events in plans:
+                for r, snap, case, events, new_waits in plans:
                     if r.case_id not in mine:
                         r.lost = True  # taken over (our lease ran out) or cancelled: drop this round
                         self.report.lost_leases += 1
@@ -283,20 +298,29 @@ class Worker:
                     if snap is not None:
                         snaps.append((snap, r.seq, r.case_id))
                     applied += [(task_id,) for task_id in p.applied]
+                    delivered += [(event_id,) for event_id in p.delivered]
+                    if p.signals:
+                        thrown.append((r.case_id, p.signals))
+                    if new_waits is not None:
+                        waits[r.case_id] = new_waits
                     updates.setdefault(case[0], []).append(case[1])
                     if r.status in FINAL and (p.work or r.open_work or r.work_done):
                         ended.append((r.case_id,))
                     outbox += events
                 journal.write_round(con, steps=steps, work=work, snapshots=snaps, cancel=cancel, ended=ended,
-                                    applied=applied, updates=updates)
+                                    applied=applied, updates=updates, delivered=delivered, waits=waits)
+                for sender, signals in thrown:
+                    journal.broadcast(con, sender, signals, stamp)
                 ops.emit_rows(con, outbox)
         except ProcestraError:
             for r in runners:  # nothing of this round was stored: reload these cases from the store
                 r.lost = True
             raise
-        for r, snap, _, _ in plans:
+        for r, snap, _, _, new_waits in plans:
             if r.lost:
                 continue
+            if new_waits is not None:
+                r.waits_stored = new_waits
             self.report.steps += len(r.pending.steps)
             if snap is not None:
                 r.snapshot_seq, r.needs_snapshot = r.seq, False
