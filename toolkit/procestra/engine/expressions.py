@@ -736,26 +736,26 @@ def feel_compare(op: str, a: Any, b: Any) -> bool | None:
     return None
 
 
-def feel_and(values: list[Callable[[], Any]]) -> bool | None:
-    """FEEL ``and``: false if any operand is false, else null if any is not a boolean, else true."""
+def _feel_junction(values: list[Callable[[], Any]], decisive: bool) -> bool | None:
+    """FEEL ``and`` (``decisive`` False) or ``or`` (True): ``decisive`` if any operand is it, else
+    null if any operand is not a boolean, else the other boolean. Operands are evaluated lazily."""
     unknown = False
     for v in values:
         x = v()
-        if x is False:
-            return False
-        unknown = unknown or x is not True
-    return None if unknown else True
+        if x is decisive:
+            return bool(decisive)
+        unknown = unknown or x is not (not decisive)
+    return None if unknown else not decisive
+
+
+def feel_and(values: list[Callable[[], Any]]) -> bool | None:
+    """FEEL ``and``: false if any operand is false, else null if any is not a boolean, else true."""
+    return _feel_junction(values, False)
 
 
 def feel_or(values: list[Callable[[], Any]]) -> bool | None:
     """FEEL ``or``: true if any operand is true, else null if any is not a boolean, else false."""
-    unknown = False
-    for v in values:
-        x = v()
-        if x is True:
-            return True
-        unknown = unknown or x is not False
-    return None if unknown else False
+    return _feel_junction(values, True)
 
 
 def feel_not(v: Any) -> bool | None:
