@@ -316,18 +316,3 @@ def one_task_model(name: str, task_id: str, task_name: str, *, start_id: str = "
     m.bind(task, python("engine_handlers:effect", outputs=["effect_done"]))
     m.add_event("end", id=end_id, after=task)
     return m
-
-
-def save_with_markup(ws: Any, model: Any, loops: dict[str, str]) -> None:
-    """Save ``model`` and put each ``loops`` fragment (BPMN markup the product does not keep on save yet: loop
-    characteristics, a conditional event's condition) into the element of that id in the saved file."""
-    from lxml import etree
-
-    bpmn = "http://www.omg.org/spec/BPMN/20100524/MODEL"
-    info = model.save(ws)
-    path = Path(info.path) / "model.bpmn"
-    root = etree.parse(str(path)).getroot()
-    for element, fragment in loops.items():
-        [node] = root.xpath(f"//*[@id='{element}']")
-        node.append(etree.fromstring(f'<bpmn:wrap xmlns:bpmn="{bpmn}">{fragment}</bpmn:wrap>')[0])
-    path.write_bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))

@@ -56,12 +56,9 @@ def save_batch_and_reminders(ws: Workspace) -> None:
     batch.bind("Activity_each", python(SLOW, outputs=["Activity_each_done"]))
     approve = batch.add_task("Approve item", id="Activity_approve", after="Activity_each")
     batch.human(approve, [FormField("ok", "boolean")])
-    engine_handlers.save_with_markup(ws, batch, {
-        "Activity_each": ("<bpmn:multiInstanceLoopCharacteristics isSequential='true'><bpmn:loopCardinality>3"
-                          "</bpmn:loopCardinality></bpmn:multiInstanceLoopCharacteristics>"),
-        "Activity_approve": ("<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>items"
-                             "</bpmn:loopDataInputRef><bpmn:inputDataItem id='item' name='item'/>"
-                             "</bpmn:multiInstanceLoopCharacteristics>")})
+    batch.set_loop("Activity_each", kind="sequential", cardinality="3")
+    batch.set_loop(approve, kind="parallel", collection="items", element_variable="item")
+    batch.save(ws)
     reminders = ToBeModel.load(CASES_DIR / "reminders.bpmn", name="reminders")
     reminders.declare("delay_ms", "number")
     reminders.bind("Activity_send_reminder", python(SLOW, outputs=["Activity_send_reminder_done"]))

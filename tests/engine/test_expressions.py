@@ -150,8 +150,11 @@ def test_python_conditions_are_left_as_they_are():
     assert to_python("${amount > 1000}").python == "amount > 1000"
     assert to_python("=amount in [100..500]").python == "(amount >= 100) and (amount <= 500)"
     assert compile_expression('=amount > limit and customer.tier = "x"').variables == {"amount", "limit", "customer"}
-    with pytest.raises(ConditionError, match="conditions only"):
-        compile_expression("${duration}", what="timer")
+    # a cardinality or a timer is a value; only a condition must give true or false
+    assert evaluate("${duration}", {"duration": "PT1H"}, what="timer") == "PT1H"
+    assert evaluate("=n", {"n": 3}, what="loop cardinality") == 3
+    with pytest.raises(ConditionError, match="must give true or false"):
+        evaluate("${duration}", {"duration": "PT1H"})
 
 
 # -- in models ------------------------------------------------------------------------------------

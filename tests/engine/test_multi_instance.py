@@ -11,9 +11,8 @@ Before, the multi-instance task itself was taken for a service task (its handler
 with no instance) and the instances of a user task were offered one or two at a time. The expected
 runs are read from the diagrams (BPMN 2.0: one instance per element or per count).
 
-Until the product keeps multi-instance and loop markup when it saves a model (the imported
-document is kept: issue 13, another part), :func:`engine_handlers.save_with_markup` saves the model and adds the
-markup to the saved ``model.bpmn``, which is what SpiffWorkflow runs.
+The loops are set through the API (:meth:`ToBeModel.set_loop`) and saved by the product, so what
+runs is what the model writer puts in ``model.bpmn``.
 """
 
 from __future__ import annotations
@@ -37,10 +36,9 @@ def test_a_parallel_multi_instance_user_task_offers_one_item_per_element_at_once
     review = m.add_task("Review document", id="Activity_review", after=start)
     m.human(review, [FormField("verdict", "string")], group="reviewers")
     m.add_event("end", id="EndEvent_1", after=review)
-    engine_handlers.save_with_markup(ws, m, {"Activity_review": (
-        "<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>documents</bpmn:loopDataInputRef>"
-        "<bpmn:loopDataOutputRef>verdicts</bpmn:loopDataOutputRef><bpmn:inputDataItem id='document' "
-        "name='document'/><bpmn:outputDataItem id='verdict' name='verdict'/></bpmn:multiInstanceLoopCharacteristics>")})
+    m.set_loop(review, kind="parallel", collection="documents", element_variable="document",
+               output_collection="verdicts", output_element="verdict")
+    m.save(ws)
     case = engine.start_case(ws, "reviews", {"documents": ["contract", "invoice", "receipt"]})
     settle(ws)
     items = engine.list_tasks(ws, case=case)
@@ -64,10 +62,9 @@ def test_a_parallel_multi_instance_user_task_offers_one_item_per_element_at_once
 
 def test_a_sequential_multi_instance_service_task_calls_its_handler_once_per_instance(ws: Workspace) -> None:
     m = engine_handlers.one_task_model("notify3", "Activity_send", "Send notice")
-    engine_handlers.save_with_markup(ws, m, {"Activity_send": (
-        "<bpmn:multiInstanceLoopCharacteristics isSequential='true'><bpmn:loopCardinality>3</bpmn:loopCardinality>"
-        "<bpmn:loopDataOutputRef>sent</bpmn:loopDataOutputRef><bpmn:inputDataItem id='n' name='n'/>"
-        "<bpmn:outputDataItem id='effect_done' name='effect_done'/></bpmn:multiInstanceLoopCharacteristics>")})
+    m.set_loop("Activity_send", kind="sequential", cardinality="3", element_variable="n", output_collection="sent",
+               output_element="effect_done")
+    m.save(ws)
     case = engine.start_case(ws, "notify3", {})
     settle(ws)
     info = engine.get_case(ws, case)
@@ -80,16 +77,20 @@ def test_a_sequential_multi_instance_service_task_calls_its_handler_once_per_ins
     assert info.data == {"sent": [True, True, True]}
 
 
-def test_a_standard_loop_runs_until_its_condition_fails(ws: Workspace) -> None:
-    m = ToBeModel("count3")
-    m.declare("count", "number", required=True)
+def counting(name: str, var: str, **loop: object) -> ToBeModel:
+    """start -> script ``var = var + 1`` looping as ``loop`` says -> end."""
+    m = ToBeModel(name)
+    m.declare(var, "number", required=True)
     start = m.add_event("start", id="StartEvent_1")
     step = m.add_task("Count", id="Activity_count", after=start)
-    m.set_script(step, "count = count + 1")
+    m.set_script(step, f"{var} = {var} + 1")
     m.add_event("end", id="EndEvent_1", after=step)
-    engine_handlers.save_with_markup(ws, m, {"Activity_count": (
-        "<bpmn:standardLoopCharacteristics><bpmn:loopCondition>count &lt; 3</bpmn:loopCondition>"
-        "</bpmn:standardLoopCharacteristics>")})
+    m.set_loop(step, **loop)
+    return m
+
+
+def test_a_standard_loop_runs_until_its_condition_fails(ws: Workspace) -> None:
+    counting("count3", "count", kind="standard", condition="count < 3").save(ws)
     case = engine.start_case(ws, "count3", {"count": 0})
     settle(ws)
     info = engine.get_case(ws, case)
@@ -106,17 +107,17 @@ def test_each_instance_of_a_multi_instance_service_or_script_task_sees_its_own_e
     score = m.add_task("Score", id="Activity_score", after=start)
     m.bind(score, python(H + "score", outputs=["score"]))  # score = amount / 100
     double = m.add_task("Double", id="Activity_double", after=score)
-    m.set_script(double, "doubled = score * 2")
+    m.set_script(double, "doubled = each * 2")
     m.add_event("end", id="EndEvent_1", after=double)
-    engine_handlers.save_with_markup(ws, m, {
-        "Activity_score": ("<bpmn:multiInstanceLoopCharacteristics><bpmn:loopDataInputRef>amounts"
-                           "</bpmn:loopDataInputRef><bpmn:loopDataOutputRef>scores</bpmn:loopDataOutputRef>"
-                           "<bpmn:inputDataItem id='amount' name='amount'/><bpmn:outputDataItem id='score' "
-                           "name='score'/></bpmn:multiInstanceLoopCharacteristics>"),
-        "Activity_double": ("<bpmn:multiInstanceLoopCharacteristics isSequential='true'><bpmn:loopDataInputRef>"
-                            "scores</bpmn:loopDataInputRef><bpmn:loopDataOutputRef>doubles</bpmn:loopDataOutputRef>"
-                            "<bpmn:inputDataItem id='score' name='score'/><bpmn:outputDataItem id='doubled' "
-                            "name='doubled'/></bpmn:multiInstanceLoopCharacteristics>")})
+    m.set_loop(score, kind="parallel", collection="amounts", element_variable="amount", output_collection="scores",
+               output_element="score")
+    m.set_loop(double, kind="sequential", collection="scores", element_variable="score",
+               output_collection="doubles", output_element="doubled")
+    [clash] = [p for p in m.validate(ws=ws) if p.code == "duplicate-data-item"]  # Activity_score's output element
+    assert (clash.code, clash.element) == ("duplicate-data-item", "Activity_double") and "'score'" in clash.message
+    m.set_loop(double, kind="sequential", collection="scores", element_variable="each",
+               output_collection="doubles", output_element="doubled")
+    m.save(ws)
     case = engine.start_case(ws, "scores", {"amounts": [100, 250, 400]})
     settle(ws)
     info = engine.get_case(ws, case)
@@ -129,3 +130,35 @@ def test_each_instance_of_a_multi_instance_service_or_script_task_sees_its_own_e
     assert sorted(info.data["scores"]) == [1.0, 2.5, 4.0]
     assert info.data["doubles"] == [s * 2 for s in info.data["scores"]]
     assert set(info.data) == {"amounts", "scores", "doubles"}
+
+
+def test_juel_and_feel_give_values_for_a_cardinality_and_a_timer(ws: Workspace) -> None:
+    """Camunda Modeler writes ``${n}`` as a cardinality and ``=wait`` as a timer: values, not conditions
+    (before, the case failed at the task with "a JUEL condition must give true or false")."""
+    m = ToBeModel("juel-values")
+    m.declare("n", "number", required=True)
+    m.declare("k", "number", required=True)
+    m.declare("wait", "string", required=True)
+    start = m.add_event("start", id="StartEvent_1")
+    count = m.add_task("Count", id="Activity_count", after=start)
+    m.set_script(count, "k = k + 1")
+    m.set_loop(count, kind="sequential", cardinality="${n}")
+    pause = m.add_event("timer", name="Pause", id="Event_pause", after=count, timer="=wait")
+    m.add_event("end", id="EndEvent_1", after=pause)
+    assert [p for p in m.validate(ws=ws) if p.severity == "error"] == []
+    m.save(ws)
+    case = engine.start_case(ws, "juel-values", {"n": 4, "k": 0, "wait": "PT0S"})
+    settle(ws)
+    info = engine.get_case(ws, case)
+    assert info.status == "completed", info.error
+    assert info.data["k"] == 4
+    assert [s.occurrence for s in engine.case_history(ws, case) if s.element == "Activity_count"] == [1, 2, 3, 4]
+
+
+def test_a_juel_condition_that_gives_a_number_is_refused_naming_the_loop(ws: Workspace) -> None:
+    counting("juel-loop", "k", kind="standard", condition="${k}", maximum=5).save(ws)
+    case = engine.start_case(ws, "juel-loop", {"k": 0})
+    settle(ws)
+    info = engine.get_case(ws, case)
+    assert info.status == "failed"
+    assert "Activity_count" in (info.error or "") and "must give true or false" in (info.error or "")

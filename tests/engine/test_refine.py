@@ -495,11 +495,11 @@ def test_bad_files_give_clear_errors(tmp_path):
 # <task>s (untyped), the branches without a condition of exclusive gateways that split (missing
 # condition), Signavio's branch probabilities ("0.2") read as conditions that use no case data
 # (constant: a warning; with no default flow either, that gateway has no provable way out), the
-# cancel events of Subprocess1 (unsupported, and outside a transaction, which SpiffWorkflow refuses), and the subprocess of simple_model, which has no
+# cancel events of Subprocess1 (outside a transaction, which SpiffWorkflow refuses), and the subprocess of simple_model, which has no
 # start event inside.
 OTHER_TOOLS = {
     "SimpleParallel": {"untyped-task": 6, "missing-condition": 2},
-    "Subprocess1": {"untyped-task": 5, "missing-condition": 2, "unsupported-event": 2, "cancel-outside-transaction": 2},
+    "Subprocess1": {"untyped-task": 5, "missing-condition": 2, "cancel-outside-transaction": 2},
     "ch7_CreditAppSimulation": {"untyped-task": 6, "constant-condition": 4, "no-default": 1},
     "ch7_InsuranceClaimsSimulationNormalSeason": {"untyped-task": 9, "constant-condition": 10, "no-default": 1},
     "receipt": {"untyped-task": 27, "missing-condition": 47},

@@ -23,7 +23,7 @@ from procestra.engine.cases import (
     start_cases,
 )
 from procestra.engine.connectors import Handler, TaskContext
-from procestra.engine.elements import FormField, HumanTask, Retry
+from procestra.engine.elements import FormField, HumanTask, Loop, Retry
 from procestra.engine.events import Delivery, NotDeliveredError, send_message, send_signal
 from procestra.engine.exceptions import (
     CaseNotFoundError,
@@ -45,7 +45,7 @@ from procestra.engine.worker import Worker, WorkerReport
 
 __all__ = [
     "CaseInfo", "CaseNotFoundError", "CaseStateError", "ConditionError", "Delivery", "EngineError", "FormError",
-    "FormField", "Handler", "HumanTask", "NotDeliveredError", "Problem", "Retry", "SecretError", "Step",
+    "FormField", "Handler", "HumanTask", "Loop", "NotDeliveredError", "Problem", "Retry", "SecretError", "Step",
     "TaskContext", "TaskError", "TaskNotFoundError", "TaskStateError", "TaskTimeoutError", "ToBeModel",
     "UnsafeExpressionError", "ValidationError", "WorkItem", "Worker", "WorkerReport", "cancel_case", "case_history",
     "claim_task", "complete_task", "conform_runs", "get_case", "list_cases", "list_tasks", "runs_log",

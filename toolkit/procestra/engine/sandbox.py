@@ -255,9 +255,14 @@ class Expression:
             scope = dict(data)
             stored: dict[str, Any] = self._run(scope, final=lambda _: self._stored(scope))
             return stored
-        if self.language != "python":
+        if self.language != "python" and self.boolean:  # a JUEL/FEEL condition must give true or false
             return self._run(data, final=functools.partial(_lang.condition_result, self.language))
         return self._run(data)
+
+    @property
+    def boolean(self) -> bool:
+        """Whether the expression is a condition (its value decides a path), not a value (a cardinality, a timer)."""
+        return self.what == "condition" or self.what.endswith(" condition")
 
     def _stored(self, scope: Mapping[str, Any]) -> dict[str, Any]:
         """What the script assigned, checked to be case data (JSON values of bounded weight)."""
@@ -342,9 +347,6 @@ def _parse(text: Any, mode: str, what: str) -> ast.AST:
 def _compiled(text: str, mode: str, what: str) -> Expression:
     language = _lang.language_of(text) if isinstance(text, str) and mode == "expression" else "python"
     if language != "python":  # JUEL / FEEL: translated, then compiled with the language's rules
-        if what != "condition":
-            raise ConditionError(text, f"{language.upper()} is supported in conditions only; write the {what} "
-                                       "in the sandbox's Python", what=what)  # fmt: skip
         python = _lang.to_python(text).python
         tree = _parse(python, "eval", what)
     else:
@@ -405,6 +407,19 @@ def is_iso_literal(text: str) -> bool:
 
 
 # -- SpiffWorkflow adapter ----------------------------------------------------------------------------
+def _purpose(spec: Any, expression: Any) -> str:
+    """What SpiffWorkflow evaluates ``expression`` of ``spec`` for: a multi-instance cardinality or a timer is
+    a value; anything else (flow, loop, completion and conditional-event conditions) a condition."""
+    if expression is not None and expression == getattr(spec, "cardinality", None):
+        return "loop cardinality"
+    definition = getattr(spec, "event_definition", None)
+    if definition is not None and expression == getattr(definition, "expression", None):
+        kind = type(definition).__name__
+        if "Conditional" not in kind:
+            return "timer" if any(t in kind for t in ("Timer", "Time", "Duration", "Cycle")) else "event payload"
+    return "condition"
+
+
 def _spiff_engine_class() -> type:
     from SpiffWorkflow.bpmn.script_engine import (
         BasePythonScriptEngineEnvironment,
@@ -415,11 +430,15 @@ def _spiff_engine_class() -> type:
         """SpiffWorkflow's environment, evaluating through the sandbox instead of eval/exec."""
 
         def evaluate(self, expression: str, context: Mapping[str, Any], external_context: Any = None) -> Any:
+            return self.evaluate_as(expression, context, external_context)
+
+        def evaluate_as(self, expression: str, context: Mapping[str, Any], external_context: Any = None,
+                        what: str = "condition") -> Any:  # fmt: skip
             text = str(expression)
             if is_iso_literal(text):  # timer definitions as modelers write them: PT4H, 2026-01-01T09:00
                 return text.strip()
             scope = {**(external_context or {}), **context} if external_context else context
-            return evaluate(text, scope)
+            return evaluate(text, scope, what=what)
 
         def execute(self, script: str, context: dict[str, Any], external_context: Any = None) -> bool:
             execute(str(script), context)
@@ -445,7 +464,8 @@ def _spiff_engine_class() -> type:
 
         def evaluate(self, task: Any, expression: str, external_context: Any = None) -> Any:
             try:
-                return self.environment.evaluate(expression, task.data, external_context)
+                return self.environment.evaluate_as(expression, task.data, external_context,
+                                                    _purpose(task.task_spec, expression))
             except ConditionError as exc:
                 raise exc.at(getattr(task.task_spec, "bpmn_id", None) or task.task_spec.name) from None
 

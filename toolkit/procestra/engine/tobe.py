@@ -617,6 +617,15 @@ class ToBeModel:
         el.retry = retry if retry is not None else Retry(**options)
         return el
 
+    def set_loop(self, task: str, loop: Loop | None = None, **fields: Any) -> Element:
+        """Make ``task`` loop as drawn: a :class:`Loop` or its fields as keywords (``kind="parallel",
+        collection="documents", element_variable="document"``); ``None`` and no fields removes the loop."""
+        el = self.element(task)
+        if el.kind not in ACTIVITIES:
+            raise InvalidArgumentError(f"{el.label} is a {el.kind}; only activities loop", parameter="task")
+        el.loop = loop if loop is not None or not fields else Loop(**fields)
+        return el
+
     @_atomic
     def _boundary(self, task: str, to: str, then: str | None, name: str, event: str, **attrs: Any) -> str:
         host = self.element(task)

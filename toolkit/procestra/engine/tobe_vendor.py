@@ -195,7 +195,7 @@ def read_loop(x: etree._Element) -> Loop | None:
     collection, element = _text(mi.find(_B + "loopDataInputRef")), None
     item = mi.find(_B + "inputDataItem")
     if item is not None:
-        element = item.get("name") or item.get("id")
+        element = item.get("id") or item.get("name")  # the id is the variable (SpiffWorkflow), the name a label
     out_item = mi.find(_B + "outputDataItem")
     vendor = ""  # set when a vendor attribute stands in for standard BPMN (which the engine reads)
     zeebe = next(iter(_ext(mi, _Z + "loopCharacteristics")), None)
@@ -208,7 +208,7 @@ def read_loop(x: etree._Element) -> Loop | None:
                 cardinality=_text(mi.find(_B + "loopCardinality")), collection=collection, element_variable=element,
                 output_collection=_text(mi.find(_B + "loopDataOutputRef")) or (zeebe.get("outputCollection") if
                                                                               zeebe is not None else None),
-                output_element=(out_item.get("name") or out_item.get("id")) if out_item is not None else None,
+                output_element=(out_item.get("id") or out_item.get("name")) if out_item is not None else None,
                 completion_condition=_text(mi.find(_B + "completionCondition")), vendor=vendor)  # fmt: skip
 
 

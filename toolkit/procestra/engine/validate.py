@@ -83,6 +83,7 @@ class _Validator:
             self.add("warning", "no-end", None, "the process has no end event (branches end where they stop)")
         for e in m.elements.values():
             self.element(e)
+        self.data_items()
         self.gateways()
         self.reachability()
         self.variables()
@@ -158,8 +159,6 @@ class _Validator:
                     self.add("error", "bad-script", e, str(exc))
         if e.event == "timer" or (e.kind == "boundaryEvent" and e.timer):
             self.timer(e)
-        if e.event in ("message", "signal", "escalation", "conditional", "compensate", "link", "cancel", "multiple"):
-            self.add("warning", "unsupported-event", e, f"{e.event} events need a sender the engine does not provide")
         if e.kind == "subProcess":
             starts = [c for c in self.m.elements.values() if c.parent == e.id and c.kind == "startEvent"]
             if len(starts) != 1:
@@ -185,7 +184,7 @@ class _Validator:
             self.add("error", code, e, f"{what} is missing")
             return
         try:
-            compile_expression(text)
+            compile_expression(text, what=what.removeprefix("the "))
         except ConditionError as exc:
             self.add("error", code, e, f"{what} {text!r}: {exc}")
 
@@ -212,6 +211,24 @@ class _Validator:
             self.expression(e, "bad-loop", "the loop cardinality", lp.cardinality)
         if lp.completion_condition:
             self.expression(e, "bad-loop", "the completion condition", lp.completion_condition)
+
+    def data_items(self) -> None:
+        """Multi-instance element variables are written as data items whose id is the variable (as SpiffWorkflow
+        reads them), and ids are unique in a file: two loops, or a loop and an element, cannot share one."""
+        owner: dict[str, Element] = {}
+        for e in self.m.elements.values():
+            if e.loop is None or e.loop.kind == "standard":
+                continue
+            for role, var in (("element variable", e.loop.element_variable),
+                              ("output element", e.loop.output_element)):  # fmt: skip
+                if not var:
+                    continue
+                other = owner.get(var) or self.m.elements.get(var)
+                if other is not None:
+                    self.add("error", "duplicate-data-item", e, f"its {role} {var!r} is also "
+                             f"{'the id of' if other.id == var else 'a loop variable of'} {other.label}: a loop "
+                             "variable is the id of its data item and ids are unique in a file; rename one")
+                owner.setdefault(var, e)
 
     def engine_parse(self) -> None:
         """What SpiffWorkflow's parser, as the engine configures it, refuses in the XML that would be saved."""
