@@ -175,3 +175,33 @@ def test_bind_refusals_name_what_to_fix(ws: Path, how: tuple[str, ...], needles:
     _ok(cli("model", "import", str(ORDERS), workspace=ws))
     _refused(cli("model", "bind", "Orders", "Activity_charge", *how, workspace=ws), *needles)
     assert [m["version"] for m in json.loads(_ok(cli("model", "list", "--json", workspace=ws)))] == [1]  # nothing saved
+
+
+def test_the_readme_walk_through_runs_the_shipped_camunda_file_to_its_message(ws: Path) -> None:
+    """README: import process_models/orders.bpmn20.xml, bind its external task from the CLI, run a case to
+    the message it waits for, send the message, and see the case go on."""
+    shipped = Path(__file__).resolve().parents[2] / "process_models" / "orders.bpmn20.xml"
+    out = _ok(cli("model", "import", str(shipped), workspace=ws))
+    assert "Activity_charge \"Charge card\": external topic 'charge'" in out
+    _ok(cli("model", "bind", "Orders", "Activity_charge", "--shell", "echo '{\"charged\": true}'",
+            "--output", "charged", workspace=ws))  # fmt: skip
+    case = _ok(cli("start", "Orders", "--data", '{"order": "A-17", "total": 120.5}', workspace=ws)).strip()
+    _ok(cli("worker", "--until-idle", workspace=ws))
+    [task] = json.loads(_ok(cli("tasks", "--json", workspace=ws)))
+    assert task["name"] == "Check order" and task["candidate_group"] == "sales"
+    _ok(cli("complete", task["task"], "--data", '{"approved": true}', "--user", "ann", workspace=ws))
+    _ok(cli("worker", "--until-idle", workspace=ws))
+    [waiting] = json.loads(_ok(cli("cases", "--json", workspace=ws)))
+    assert (waiting["case"], waiting["status"]) == (case, "waiting")
+    _refused(cli("message", "Payment received", "--correlate", "order=B-1", workspace=ws), "Payment received")
+    sent = _ok(cli("message", "Payment received", "--correlate", "order=A-17", "--data", '{"paid": 120.5}',
+                   workspace=ws))  # fmt: skip
+    assert "sent to 1 waiting case" in sent and case in sent
+    _ok(cli("worker", "--until-idle", workspace=ws))
+    [ship] = json.loads(_ok(cli("tasks", "--json", workspace=ws)))
+    assert ship["name"] == "Ship order"
+    info = engine.get_case(Workspace(ws), case)
+    assert info.data == {"order": "A-17", "total": 120.5, "approved": True, "charged": True, "paid": 120.5}
+    assert [(s.kind, s.element, s.outcome) for s in engine.case_history(Workspace(ws), case)] == [
+        ("user", "Activity_check", "completed"), ("service", "Activity_charge", "completed"),
+        ("message", "Event_payment", "caught")]
