@@ -222,3 +222,15 @@ def test_a_runaway_script_fails_its_case_and_the_worker_goes_on(ws):
     assert failed.status == "failed"
     assert "Activity_compute" in (failed.error or "") and "the step limit" in (failed.error or "")
     assert (completed.status, completed.data["total"], completed.data["label"]) == ("completed", 14, "014")
+
+
+def test_print_goes_to_the_script_log_not_the_case_data(caplog) -> None:
+    """SpiffWorkflow's own models debug with print(); it is allowed and logs one bounded line."""
+    data = {"value": 3, "quantity": 2}
+    with caplog.at_level("INFO", logger="procestra.script"):
+        changed = execute('print(f"Value: {value} / Quantity {quantity}", "x" * 5000, sep="|")\ntotal = value * quantity',
+                          data)  # fmt: skip
+    assert changed == {"total": 6} and data == {"value": 3, "quantity": 2, "total": 6}
+    [record] = [r for r in caplog.records if r.name == "procestra.script"]
+    assert record.getMessage().startswith("Value: 3 / Quantity 2|xxx") and record.getMessage().endswith(
+        "... (5,022 characters)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import contextvars
+import logging
 import math
 import re
 import time
@@ -92,7 +93,7 @@ ATTRIBUTES: dict[type, frozenset[str]] = {
 _TIME_PARTS = {"year", "month", "day", "hour", "minute", "second", "microsecond", "tzinfo", "fold"}
 _KEYWORDS = {"round": {"ndigits"}, "sorted": {"reverse"}, "split": {"sep", "maxsplit"}, "rsplit": {"sep", "maxsplit"},
              "replace": _TIME_PARTS, "isoformat": {"sep", "timespec"}, "enumerate": {"start"},
-             "quantize": {"rounding"}}  # fmt: skip
+             "quantize": {"rounding"}, "print": {"sep", "end"}}  # fmt: skip
 _SEQUENCES = (str, list, tuple)
 _CONTAINERS = (str, list, tuple, dict, set, frozenset)
 _NUMBERS = (int, float)
@@ -335,7 +336,18 @@ def _sorted(v: Any, reverse: Any = False) -> list[Any]:
     return sorted(items, reverse=bool(reverse))
 
 
+#: Where a script's print() goes: the worker's log (logger "procestra.script"), never the case data.
+SCRIPT_LOG = logging.getLogger("procestra.script")
+
+
+def _print(*values: Any, sep: Any = " ", end: Any = "\n") -> None:
+    """print() in a script, as modellers debug with it: one bounded line on the script log."""
+    text = _str(sep).join(_str(v) for v in values)
+    SCRIPT_LOG.info("%s", text if len(text) <= 2000 else text[:2000] + f"... ({len(text):,} characters)")
+
+
 FUNCTIONS.update({
+    "print": _print,
     "abs": abs, "all": lambda v: all(_iterable(v, "all")), "any": lambda v: any(_iterable(v, "any")), "bool": bool,
     "float": float, "int": _int, "len": len, "list": lambda v=(): list(_iterable(v, "list")),
     "max": _minmax(max, "max"), "min": _minmax(min, "min"), "round": _round, "sorted": _sorted, "str": _str,
