@@ -263,3 +263,22 @@ def test_a_camunda_form_embedded_for_zeebe_becomes_the_form() -> None:
     assert (fields["score"].type, fields["score"].minimum, fields["score"].maximum) == ("number", 0, 10)
     assert (fields["verdict"].type, fields["verdict"].allowed) == ("enum", ("ok", "nok"))
     assert codes(m) == {}
+
+
+def test_a_message_nothing_in_the_case_catches_is_refused_instead_of_vanishing() -> None:
+    """Before, a message throw event or a send task completed and the message went nowhere."""
+    head = '<message id="M" name="Ping"/>'
+    throw = '<intermediateThrowEvent id="A"><messageEventDefinition messageRef="M"/></intermediateThrowEvent>'
+    send = '<sendTask id="A" messageRef="M"/>'
+    flow = '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>' + _script("Z", "x = 1")
+    for body in (throw, send):
+        [problem] = [p for p in model(body + flow, head=head).validate() if p.severity == "error"]
+        assert (problem.code, problem.element) == ("message-leaves-case", "A") and "'Ping'" in problem.message
+    bound = model(send + flow, head=head)
+    bound.bind("A", python("engine_handlers:noop"))
+    assert "message-leaves-case" not in codes(bound)
+    assert codes(model('<sendTask id="A"/>' + flow)) == {"unbound-send-task": ["A"]}
+    # caught in the same case (here by a boundary event of the next task): SpiffWorkflow delivers it there
+    caught = ('<boundaryEvent id="B" attachedToRef="Z"><messageEventDefinition messageRef="M"/></boundaryEvent>'
+              '<endEvent id="E2"/><sequenceFlow id="f2" sourceRef="B" targetRef="E2"/>')
+    assert "message-leaves-case" not in codes(model(throw + flow + caught, head=head))

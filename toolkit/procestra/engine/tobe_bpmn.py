@@ -266,6 +266,8 @@ class _Reader:
             el.script = script.text if script is not None and script.text else None
         if kind == "callActivity":
             el.called = x.get("calledElement")
+        if kind in ("sendTask", "receiveTask") and x.get("messageRef"):
+            el.event_ref = self.names.get(x.get("messageRef") or "", (None, None))[0] or x.get("messageRef")
         el.loop = self.guard(x, lambda: read_loop(x))
         if kind == "userTask":
             el.human = read_human(x, problems)

@@ -84,6 +84,7 @@ class _Validator:
         for e in m.elements.values():
             self.element(e)
         self.data_items()
+        self.messages()
         self.gateways()
         self.reachability()
         self.variables()
@@ -211,6 +212,27 @@ class _Validator:
             self.expression(e, "bad-loop", "the loop cardinality", lp.cardinality)
         if lp.completion_condition:
             self.expression(e, "bad-loop", "the completion condition", lp.completion_condition)
+
+    def messages(self) -> None:
+        """A message thrown by a throw or end event, or by a send task with no handler, reaches only a catch of the
+        same case (as SpiffWorkflow delivers it); one that nothing in the model catches would vanish, so it is refused."""
+        caught = {e.event_ref for e in self.m.elements.values() if e.event_ref and (
+            (e.event == "message" and e.kind in ("startEvent", "intermediateCatchEvent", "boundaryEvent"))
+            or e.kind == "receiveTask")}  # fmt: skip
+        for e in self.m.elements.values():
+            if e.kind == "sendTask" and e.handler is None and not e.event_ref:
+                self.add("error", "unbound-send-task", e, "the send task has no handler and no message, so it would "
+                         f"send nothing: bind one with `procestra model bind MODEL {e.id} --http URL` (or --python)")
+            thrown = (e.event == "message" and e.kind in ("intermediateThrowEvent", "endEvent")) or \
+                (e.kind == "sendTask" and e.handler is None and e.event_ref)
+            if thrown and e.event_ref not in caught:
+                how = f"bind it to a handler that sends it (`procestra model bind MODEL {e.id} --http URL`, or " \
+                    "--python with a function that calls engine.send_message)" if e.kind == "sendTask" else \
+                    "draw a send task bound to a handler that sends it instead"
+                self.add("error", "message-leaves-case", e, f"it throws the message {e.event_ref!r}, which nothing "
+                         "in this model catches, and the engine does not carry messages from case to case (there "
+                         f"is no correlation to pick the receiver): {how}, or throw a signal, which reaches every "
+                         "case waiting for it")  # fmt: skip
 
     def data_items(self) -> None:
         """Multi-instance element variables are written as data items whose id is the variable (as SpiffWorkflow
