@@ -282,3 +282,15 @@ def test_a_message_nothing_in_the_case_catches_is_refused_instead_of_vanishing()
     caught = ('<boundaryEvent id="B" attachedToRef="Z"><messageEventDefinition messageRef="M"/></boundaryEvent>'
               '<endEvent id="E2"/><sequenceFlow id="f2" sourceRef="B" targetRef="E2"/>')
     assert "message-leaves-case" not in codes(model(throw + flow + caught, head=head))
+
+
+def test_an_empty_text_is_a_value_of_an_optional_text_field_and_missing_for_the_rest() -> None:
+    """SpiffWorkflow's transaction model cancels on ``value == ""``: before, the empty text was dropped and the
+    condition failed on an unknown variable."""
+    from procestra.engine import FormError, FormField, HumanTask
+
+    form = HumanTask((FormField("value", "string", required=False), FormField("quantity", "integer", required=False),
+                      FormField("name", "string")))  # fmt: skip
+    assert form.check({"value": "", "quantity": "", "name": "x"}) == {"value": "", "name": "x"}
+    with pytest.raises(FormError, match="name"):
+        form.check({"value": "a", "name": ""})

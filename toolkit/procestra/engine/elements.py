@@ -248,7 +248,8 @@ class HumanTask:
             if key not in known:
                 problems[str(key)] = f"not a field of this form (fields: {', '.join(sorted(known)) or 'none'})"
         for f in self.fields:
-            if f.name not in data or data[f.name] is None or data[f.name] == "":
+            blank = data.get(f.name) == "" and (f.required or f.type not in ("string", "text"))  # an empty text box: not given
+            if f.name not in data or data[f.name] is None or blank:
                 if f.default is not None:
                     out[f.name] = f.default
                 elif f.required:
