@@ -245,3 +245,23 @@ def test_timers_people_and_handlers_wait_inside_a_call_inside_a_subprocess(ws: W
                                ("service", "Activity_file", "completed"), ("end", None, "completed")]
     assert [c["key"] for c in engine_handlers.calls(ws)] == [idempotency_key(case, "Activity_file", 1)]
     assert {k: info.data[k] for k in ("signed", "effect_done")} == {"signed": True, "effect_done": True}
+
+
+def test_a_loop_that_never_ends_fails_its_case_naming_it_and_the_worker_goes_on(ws: Workspace, monkeypatch) -> None:
+    """Issue 14's reproducer: script ``n = 1`` -> gateway ``n > 5`` -> end, default back to the script. Before,
+    one worker round ran it for ever, journaled nothing and ignored SIGTERM; now the case fails naming the loop
+    and the other case completes in the same worker run."""
+    from procestra.engine import runtime
+
+    monkeypatch.setattr(runtime, "ENGINE_STEPS_LIMIT", 600)
+    ToBeModel.load(CASES / "endless_loop.bpmn", name="endless").save(ws, check=False)
+    good = engine_handlers.one_task_model("fine", "Activity_ok", "Do it")
+    good.set_script("Activity_ok", "done = True")
+    good.save(ws)
+    endless, fine = engine.start_case(ws, "endless", {}), engine.start_case(ws, "fine", {})
+    engine.Worker(ws, poll=0.05).run(until_idle=True, max_seconds=60)
+    stuck = engine.get_case(ws, endless)
+    assert stuck.status == "failed" and "600 steps in one go" in (stuck.error or "")
+    assert "sc -> g" in (stuck.error or "") or "g -> sc" in (stuck.error or "")
+    assert engine.get_case(ws, fine).status == "completed"
+    assert [s.element for s in engine.case_history(ws, endless)][:4] == ["sc", "sc", "sc", "sc"]

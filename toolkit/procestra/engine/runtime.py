@@ -18,10 +18,12 @@ Whole-workflow JSON per task, the usual design, is the cost this avoids.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import logging
 import sqlite3
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -43,6 +45,10 @@ log = logging.getLogger(__name__)
 
 #: A snapshot is also taken after this many journal steps of one case (bounds replay).
 SNAPSHOT_EVERY = 50
+#: Steps (scripts, gateways, events) a case may run in one go without waiting for anything, and the seconds they
+#: may take: beyond either, a loop that never ends is stopped and the case fails naming it, and the worker goes on.
+ENGINE_STEPS_LIMIT = 10_000
+ENGINE_SECONDS_LIMIT = 10.0
 
 
 # -- running cases -----------------------------------------------------------------------------
@@ -235,8 +241,19 @@ class CaseRunner:
 
     def _engine_steps(self) -> None:
         script_tasks: list[Any] = []
+        count, last = 0, collections.deque(maxlen=4)
+        deadline = time.monotonic() + ENGINE_SECONDS_LIMIT
 
         def did(task: Any) -> None:
+            nonlocal count
+            count += 1
+            el = getattr(task.task_spec, "bpmn_id", None)
+            if el and (not last or last[-1] != el):
+                last.append(el)
+            if count >= ENGINE_STEPS_LIMIT or (count % 256 == 0 and time.monotonic() > deadline):
+                raise EngineError(f"the case ran {count:,} steps in one go without waiting for anything (last: "
+                                  f"{' -> '.join(last)}): a loop that never ends? It was stopped; fix the loop's "
+                                  "condition and start the case again")  # fmt: skip
             if type(task.task_spec).__name__ == "ScriptTask" or waiting.thrown_signals(task):
                 script_tasks.append(task)
             elif isinstance(task.task_spec, _loop_task()):
