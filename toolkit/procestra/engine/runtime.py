@@ -241,7 +241,7 @@ class CaseRunner:
 
     def _engine_steps(self) -> None:
         script_tasks: list[Any] = []
-        count, last = 0, collections.deque(maxlen=4)
+        count, last = 0, collections.deque[str](maxlen=4)
         deadline = time.monotonic() + ENGINE_SECONDS_LIMIT
 
         def did(task: Any) -> None:
