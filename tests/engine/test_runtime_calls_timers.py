@@ -265,3 +265,23 @@ def test_a_loop_that_never_ends_fails_its_case_naming_it_and_the_worker_goes_on(
     assert "sc -> g" in (stuck.error or "") or "g -> sc" in (stuck.error or "")
     assert engine.get_case(ws, fine).status == "completed"
     assert [s.element for s in engine.case_history(ws, endless)][:4] == ["sc", "sc", "sc", "sc"]
+
+
+@pytest.mark.parametrize(("seat", "path", "data"), [
+    ("12A", [("user", "Activity_seat", "completed"), ("end", None, "completed")], {"flight": "KL1", "seat": "12A"}),
+    ("", [("user", "Activity_seat", "completed"), ("script", "Activity_note", "completed"),
+          ("end", None, "completed")], {"flight": "KL1", "reason": "no seat"}),
+])  # fmt: skip
+def test_a_cancelled_transaction_takes_its_cancel_path_and_keeps_none_of_its_data(
+        ws: Workspace, seat: str, path: list[tuple[str, str | None, str]], data: dict[str, str]) -> None:  # fmt: skip
+    """Through a Worker, as SpiffWorkflow's own transaction test asserts: a cancel end event inside a
+    transaction ends it on its cancel boundary path, and what the transaction set is gone. Before, the
+    case ended with the seat chosen inside the cancelled transaction still in its data."""
+    ToBeModel.load(CASES / "cancel_transaction.bpmn").save(ws)
+    case = engine.start_case(ws, "booking", {"flight": "KL1"})
+    settle(ws)
+    [task] = engine.list_tasks(ws, case=case)
+    engine.complete_task(ws, task.task, {"seat": seat})
+    settle(ws)
+    info = engine.get_case(ws, case)
+    assert (info.status, steps(ws, case), info.data) == ("completed", path, data)

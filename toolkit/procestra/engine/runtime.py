@@ -553,6 +553,9 @@ class CaseRunner:
         self.done = True
 
     def _finish(self) -> None:
+        # the case ends with the data SpiffWorkflow's end task has: what a cancelled transaction set is gone, the
+        # branches are merged as at their join, and a caught error's or escalation's payload is there
+        self.data = _jsonable(dict(self.wf.data), self.data)
         self.status = "completed"
         self.done = True
         self._record("end", None, None, "completed", journal.now(), journal.now(), resource=self.worker.name,
@@ -573,6 +576,15 @@ class CaseRunner:
     def snapshot(self) -> str:
         _, _, serializer, _ = spiff()
         return str(serializer.serialize_json(self.wf))
+
+
+def _jsonable(data: dict[str, Any], fallback: dict[str, Any]) -> dict[str, Any]:
+    """``data`` if it is JSON (case data is), else ``fallback``, which the steps kept JSON all along."""
+    try:
+        json.dumps(data)
+    except (TypeError, ValueError):
+        return fallback
+    return data
 
 
 def _instance(task: Any) -> bool:
