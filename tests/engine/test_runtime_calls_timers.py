@@ -285,3 +285,27 @@ def test_a_cancelled_transaction_takes_its_cancel_path_and_keeps_none_of_its_dat
     settle(ws)
     info = engine.get_case(ws, case)
     assert (info.status, steps(ws, case), info.data) == ("completed", path, data)
+
+
+def test_a_start_event_with_two_flows_starts_both_branches(ws: Workspace) -> None:
+    """A start event's outgoing flows are all taken (SpiffWorkflow runs them as a parallel split): before, the
+    model was refused; a start event whose flows have conditions is refused, since they would be ignored."""
+    bpmn = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+
+    def xml(condition: str) -> str:
+        return (f'<definitions xmlns="{bpmn}" id="D" targetNamespace="t"><process id="P" name="two-ways" '
+                'isExecutable="true"><startEvent id="S"/><scriptTask id="A"><script>a = 1</script></scriptTask>'
+                '<scriptTask id="B"><script>b = 2</script></scriptTask><parallelGateway id="J"/><endEvent id="E"/>'
+                f'<sequenceFlow id="f1" sourceRef="S" targetRef="A">{condition}</sequenceFlow>'
+                '<sequenceFlow id="f2" sourceRef="S" targetRef="B"/><sequenceFlow id="f3" sourceRef="A" targetRef="J"/>'
+                '<sequenceFlow id="f4" sourceRef="B" targetRef="J"/><sequenceFlow id="f5" sourceRef="J" targetRef="E"/>'
+                '</process></definitions>')  # fmt: skip
+
+    conditional = ToBeModel.from_xml(xml("<conditionExpression>a == 1</conditionExpression>"))
+    assert ("condition-ignored", "S") in [(p.code, p.element) for p in conditional.validate()]
+    ToBeModel.from_xml(xml("")).save(ws)
+    case = engine.start_case(ws, "two-ways", {})
+    settle(ws)
+    info = engine.get_case(ws, case)
+    assert info.status == "completed" and info.data == {"a": 1, "b": 2}
+    assert sorted(el for _, el, _ in steps(ws, case) if el) == ["A", "B"]

@@ -110,7 +110,7 @@ class _Validator:
             if not outs:
                 self.add("error", "boundary-without-path", e, "it leads nowhere: connect it to the fallback or "
                                                               "escalation path")  # fmt: skip
-        if e.kind not in GATEWAYS and e.kind != "boundaryEvent" and len(outs) > 1:
+        if e.kind not in (*GATEWAYS, "boundaryEvent", "startEvent") and len(outs) > 1:  # a start: parallel split
             self.add("error", "multiple-outgoing", e, f"it has {len(outs)} outgoing flows; split with a parallel or "
                                                       "exclusive gateway instead")  # fmt: skip
         for what in e.unsupported:
