@@ -261,7 +261,8 @@ def test_a_loop_that_never_ends_fails_its_case_naming_it_and_the_worker_goes_on(
     endless, fine = engine.start_case(ws, "endless", {}), engine.start_case(ws, "fine", {})
     engine.Worker(ws, poll=0.05).run(until_idle=True, max_seconds=60)
     stuck = engine.get_case(ws, endless)
-    assert stuck.status == "failed" and "600 steps in one go" in (stuck.error or "")
+    assert stuck.status == "failed" and "loop limit reached at element" in (stuck.error or "")
+    assert "600 steps in one go" in (stuck.error or "")
     assert "sc -> g" in (stuck.error or "") or "g -> sc" in (stuck.error or "")
     assert engine.get_case(ws, fine).status == "completed"
     assert [s.element for s in engine.case_history(ws, endless)][:4] == ["sc", "sc", "sc", "sc"]

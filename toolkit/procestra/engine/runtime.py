@@ -251,9 +251,9 @@ class CaseRunner:
             if el and (not last or last[-1] != el):
                 last.append(el)
             if count >= ENGINE_STEPS_LIMIT or (count % 256 == 0 and time.monotonic() > deadline):
-                raise EngineError(f"the case ran {count:,} steps in one go without waiting for anything (last: "
-                                  f"{' -> '.join(last)}): a loop that never ends? It was stopped; fix the loop's "
-                                  "condition and start the case again")  # fmt: skip
+                raise EngineError(f"loop limit reached at element {last[-1] if last else '?'}: the case ran "
+                                  f"{count:,} steps in one go without waiting for anything (last: {' -> '.join(last)})"
+                                  "; fix the loop's condition and start the case again")  # fmt: skip
             if type(task.task_spec).__name__ == "ScriptTask" or waiting.thrown_signals(task):
                 script_tasks.append(task)
             elif isinstance(task.task_spec, _loop_task()):
