@@ -94,6 +94,10 @@ def test_the_loan_size_gateway_routes_each_case_by_its_amount(loan: Workspace) -
     assert (review.element, review.name, review.status, review.candidate_group) == (
         "Activity_underwriter_review", "Underwriter review", "open", "underwriters")
     assert review.case_data["amount"] == 10_000
+    # each case keeps its own scoring notebook (before, the second case's overwrote the first's)
+    for case, amount in ((small, "9999.5"), (large, "10000")):
+        [kept] = (Path(loan.path) / "runs" / "tasks" / case).glob("*.ipynb")
+        assert kept.name.endswith("-1-1.ipynb") and f"amount = {amount}" in kept.read_text()
 
 
 # -- human task forms -----------------------------------------------------------------------------------

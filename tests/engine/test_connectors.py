@@ -366,7 +366,7 @@ def test_notebook_runs_in_a_kernel_and_results_come_back_without_secrets(workspa
     result = run(h, workspace, data={"amount": 120, "score": 600}, output_dir=out)
     assert result.data == {"risk": 0.2, "key": KEY, "case": "case-1", "leak": "[redacted:API_TOKEN]", "from_tag": 121}
     saved = Path(result.details["notebook"])
-    assert saved == out / "task-a-1.ipynb" and saved.is_file()
+    assert saved == out / "task-a-1-1.ipynb" and saved.is_file()
     text = saved.read_text(encoding="utf-8")
     assert "using [redacted:API_TOKEN]" in text
     no_secret(text, result.data, result.details)
@@ -382,7 +382,7 @@ def test_notebook_failure_names_the_cell_and_keeps_no_secret(workspace):
     err = info.value
     assert "raised ValueError" in str(err) and "[redacted:API_TOKEN]" in str(err) and err.details["cell"]
     assert err.retryable
-    no_secret(str(err), err.details, (workspace / "out" / "task-a-1.ipynb").read_text())
+    no_secret(str(err), err.details, (workspace / "out" / "task-a-1-1.ipynb").read_text())
     with pytest.raises(TaskError, match="does not exist") as info:
         run(notebook("missing.ipynb"), workspace)
     assert not info.value.retryable

@@ -232,7 +232,7 @@ class NotebookConnector:
                 _redact_notebook(nb, redactor)
                 if ctx.output_dir is not None:
                     ctx.output_dir.mkdir(parents=True, exist_ok=True)
-                    name = f"{ctx.task_id or source.stem}-{ctx.attempt}.ipynb"
+                    name = f"{ctx.task_id or source.stem}-{ctx.occurrence}-{ctx.attempt}.ipynb"
                     nbformat.write(nb, str(ctx.output_dir / name))  # type: ignore[no-untyped-call]
                     results["__details__"] = {"notebook": str(ctx.output_dir / name)}
             if failure is not None:

@@ -389,6 +389,8 @@ class TaskContext:
     idempotency_key: str
     attempt: int
     secrets: Secrets
+    #: Which time this task runs in the case (loops, multi-instance), 1 the first.
+    occurrence: int = 1
     workspace: Path | None = None
     #: Where to keep artefacts of this attempt (output notebooks), if anywhere.
     output_dir: Path | None = None
@@ -494,7 +496,8 @@ def idempotency_key(case_id: str, task_id: str, instance: int | str = 1) -> str:
 # -- running -------------------------------------------------------------------------------------
 def run_handler(handler: Handler, *, data: Mapping[str, Any], idempotency_key: str, attempt: int = 1,
                 case_id: str = "", task_id: str = "", task_name: str = "", workspace: Any = None,
-                output_dir: str | os.PathLike[str] | None = None, secrets: Secrets | None = None) -> TaskResult:
+                output_dir: str | os.PathLike[str] | None = None, secrets: Secrets | None = None,
+                occurrence: int = 1) -> TaskResult:
     """Run one attempt of ``handler`` over the case ``data``; :class:`TaskError` on failure.
 
     Secrets are redacted from the results, details and error messages. The case data is
@@ -522,6 +525,7 @@ def run_handler(handler: Handler, *, data: Mapping[str, Any], idempotency_key: s
         ctx = TaskContext(
             case_id=str(case_id), task_id=str(task_id), task_name=str(task_name), data=copy.deepcopy(dict(data)),
             inputs=inputs, idempotency_key=idempotency_key, attempt=attempt, secrets=base.restricted(names),
+            occurrence=occurrence,
             workspace=root, output_dir=Path(output_dir) if output_dir is not None and not isinstance(output_dir, Path)
             else output_dir, timeout=handler.timeout,
             config=types.MappingProxyType(dict(handler.config)), outputs=handler.outputs, redactor=redactor,

@@ -448,7 +448,8 @@ class CaseRunner:
         try:
             result = run_handler(handler, data=dict(task.data), idempotency_key=key, attempt=attempt,
                                  workspace=self.worker.workspace, case_id=self.case_id, task_id=el, task_name=name,
-                                 output_dir=self.worker.output_dir, secrets=self.worker.secrets)
+                                 output_dir=self.worker.output_dir / self.case_id, secrets=self.worker.secrets,
+                                 occurrence=occ)  # runs/tasks/<case>/<task>-<occurrence>-<attempt>.ipynb
         except TaskError as exc:
             self._handler_failed(task, element, el, occ, attempt, started, exc)
             return
