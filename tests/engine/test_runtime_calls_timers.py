@@ -310,3 +310,26 @@ def test_a_start_event_with_two_flows_starts_both_branches(ws: Workspace) -> Non
     info = engine.get_case(ws, case)
     assert info.status == "completed" and info.data == {"a": 1, "b": 2}
     assert sorted(el for _, el, _ in steps(ws, case) if el) == ["A", "B"]
+
+
+def test_a_case_no_condition_matches_fails_at_the_gateway_naming_it(ws: Workspace) -> None:
+    """No default and conditions that may all be false: a warning (before, an error that refused SpiffWorkflow's
+    own test models, which run), and a case that matches none fails there, as BPMN says, naming the gateway."""
+    m = ToBeModel("which")
+    m.declare("amount", "number", required=True)
+    start = m.add_event("start", id="StartEvent_1")
+    g = m.add_gateway("exclusive", name="Which?", id="Gateway_which", after=start)
+    end = m.add_event("end", id="EndEvent_1")
+    for i, condition in enumerate(("amount < 10", "amount > 10")):
+        t = m.add_task(f"T{i}", id=f"Activity_{i}")
+        m.set_script(t, f"route = {i}")
+        m.connect(g, t, condition=condition)
+        m.connect(t, end)
+    [warning] = [p for p in m.validate() if p.code == "no-default"]
+    assert (warning.severity, warning.element) == ("warning", "Gateway_which")
+    m.save(ws)
+    small, ten = engine.start_case(ws, "which", {"amount": 3}), engine.start_case(ws, "which", {"amount": 10})
+    settle(ws)
+    assert engine.get_case(ws, small).data == {"amount": 3, "route": 0}
+    failed = engine.get_case(ws, ten)
+    assert failed.status == "failed" and "No conditions satisfied for Gateway_which" in (failed.error or "")

@@ -108,7 +108,8 @@ class _Validator:
             if e.attached_to not in self.m.elements:
                 self.add("error", "boundary-without-host", e, f"it is attached to {e.attached_to!r}, which is missing")
             if not outs:
-                self.add("error", "boundary-without-path", e, "it leads nowhere: connect it to the fallback or "
+                self.add("warning", "boundary-without-path", e, "it leads nowhere, so when it fires the branch ends "
+                                                                "there: connect it to the fallback or "
                                                               "escalation path")  # fmt: skip
         if e.kind not in (*GATEWAYS, "boundaryEvent", "startEvent") and len(outs) > 1:  # a start: parallel split
             self.add("error", "multiple-outgoing", e, f"it has {len(outs)} outgoing flows; split with a parallel or "
@@ -328,9 +329,9 @@ class _Validator:
             if e.default is None and not bare and conditional:
                 conds = [f.condition or "" for f in conditional]
                 if not _exhaustive(conds, self.m.variables):
-                    self.add("error", "no-default", e, "no default flow, and the conditions "
+                    self.add("warning", "no-default", e, "no default flow, and the conditions "
                              + "; ".join(repr(c) for c in conds) + " are not provably exhaustive: a case matching "
-                             "none would stop here; add a default with set_default()")  # fmt: skip
+                             "none fails here, as BPMN says; add a default with set_default() to route it")  # fmt: skip
 
     def reachability(self) -> None:
         m = self.m
