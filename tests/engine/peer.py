@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def table(results: dict[str, str]) -> str:
-    """Markdown: per element type, the files using it and how many ran the same, were refused or differ."""
+    """Markdown: per element type, the entries whose file uses it and how many ran the same, were refused or differ."""
     rows: dict[str, Counter[str]] = {}
     totals: Counter[str] = Counter()
     by_key = {sc.key: sc for sc in cases()}
@@ -426,12 +426,15 @@ def table(results: dict[str, str]) -> str:
         totals[kind] += 1
         for t in element_types(DATA / by_key[key].file):
             rows.setdefault(t, Counter())[kind] += 1
-    lines = ["| element type | files | same | refused | differ |", "|---|---:|---:|---:|---:|"]
+    lines = ["| element type | entries | same | refused | differ |", "|---|---:|---:|---:|---:|"]
     for t in sorted(rows):
         c = rows[t]
         lines.append(f"| {t} | {sum(c.values())} | {c['same']} | {c['refused']} | {c['differ']} |")
     n = sum(totals.values())
     lines.append(f"| **all** | {n} | {totals['same']} | {totals['refused']} | {totals['differ']} |")
+    files = len({by_key[k].file for k in results})
+    lines.append(f"\nAn entry is one (file, process); {n} entries from {files} files. A row counts the entries whose "
+                 "file uses the element type.")
     return "\n".join(lines)
 
 
