@@ -294,3 +294,37 @@ def test_an_empty_text_is_a_value_of_an_optional_text_field_and_missing_for_the_
     assert form.check({"value": "", "quantity": "", "name": "x"}) == {"value": "", "name": "x"}
     with pytest.raises(FormError, match="name"):
         form.check({"value": "a", "name": ""})
+
+
+def test_spiffworkflow_payload_extensions_are_refused_naming_the_element() -> None:
+    """Before, the payload expression and variable were dropped and the payload's keys merged into the data."""
+    spiff = 'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core"'
+    head = ('<signal id="Sig" name="Done"><extensionElements><spiffworkflow:payloadExpression>{"r": v}'
+            '</spiffworkflow:payloadExpression><spiffworkflow:variableName>result</spiffworkflow:variableName>'
+            '</extensionElements></signal>')
+    throw = ('<intermediateThrowEvent id="A"><signalEventDefinition signalRef="Sig"/></intermediateThrowEvent>'
+             '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>' + _script("Z", "x = 1"))
+    problems = [p for p in model(throw, head=head, ns=spiff).validate() if p.code == "unsupported-construct"]
+    assert {p.element for p in problems} == {"A"} and all("'Sig'" in p.message for p in problems)
+    assert sorted(p.message.split(" (")[1].split(")")[0] for p in problems) == [
+        "spiffworkflow:payloadExpression", "spiffworkflow:variableName"]
+    receive = ('<receiveTask id="A" messageRef="M"><extensionElements><spiffworkflow:messageVariable>a_var'
+               '</spiffworkflow:messageVariable></extensionElements></receiveTask>'
+               '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>' + _script("Z", "x = 1"))
+    [problem] = [p for p in model(receive, head='<message id="M" name="B"/>', ns=spiff).validate()
+                 if p.code == "unsupported-construct"]  # fmt: skip
+    assert problem.element == "A" and "spiffworkflow:messageVariable" in problem.message
+
+
+def test_a_parallel_join_waiting_for_a_boundary_branch_is_refused_naming_it() -> None:
+    """SpiffWorkflow waits for ever at such a join when the boundary event does not fire; before, the engine
+    failed the case there with no word of the join."""
+    body = ('<userTask id="A"/><boundaryEvent id="B" attachedToRef="A" cancelActivity="false"><timerEventDefinition>'
+            '<timeDuration>PT1H</timeDuration></timerEventDefinition></boundaryEvent>'
+            '<scriptTask id="R"><script>late = True</script></scriptTask><parallelGateway id="J"/>'
+            '<sequenceFlow id="f1" sourceRef="A" targetRef="J"/><sequenceFlow id="f2" sourceRef="B" targetRef="R"/>'
+            '<sequenceFlow id="f3" sourceRef="R" targetRef="J"/><sequenceFlow id="f4" sourceRef="J" targetRef="Z"/>'
+            + _script("Z", "x = 1"))  # fmt: skip
+    assert codes(model(body))["join-after-boundary"] == ["J"]
+    exclusive = body.replace('<parallelGateway id="J"/>', '<exclusiveGateway id="J"/>')
+    assert "join-after-boundary" not in codes(model(exclusive))

@@ -72,7 +72,7 @@ from procestra.engine.elements import (
     Variable,
     slug,
 )
-from procestra.engine.tobe_vendor import read_binding, read_human, read_loop, unsupported
+from procestra.engine.tobe_vendor import payload_extensions, read_binding, read_human, read_loop, unsupported
 from procestra.errors import ModelError, UserError
 from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS, check_diagram, to_bpmn_xml
 
@@ -171,6 +171,7 @@ def read_xml(make: type[ToBeModel], xml: str | bytes, *, source: str = "(xml)", 
         idmap[proc.get("id") or ""] = model.process_id
     names = _referenced_names(root)
     reader = _Reader(model, names, idmap, source)
+    reader.payloads = payload_extensions(root)
     reader.container(proc, None)
     reader.flows()
     for ext in proc.findall(_B + "extensionElements"):
@@ -213,6 +214,7 @@ class _Reader:
     def __init__(self, model: ToBeModel, names: Mapping[str, tuple[str | None, str | None]], idmap: Mapping[str, str],
                  source: str) -> None:  # fmt: skip
         self.model, self.names, self.idmap, self.source = model, names, idmap, source
+        self.payloads: dict[str, list[str]] = {}  # referenced definitions with SpiffWorkflow payload extensions
         self.flow_nodes: list[tuple[etree._Element, str | None]] = []
 
     def rid(self, raw: str | None) -> str | None:
@@ -276,7 +278,7 @@ class _Reader:
         problems += unsupported(x, local)
         for ext in x.findall(_B + "extensionElements"):
             self.extensions(ext, el)
-        el.unsupported = tuple(problems)
+        el.unsupported = (*el.unsupported, *problems)  # event() may have added some
         if eid in self.model.elements:
             raise ModelError(f"the id {eid!r} is used twice", path=self.source, element=eid)
         self.model.elements[eid] = el
@@ -297,6 +299,8 @@ class _Reader:
         ref = d.get({"error": "errorRef", "escalation": "escalationRef", "message": "messageRef",
                      "signal": "signalRef"}.get(kind_, "-"))  # fmt: skip
         if ref is not None:
+            el.unsupported += tuple(f"{what} on the {kind_} {ref!r} it refers to, which the engine does not apply"
+                                    for what in self.payloads.get(ref, ()))  # fmt: skip
             name, code = self.names.get(ref, (None, None))
             if kind_ == "error":
                 el.error_code = code or name

@@ -229,12 +229,35 @@ _IGNORED_CODE = {
 }
 
 
+#: SpiffWorkflow's own event payload extensions: a payload computed by an expression, or kept under a variable
+#: instead of merged into the data. The engine merges a payload's keys into the case data, so it refuses them.
+_SPIFF_PAYLOAD = {"messagePayload": "a SpiffWorkflow message payload expression (spiffworkflow:messagePayload)",
+                  "messageVariable": "a SpiffWorkflow message variable (spiffworkflow:messageVariable)",
+                  "payloadExpression": "a SpiffWorkflow payload expression (spiffworkflow:payloadExpression)",
+                  "variableName": "a SpiffWorkflow payload variable (spiffworkflow:variableName)"}  # fmt: skip
+
+
+def payload_extensions(root: etree._Element) -> dict[str, list[str]]:
+    """The errors, escalations, messages and signals of the file, by id, that carry SpiffWorkflow payload extensions."""
+    out: dict[str, list[str]] = {}
+    for tag in ("error", "escalation", "message", "signal"):
+        for d in root.iter(_B + tag):
+            found = [_SPIFF_PAYLOAD[n] for n in _SPIFF_PAYLOAD if _ext(d, _S + n)]
+            if found:
+                out[d.get("id") or ""] = found
+    return out
+
+
 def unsupported(x: etree._Element, local: str) -> list[str]:
     """The constructs on flow node ``x`` (a ``local`` element) that change what runs and that the engine ignores."""
     found: list[str] = []
     for tag, what in _IGNORED_CODE.items():
         if _ext(x, tag):
             found.append(f"{what}, which the engine does not run")
+    for name in ("messagePayload", "messageVariable"):
+        if _ext(x, _S + name):
+            found.append(f"{_SPIFF_PAYLOAD[name]}, which the engine does not apply (it merges a message's keys into "
+                         "the case data)")
     if _ext(x, _C + "inputOutput") and local not in ("serviceTask", "businessRuleTask", "sendTask"):
         found.append("a Camunda input/output mapping (camunda:inputOutput), which the engine does not apply")
     fmt = (x.get("scriptFormat") or "python").strip().lower()

@@ -85,6 +85,7 @@ class _Validator:
             self.element(e)
         self.data_items()
         self.messages()
+        self.joins()
         self.gateways()
         self.reachability()
         self.variables()
@@ -234,6 +235,29 @@ class _Validator:
                          "in this model catches, and the engine does not carry messages from case to case (there "
                          f"is no correlation to pick the receiver): {how}, or throw a signal, which reaches every "
                          "case waiting for it")  # fmt: skip
+
+    def joins(self) -> None:
+        """A parallel join waits for every incoming branch: one that only a boundary event starts may never come,
+        and the case would wait at the join for ever (SpiffWorkflow waits; the engine would fail it)."""
+        els = self.m.elements
+        starts = [e.id for e in els.values() if e.kind == "startEvent" and not (
+            e.parent in els and els[e.parent].triggered_by_event)]  # fmt: skip
+        normal, todo = set(starts), list(starts)
+        while todo:
+            for f in self.out.get(todo.pop(), []):
+                if f.target not in normal:
+                    normal.add(f.target)
+                    todo.append(f.target)
+        for g in els.values():
+            ins = self.inc.get(g.id, [])
+            if g.kind != "parallelGateway" or len(ins) < 2:
+                continue
+            for f in ins:
+                if f.source not in normal:
+                    self.add("error", "join-after-boundary", g, f"the parallel join waits for the branch from "
+                             f"{els[f.source].label if f.source in els else f.source}, which only a boundary event "
+                             "starts: a case where it does not fire would wait here for ever; join that branch with "
+                             "an exclusive gateway, or end it on its own")  # fmt: skip
 
     def data_items(self) -> None:
         """Multi-instance element variables are written as data items whose id is the variable (as SpiffWorkflow
