@@ -84,9 +84,7 @@ def test_comprehension_and_temporary_names_are_not_case_data():
     ("x = exec('1')", "calling 'exec' is not allowed"),
     ("x = open('/etc/passwd')", "calling 'open' is not allowed"),
     ("x = compile('1', 'f', 'eval')", "calling 'compile' is not allowed"),
-    ("x = globals()", "calling 'globals' is not allowed"),
-    ("x = locals()", "calling 'locals' is not allowed"),
-    ("x = vars()", "calling 'vars' is not allowed"),
+    ("x = vars(name)", "calling 'vars' is not allowed"),  # vars(), locals(), globals(): a copy of the variables
     ("f = lambda: 1", "lambda functions are not allowed"),
     ("try:\n    x = 1\nexcept Exception:\n    pass", "try-statements are not allowed"),
     ("a, *b = [1, 2, 3]", "'*' in unpacking is not allowed"),
@@ -234,3 +232,16 @@ def test_print_goes_to_the_script_log_not_the_case_data(caplog) -> None:
     [record] = [r for r in caplog.records if r.name == "procestra.script"]
     assert record.getMessage().startswith("Value: 3 / Quantity 2|xxx") and record.getMessage().endswith(
         "... (5,022 characters)")
+
+
+def test_locals_vars_and_globals_give_a_copy_of_the_variables_in_scope() -> None:
+    """SpiffWorkflow's models test whether a variable exists with ``'x' in locals()``; before, refused."""
+    data = {"a": 1}
+    assert execute("if 'hey' in locals():\n  hey = True\nelse:\n  something_else = True", data) == {
+        "something_else": True}
+    assert evaluate("'should_escalate' in vars() or 'should_escalate' in globals()", {"should_escalate": 1}) is True
+    assert execute("b = 2\nnames = sorted(vars())", {"a": 1}) == {"b": 2, "names": ["a", "b"]}
+    with pytest.raises(UnsafeExpressionError, match="not to items"):
+        compile_script("locals()['a'] = 1")
+    with pytest.raises(UnsafeExpressionError, match="calling 'locals' is not allowed"):
+        compile_script("x = locals(1)")

@@ -452,6 +452,9 @@ class _Compiler:
             name = func.id
             if name == "isinstance" and len(node.args) == 2:
                 return self.isinstance_(node, d)
+            if name in ("locals", "vars", "globals") and not node.args and not node.keywords and \
+                    not any(name in n for n in self.locals):  # 'x' in locals(): a copy of the variables in scope
+                return lambda data: dict(data.items()) if isinstance(data, Mapping) else {}
             if name in NAMES and not any(name in n for n in self.locals):
                 receiver = self.expr(func, d)  # timedelta(days=1), Decimal('1.5'): the namespace's constructor
             elif _dunder(name) or name not in FUNCTIONS:
