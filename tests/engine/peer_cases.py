@@ -18,8 +18,7 @@ def S(file: str, process: str, **kw: Any) -> Any:
 
 
 CASES = [
-    S('spiffworkflow/bpmn/Approvals.bpmn', 'Approvals',
-      expect='refused', reason='[call-in-file] Approvals.First_Approval_Wins'),
+    S('spiffworkflow/bpmn/Approvals.bpmn', 'Approvals'),
     S('spiffworkflow/bpmn/ParallelOrder.bpmn', 'ParallelOrder'),
     S('spiffworkflow/bpmn/ScriptTest.bpmn', 'Process_1l85e0n',
       expect='refused', reason='[bad-script] Activity_0kky4xd'),
@@ -27,11 +26,9 @@ CASES = [
       expect='refused', reason='[unknown-variable] ExclusiveGateway_1fftpux'),
     S('spiffworkflow/bpmn/Test-Workflows/CallActivity-Escalation-Test.bpmn20.xml', 'CallActivity-Escalation-Test', deps=('spiffworkflow/bpmn/Test-Workflows/CallActivity-Escalation-Test-Sub.bpmn20.xml',),
       expect='refused', reason='[call-unknown-model] Task_1x5aq4g:'),
-    S('spiffworkflow/bpmn/Test-Workflows/Message-Interrupts-SP.bpmn20.xml', 'sid-607dfa9b-dbfd-41e8-94f8-42ae37f3b824',
-      expect='refused', reason='[call-in-file] sid-617B0E1F-42DB-4D40-9B4C-ED631BF6E43A'),
+    S('spiffworkflow/bpmn/Test-Workflows/Message-Interrupts-SP.bpmn20.xml', 'sid-607dfa9b-dbfd-41e8-94f8-42ae37f3b824'),
     S('spiffworkflow/bpmn/Test-Workflows/Message-Interrupts.bpmn20.xml', 'sid-db1e1749-03ee-46aa-8674-bba07b1bd167'),
-    S('spiffworkflow/bpmn/Test-Workflows/Message-Non-Interrupt-SP.bpmn20.xml', 'sid-b6b1212d-76ea-4ced-888b-a99fbbbca575',
-      expect='refused', reason='[call-in-file] sid-617B0E1F-42DB-4D40-9B4C-ED631BF6E43A'),
+    S('spiffworkflow/bpmn/Test-Workflows/Message-Non-Interrupt-SP.bpmn20.xml', 'sid-b6b1212d-76ea-4ced-888b-a99fbbbca575'),
     S('spiffworkflow/bpmn/Test-Workflows/Message-Non-Interrupt.bpmn20.xml', 'sid-60e2cc58-68c9-4cb5-a95c-22e3e311b6b9'),
     S('spiffworkflow/bpmn/Test-Workflows/Messages.bpmn20.xml', 'sid-4a1f10ab-316f-4cd8-836d-65aa3d178fff', events=(('message', 'Test Message', {}),)),
     S('spiffworkflow/bpmn/Test-Workflows/Multi-Instance.bpmn20.xml', 'Process_0xa1l01',

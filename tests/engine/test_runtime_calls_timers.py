@@ -333,3 +333,22 @@ def test_a_case_no_condition_matches_fails_at_the_gateway_naming_it(ws: Workspac
     assert engine.get_case(ws, small).data == {"amount": 3, "route": 0}
     failed = engine.get_case(ws, ten)
     assert failed.status == "failed" and "No conditions satisfied for Gateway_which" in (failed.error or "")
+
+
+def test_a_call_to_another_process_of_the_same_file_runs_it(ws: Workspace) -> None:
+    """Camunda Modeler collaborations call their own pools; before, such a file was refused ("save that process
+    as a model of its own"). The called pool's user task is offered, and its answer reaches the caller."""
+    m = ToBeModel.load(CASES / "approvals_in_file.bpmn", process="Process_order")
+    m.declare("approved", "boolean")
+    assert [p for p in m.validate(ws=ws) if p.severity == "error"] == []
+    m.save(ws)
+    case = engine.start_case(ws, "order", {})
+    settle(ws)
+    [task] = engine.list_tasks(ws, case=case)
+    assert (task.element, task.name) == ("Activity_approve", "Approve order")
+    engine.complete_task(ws, task.task, {"approved": True})
+    settle(ws)
+    info = engine.get_case(ws, case)
+    assert (info.status, info.data) == ("completed", {"approved": True, "booked": True})
+    assert steps(ws, case) == [("user", "Activity_approve", "completed"), ("script", "Activity_book", "completed"),
+                               ("end", None, "completed")]

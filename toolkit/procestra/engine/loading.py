@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,14 +192,34 @@ def _runnable(ws: Home, name: str, version: int | None, via: tuple[str, ...]) ->
                                  "model with ToBeModel.save() to run it")
     tobe = ToBeModel.load(info.ref, ws=ws)
     calls: dict[str, Runnable] = {}
-    for element in tobe.elements.values():  # call activities: the called models and what they call
-        if element.kind == "callActivity" and element.called and element.called not in calls:
-            ref = ModelRef.parse(element.called)
-            calls[element.called] = _runnable(ws, ref.name, ref.version, via)
-    model = _assemble(info.name, info.version, tobe, path.read_bytes(), tuple(calls.values()))
+    pools = _in_file(tobe)
+    for called in _call_activities(tobe, pools):  # the called models and what they call
+        ref = ModelRef.parse(called)
+        calls[called] = _runnable(ws, ref.name, ref.version, via)
+    model = _assemble(info.name, info.version, tobe, path.read_bytes(), tuple(calls.values()), pools)
     with _models_lock:
         _models[key] = model
     return model
+
+
+def _in_file(tobe: ToBeModel) -> list[ToBeModel]:
+    """The processes of ``tobe``'s own file that its call activities call, at any depth, as models (SpiffWorkflow
+    finds them in the file; the engine needs their elements)."""
+    out: list[ToBeModel] = []
+    done, todo = {tobe.process_id}, [tobe]
+    while todo:
+        for e in todo.pop().elements.values():
+            if e.kind == "callActivity" and e.called in tobe.other_pools and e.called not in done:
+                done.add(e.called)
+                out.append(tobe.pool(e.called))
+                todo.append(out[-1])
+    return out
+
+
+def _call_activities(tobe: ToBeModel, pools: Sequence[ToBeModel]) -> list[str]:
+    """The saved models that the call activities of ``tobe`` and of the processes of its file it calls name."""
+    called = [e.called for m in (tobe, *pools) for e in m.elements.values() if e.kind == "callActivity" and e.called]
+    return list(dict.fromkeys(c for c in called if c is not None and c not in tobe.other_pools))
 
 
 def _check_cycle(via: tuple[str, ...], name: str, version: int) -> tuple[str, ...]:
@@ -212,7 +232,8 @@ def _check_cycle(via: tuple[str, ...], name: str, version: int) -> tuple[str, ..
     return (*via, label)
 
 
-def _assemble(name: str, version: int, tobe: ToBeModel, bpmn: bytes, calls: tuple[Runnable, ...]) -> Runnable:
+def _assemble(name: str, version: int, tobe: ToBeModel, bpmn: bytes, calls: tuple[Runnable, ...],
+              pools: Sequence[ToBeModel] = ()) -> Runnable:  # fmt: skip
     """Parse ``bpmn`` with the files of every model it calls at any depth, each once."""
     parser = _parser()
     label = str(ModelRef(name, version))
@@ -228,12 +249,13 @@ def _assemble(name: str, version: int, tobe: ToBeModel, bpmn: bytes, calls: tupl
                               "throughout")
         parser.add_bpmn_str(c.bpmn, filename=c.label)
     model.spec, model.subprocess_specs = _specs(parser, tobe.process_id, name, version)
-    model.elements = _elements(name, version, tobe, called)
+    model.elements = _elements(name, version, tobe, called, pools)
     model.listens = any(waiting.catches_events(s) for s in (model.spec, *model.subprocess_specs.values()))
     return model
 
 
-def _elements(name: str, version: int, tobe: ToBeModel, calls: list[Runnable]) -> dict[str, Element]:
+def _elements(name: str, version: int, tobe: ToBeModel, calls: list[Runnable],
+              pools: Sequence[ToBeModel] = ()) -> dict[str, Element]:  # fmt: skip
     """The elements a case of the model runs on, by id: its own and those of the models it calls.
 
     SpiffWorkflow names a task by its element id alone, so the engine finds the binding, form
@@ -245,6 +267,7 @@ def _elements(name: str, version: int, tobe: ToBeModel, calls: list[Runnable]) -
     out: dict[str, Element] = {}
     owner: dict[str, str] = {}
     sources = [(str(ModelRef(name, version)), tobe.elements),
+               *((f"process {p.process_id!r} of its file", p.elements) for p in pools),
                *((c.label, c.tobe.elements) for c in calls)]
     for source, elements in sources:
         for eid, e in elements.items():
@@ -333,13 +356,13 @@ def _shared(ws: Home, name: str, version: int | None, via: tuple[str, ...]) -> R
     pinned = json.loads(stored["called"]) if stored is not None else {}
     called_refs: dict[str, str] = {}
     calls: dict[str, Runnable] = {}
-    for element in tobe.elements.values():  # call activities: the versions the publisher resolved
-        if element.kind == "callActivity" and element.called and element.called not in calls:
-            ref = ModelRef.parse(pinned.get(element.called) or element.called)
-            called = _runnable(ws, ref.name, ref.version, via)
-            calls[element.called] = called
-            called_refs[element.called] = called.label
-    model = _assemble(name, int(v), tobe, bpmn, tuple(calls.values()))
+    pools = _in_file(tobe)
+    for name_ in _call_activities(tobe, pools):  # the versions the publisher resolved
+        ref = ModelRef.parse(pinned.get(name_) or name_)
+        called = _runnable(ws, ref.name, ref.version, via)
+        calls[name_] = called
+        called_refs[name_] = called.label
+    model = _assemble(name, int(v), tobe, bpmn, tuple(calls.values()), pools)
     if stored is None:  # publish it, before any case of it can be stored
         assert info is not None
         meta = Path(info.path) / "meta.json"

@@ -210,6 +210,17 @@ class ToBeModel:
         """Parse BPMN 2.0 XML (see :meth:`load`); :class:`ModelError` names what is broken."""
         return read_xml(cls, xml, source=source, process=process)
 
+    def pool(self, process: str) -> ToBeModel:
+        """Another process (pool) of the document this model was read from, as a model of its own: what a call
+        activity calling that process runs. It sees the caller's declared case data."""
+        if self.document is None or process not in self.other_pools:
+            raise InvalidArgumentError(f"{process!r} is not another process of the file {self.source}",
+                                       parameter="process")  # fmt: skip
+        pool = ToBeModel.from_xml(self.document, source=f"{self.source} (process {process})", process=process)
+        for name, var in self.variables.items():
+            pool.variables.setdefault(name, var)
+        return pool
+
     # -- plain data -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Everything in the model as JSON data (what :meth:`from_dict` reads; round-trips exactly)."""

@@ -11,6 +11,7 @@ value. Anything else is not proven, and the gateway needs a default.
 from __future__ import annotations
 
 import ast
+import contextvars
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -53,6 +54,9 @@ def check(model: ToBeModel, ws: Home | None = None) -> list[Problem]:
     """Every problem of ``model``, errors first (``ws`` also checks notebooks and called models)."""
     return _Validator(model, ws).run()
 
+
+#: Processes of one file being validated, through call activities between them (a cycle is not followed).
+_VISITING: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("visiting", default=frozenset())
 
 #: Element ids SpiffWorkflow gives its own task specs: a model element with one of them vanishes.
 _RESERVED_IDS = frozenset({"Start", "End", "Root"})
@@ -313,10 +317,19 @@ class _Validator:
         if not e.called:
             self.add("error", "call-without-model", e, "the call activity names no model to call")
             return
-        if e.called in self.m.other_pools:
-            self.add("error", "call-in-file", e, f"it calls process {e.called!r} of the same file, which the engine "
-                     "does not run; save that process as a model of its own (model import FILE --process "
-                     f"{e.called}) and call it by that model's name")  # fmt: skip
+        if e.called in self.m.other_pools:  # a process of the same file: it runs, so it is checked here
+            visiting = _VISITING.get()
+            if e.called in visiting or self.m.process_id in visiting:
+                return  # the cycle is refused when the case is loaded, naming it
+            token = _VISITING.set(visiting | {self.m.process_id})
+            try:
+                for p in self.m.pool(e.called).validate(ws=self.ws):
+                    if p.severity == "error":
+                        self.add("error", p.code, e, f"in process {e.called!r}, which it calls: {p}")
+            except ProcestraError as exc:
+                self.add("error", "call-in-file", e, f"process {e.called!r} of the same file: {exc}")
+            finally:
+                _VISITING.reset(token)
             return
         if self.ws is not None:
             try:
