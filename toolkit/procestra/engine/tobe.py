@@ -211,17 +211,13 @@ class ToBeModel:
         return read_xml(cls, xml, source=source, process=process)
 
     def pool(self, process: str) -> ToBeModel:
-        """Another process (pool) of the document this model was read from, as a model of its own: what a call
-        activity calling that process runs. It sees the caller's declared case data."""
+        """Another pool of this model's file as a model (what a call to it runs), seeing the caller's case data."""
         if self.document is None or process not in self.other_pools:
-            raise InvalidArgumentError(f"{process!r} is not another process of the file {self.source}",
-                                       parameter="process")  # fmt: skip
+            raise InvalidArgumentError(f"{process!r} is not another process of {self.source}", parameter="process")
         pool = ToBeModel.from_xml(self.document, source=f"{self.source} (process {process})", process=process)
-        for name, var in self.variables.items():
-            pool.variables.setdefault(name, var)
+        pool.variables = {**self.variables, **pool.variables}
         return pool
 
-    # -- plain data -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Everything in the model as JSON data (what :meth:`from_dict` reads; round-trips exactly)."""
         return {
@@ -754,19 +750,8 @@ class ToBeModel:
 
     # -- checks -----------------------------------------------------------------------------------
     def validate(self, *, ws: Home | None = None) -> list[Problem]:
-        """Every problem that would keep the model from running as meant, errors first.
-
-        Errors: no start event; an unbound service task; a condition that does not parse or is
-        not allowed; a branch of an exclusive/inclusive gateway without condition that is not
-        the default; a gateway without default whose conditions are not provably exhaustive
-        (only ``x < 10`` / ``x >= 10``-style comparisons of one variable, ``c`` / ``not c``, and
-        ``==``/``in`` over a variable's declared ``allowed`` values are proven); an unreachable
-        element; an unknown variable (not declared and not an output of an upstream task); bad
-        handler settings; timers that are no ISO 8601 duration; a task with several outgoing
-        flows; a subprocess without exactly one start event; a call activity without a model
-        (or, given ``ws``, naming an unknown one). Warnings: tasks that are neither bound nor
-        human, dead ends, constant conditions, retries on unbound tasks, no end event.
-        """
+        """Every problem that would keep the model from running as drawn, errors first (see
+        :mod:`procestra.engine.validate` for each check); ``ws`` also checks the called models exist."""
         return check(self, ws)
 
     def _repr_html_(self) -> str:
