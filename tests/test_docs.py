@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from procestra.engine import runtime
 from procestra.store import Store, testpoints
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,7 @@ FIGURE = re.compile(
 SETTINGS = {
     "120 s": "PROCESTRA_LOCK_TIMEOUT default",
     "300 s": "testpoints.PAUSE_LIMIT",
+    "10 s": "engine.runtime.ENGINE_SECONDS_LIMIT",
 }
 
 
@@ -70,6 +72,8 @@ def test_settings_quoted_in_the_docs_are_the_code_defaults(monkeypatch, tmp_path
     assert "(`PROCESTRA_LOCK_TIMEOUT`, default 120 s)" in architecture
     assert testpoints.PAUSE_LIMIT == 300.0
     assert "at most 300 s" in architecture
+    assert runtime.ENGINE_SECONDS_LIMIT == 10.0 and runtime.ENGINE_STEPS_LIMIT == 10_000
+    assert "10,000 steps or 10 s" in architecture
 
 
 def test_every_results_section_names_a_script_that_make_runs() -> None:
