@@ -13,10 +13,12 @@ sends each waiting case its message once (:func:`engine.send_message`, correlate
 - ``batch``: a sequential multi-instance service task (cardinality 3) -> a parallel multi-instance
   user task over the case's ``items`` (the sender completes each work item);
 - ``reminders`` (``cases/reminders.bpmn``): a review with a non-interrupting time cycle
-  ``R2/PT0.3S`` that sends a reminder each time (the sender completes the review after both).
+  ``R2/PT0.3S`` that sends a reminder each time (the sender completes the review after both);
+- ``tell`` (``cases/tell.bpmn``): Prepare -> throw the message "Told", which nothing in the case
+  catches -> Follow up; each throw starts one ``heard`` case (``cases/heard.bpmn``, a message start).
 
 Then workers that are not killed finish, and the test checks: every case completed on the path
-its data chose; every message was delivered exactly once (one delivery row per case, applied, one
+its data chose; every message was delivered exactly once (a thrown one started exactly one case) (one delivery row per case, applied, one
 journaled catch); no acknowledged step was lost or journaled twice; a handler was called again only
 for a step the journal had not acknowledged at the kill before the repeat (the handler deduplicates
 nothing); the events in ``runs:<model>`` equal the journal.
@@ -46,7 +48,7 @@ SEED = 20261205
 CONCURRENCY = 4
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 SLOW = "engine_handlers:slow_effect"
-MODELS = ("settle", "race", "batch", "reminders")
+MODELS = ("settle", "race", "batch", "reminders", "tell", "heard")
 
 
 def save_batch_and_reminders(ws: Workspace) -> None:
@@ -94,6 +96,16 @@ def save_models(ws: Workspace) -> None:
     for el in ("Activity_offer", "Activity_accept", "Activity_close", "Activity_expire"):
         race.bind(el, python(SLOW, outputs=[f"{el}_done"]))
     race.save(ws)
+    tell = ToBeModel.load(CASES_DIR / "tell.bpmn", name="tell")
+    heard = ToBeModel.load(CASES_DIR / "heard.bpmn", name="heard")
+    for m, els in ((tell, ("Activity_prepare", "Activity_follow")), (heard, ("Activity_heard",))):
+        m.declare("order", "string", required=True)
+        m.declare("delay_ms", "number")
+        for el in els:
+            m.bind(el, python(SLOW, outputs=[f"{el}_done"]))
+        if m is heard:
+            m.declare("Activity_prepare_done", "boolean")
+        m.save(ws)
 
 
 SETTLE_PATH = [("service", "Activity_register"), ("message", "Event_paid"), ("service", "Activity_book"),
@@ -101,6 +113,8 @@ SETTLE_PATH = [("service", "Activity_register"), ("message", "Event_paid"), ("se
 BATCH_PATH = [("service", "Activity_each", n) for n in (1, 2, 3)] + [("user", "Activity_approve", n) for n in (1, 2)]
 REMINDERS_PATH = [("timer", "Event_remind", 1), ("timer", "Event_remind", 2), ("service", "Activity_send_reminder", 1),
                   ("service", "Activity_send_reminder", 2), ("user", "Activity_review", 1)]
+TELL_PATH = [("service", "Activity_prepare"), ("throw", "Event_told"), ("service", "Activity_follow"), ("end", None)]
+HEARD_PATH = [("message", "StartEvent_heard"), ("service", "Activity_heard"), ("end", None)]
 RACE_PATH = {"M": [("service", "Activity_offer"), ("message", "Event_accepted"), ("service", "Activity_accept"),
                    ("end", None)],
              "T": [("service", "Activity_offer"), ("timer", "Event_expired"), ("service", "Activity_expire"),
@@ -168,6 +182,8 @@ def test_workers_killed_inside_waits_and_calls_lose_and_repeat_nothing(ws: Works
         kind = "M" if i % 2 == 0 else "T"
         data = {"offer": f"{kind}-{i}", "patience": "PT1H" if kind == "M" else "PT1S", "delay_ms": delay}
         expected[engine.start_case(ws, "race", data)] = RACE_PATH[kind]
+        if i % 2 == 0:
+            expected[engine.start_case(ws, "tell", {"order": f"W-{i}", "delay_ms": delay})] = TELL_PATH
         if i % 3 == 0:
             expected[engine.start_case(ws, "batch", {"items": ["x", "y"], "delay_ms": delay})] = BATCH_PATH
             expected[engine.start_case(ws, "reminders", {"delay_ms": delay})] = REMINDERS_PATH
@@ -199,6 +215,15 @@ def test_workers_killed_inside_waits_and_calls_lose_and_repeat_nothing(ws: Works
             stop_process(p, 15)
     cases = {c.case: c for c in engine.list_cases(ws) if c.model in MODELS}
     assert {c: (i.status, i.error) for c, i in cases.items() if i.status != "completed"} == {}
+    # each thrown "Told" started exactly one heard case, with the teller's data, and its throw step says which
+    told = {c: i for c, i in cases.items() if i.model == "tell"}
+    heard = {c: i for c, i in cases.items() if i.model == "heard"}
+    assert sorted(i.data["order"] for i in heard.values()) == sorted(i.data["order"] for i in told.values())
+    for case in told:
+        [throw] = [s for s in engine.case_history(ws, case) if s.kind == "throw"]
+        [started] = throw.data["started"]
+        assert heard[started].data["order"] == told[case].data["order"]
+    expected.update({case: HEARD_PATH for case in heard})
     rows = acknowledged(ws)
     assert seen <= rows
     for case, path in expected.items():
@@ -213,7 +238,7 @@ def test_workers_killed_inside_waits_and_calls_lose_and_repeat_nothing(ws: Works
     # each message delivered exactly once: one delivery row per messaged case, applied, one journaled catch
     with ops.connect(ws) as con:
         deliveries = [tuple(r) for r in con.execute("SELECT case_id, applied FROM deliveries ORDER BY case_id")]
-    messaged = sorted(c for c, path in expected.items() if len(path[1]) == 2 and path[1][0] == "message")
+    messaged = sorted(c for c, path in expected.items() if any(len(p) == 2 and p[0] == "message" for p in path[:2]))
     assert deliveries == [(c, 1) for c in messaged]
     # handlers: every call is for a journaled step; a repeat only after a kill that found its step unacknowledged
     calls = engine_handlers.calls(ws)

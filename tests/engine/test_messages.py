@@ -256,3 +256,56 @@ def test_a_case_waits_at_a_conditional_event_until_its_condition_holds(ws: Works
     assert (info.status, info.error, info.wake_at) == ("waiting", None, None)
     assert journal(ws, no) == [("user", "Activity_decide", "completed")]
     assert [c["case"] for c in engine_handlers.calls(ws)] == [yes]
+
+
+def thrower(name: str, message: str, script: str) -> ToBeModel:
+    """start -> script -> throw the message ``message`` (nothing in the model catches it) -> end."""
+    m = ToBeModel.from_xml(
+        f'<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" id="D" targetNamespace="t">'
+        f'<message id="M" name="{message}"/><process id="{name}" isExecutable="true"><startEvent id="S"/>'
+        '<sequenceFlow id="f0" sourceRef="S" targetRef="Set"/>'
+        f'<scriptTask id="Set" scriptFormat="python"><script>{script}</script></scriptTask>'
+        '<sequenceFlow id="f1" sourceRef="Set" targetRef="Throw"/><intermediateThrowEvent id="Throw" name="Tell">'
+        '<messageEventDefinition messageRef="M"/></intermediateThrowEvent>'
+        '<sequenceFlow id="f2" sourceRef="Throw" targetRef="E"/><endEvent id="E"/></process></definitions>')
+    m.name = name
+    return m
+
+
+def test_a_message_thrown_out_of_a_case_reaches_the_case_waiting_for_it_or_starts_one(ws: Workspace) -> None:
+    """Before, validate refused a message nothing in its own model catches; SpiffWorkflow hands it to the
+    application, and the engine now sends it on as ``send_message`` does, saying where it went."""
+    payer = thrower("payer", "Payment received", "paid = 99.5")
+    [warning] = [p for p in payer.validate() if p.code == "message-leaves-case"]
+    assert (warning.severity, warning.element) == ("warning", "Throw")
+    payer.save(ws)
+    orders_model().save(ws)
+    a17 = engine.start_case(ws, "orders", {"order": "A-17"})
+    settle(ws)
+    pay = engine.start_case(ws, "payer", {})
+    settle(ws)
+    [throw] = [s for s in engine.case_history(ws, pay) if s.kind == "throw"]
+    assert (throw.element, throw.outcome, throw.data) == (
+        "Throw", "sent", {"messages": ["Payment received"], "delivered": [a17], "started": []})
+    assert engine.get_case(ws, pay).status == "completed"
+    info = engine.get_case(ws, a17)
+    assert info.status == "completed", info.error
+    assert ("message", "Event_paid", "caught") in journal(ws, a17)
+    assert info.data["paid"] == 99.5 and info.data["order"] == "A-17"  # the thrower's data is the payload
+    # nothing waits now and no model starts on it: the thrower goes on, its step says so
+    again = engine.start_case(ws, "payer", {})
+    settle(ws)
+    assert engine.get_case(ws, again).status == "completed"
+    assert [(s.outcome, s.data["delivered"]) for s in engine.case_history(ws, again) if s.kind == "throw"] == [
+        ("not delivered", [])]
+    # a model whose start event catches it: a case of it starts with the thrower's data
+    web = ToBeModel.load(DATA / "web_order.bpmn", name="web-order")
+    web.bind("Activity_confirm", python(H + "effect", outputs=["effect_done"]))
+    web.save(ws)
+    thrower("shop", "Order placed", "order = 'W-2'").save(ws)
+    shop = engine.start_case(ws, "shop", {})
+    settle(ws)
+    [throw] = [s for s in engine.case_history(ws, shop) if s.kind == "throw"]
+    [started] = throw.data["started"]
+    assert engine.get_case(ws, started).model == "web-order"
+    assert engine.get_case(ws, started).data["order"] == "W-2"

@@ -269,15 +269,17 @@ def test_a_camunda_form_embedded_for_zeebe_becomes_the_form() -> None:
     assert codes(m) == {}
 
 
-def test_a_message_nothing_in_the_case_catches_is_refused_instead_of_vanishing() -> None:
-    """Before, a message throw event or a send task completed and the message went nowhere."""
+def test_a_message_nothing_in_the_case_catches_is_a_warning_saying_where_it_goes() -> None:
+    """Before, a message throw event or a send task completed and the message went nowhere; it now goes out
+    of the case (test_messages), and validate says so."""
     head = '<message id="M" name="Ping"/>'
     throw = '<intermediateThrowEvent id="A"><messageEventDefinition messageRef="M"/></intermediateThrowEvent>'
     send = '<sendTask id="A" messageRef="M"/>'
     flow = '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>' + _script("Z", "x = 1")
     for body in (throw, send):
-        [problem] = [p for p in model(body + flow, head=head).validate() if p.severity == "error"]
-        assert (problem.code, problem.element) == ("message-leaves-case", "A") and "'Ping'" in problem.message
+        [problem] = [p for p in model(body + flow, head=head).validate() if p.code == "message-leaves-case"]
+        assert (problem.severity, problem.element) == ("warning", "A") and "'Ping'" in problem.message
+        assert "every other case waiting for it" in problem.message
     bound = model(send + flow, head=head)
     bound.bind("A", python("engine_handlers:noop"))
     assert "message-leaves-case" not in codes(bound)

@@ -38,7 +38,7 @@ from procestra.store import ops
 if TYPE_CHECKING:
     from procestra.store.home import Home
 
-__all__ = ["Delivery", "NotDeliveredError", "send_message", "send_signal"]
+__all__ = ["Delivery", "NotDeliveredError", "route_thrown", "send_message", "send_signal", "starters_of"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,33 @@ def _send(ws: Home, kind: str, name: str, correlate: Mapping[str, Any] | None,
                 journal.deliver(con, rows)
                 return Delivery(kind, name, tuple(targets), tuple(started))
         starters = _starting(ws, kind, name)  # no case waits for the message: the models it starts, then again
+
+
+def starters_of(ws: Home, names: set[str]) -> dict[str, list[Runnable]]:
+    """For messages that cases threw out of themselves: the models each one starts (read before the round's commit)."""
+    return {name: _starting(ws, "message", name) for name in sorted(names)}
+
+
+def route_thrown(con: Any, sender: str, name: str, payload: dict[str, Any], starters: list[Runnable],
+                 stamp: str) -> tuple[Delivery, list[str]]:  # fmt: skip
+    """Queue a message that case ``sender`` threw and nothing in it caught, as :func:`send_message` without
+    ``correlate`` does: to every other case waiting for it, else a new case of each model that starts on it.
+
+    Inside the worker's commit, so it cannot raise for the payload: a model whose declared case data the
+    payload does not fit starts no case, and why is returned (the caller journals it on the throw step)."""
+    targets = [r["case_id"] for r in journal.waiting_for(con, "message", name) if r["case_id"] != sender]
+    started: list[str] = []
+    refused: list[str] = []
+    for model in [] if targets else starters:
+        try:
+            started += _start(con, [model], payload)
+        except UserError as exc:
+            refused.append(f"{model.name}: {exc}")
+    rows = [(journal.new_event_id(), case, "message", name, journal.dumps(payload), stamp)
+            for case in [*targets, *started]]
+    if rows:
+        journal.deliver(con, rows)
+    return Delivery("message", name, tuple(targets), tuple(started)), refused
 
 
 def _payload(data: Mapping[str, Any] | str | None) -> dict[str, Any]:

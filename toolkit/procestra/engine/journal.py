@@ -432,6 +432,12 @@ def waiting_for(con: Connection, kind: str, name: str) -> list[Row]:
         "w.name = ? AND c.status IN ('running', 'waiting') ORDER BY c.created, c.case_id", (kind, name)).fetchall())
 
 
+def note_step(con: Connection, case_id: str, seq: int, outcome: str, data: Any) -> None:
+    """Set the outcome and data of a step written in this transaction (where a thrown message went)."""
+    con.execute("UPDATE steps SET outcome = ?, data = ? WHERE case_id = ? AND seq = ?",
+                (outcome, dumps(data), case_id, seq))
+
+
 def new_event_id() -> str:
     """A new id of a message or signal sent to a case: ``e-`` + time + randomness (sorts by time)."""
     return f"e-{time.time_ns() // 1000:014x}{os.urandom(6).hex()}"

@@ -63,6 +63,7 @@ class Pending:
     applied: list[str] = field(default_factory=list)  # completed work items applied this round
     delivered: list[str] = field(default_factory=list)  # inbox events (messages, signals) applied this round
     signals: list[str] = field(default_factory=list)  # signals the case threw, for the other cases waiting for them
+    messages: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # (step index, name, payload)
 
 
 class CaseRunner:
@@ -107,13 +108,14 @@ class CaseRunner:
             self._count(s)
             if s["seq"] > self.snapshot_seq:
                 self._replay(s)
+        waiting.uncaught_messages(self.wf)  # thrown again by the replay: they went out when first journaled
         self.armed = {t.id for t in waiting.waiting_tasks(self.wf) if waiting.has_timer(t)}  # in the store
 
     # bookkeeping ---------------------------------------------------------------------------
     def _count(self, s: sqlite3.Row) -> None:
         el, occ = s["element_id"], s["occurrence"]
         if s["kind"] in ("service", "user", "script", "error", "timer", "message", "signal", "throw") and \
-                s["outcome"] in ("completed", "failed", "error", "cancelled", "fired", "caught", "sent"):
+                s["outcome"] in ("completed", "failed", "error", "cancelled", "fired", "caught", "sent", "not delivered"):
             self.occurrence[el] = max(self.occurrence.get(el, 0), occ)
         if s["kind"] == "retry":
             self.attempts[(el, occ)] = max(self.attempts.get((el, occ), 0), s["attempt"])
@@ -254,7 +256,8 @@ class CaseRunner:
                 raise EngineError(f"loop limit reached at element {last[-1] if last else '?'}: the case ran "
                                   f"{count:,} steps in one go without waiting for anything (last: {' -> '.join(last)})"
                                   "; fix the loop's condition and start the case again")  # fmt: skip
-            if type(task.task_spec).__name__ == "ScriptTask" or waiting.thrown_signals(task):
+            if type(task.task_spec).__name__ == "ScriptTask" or waiting.thrown_signals(task) or \
+                    waiting.thrown_messages(task):
                 script_tasks.append(task)
             elif isinstance(task.task_spec, _loop_task()):
                 self._loop_done(task)
@@ -263,16 +266,28 @@ class CaseRunner:
         try:
             self.wf.do_engine_steps(did_complete_task=did)
         finally:  # scripts that ran before a failure (a later script, a gateway) are journaled with their data
-            self._scripts_done(script_tasks, started)
+            self._scripts_done(script_tasks, started, waiting.uncaught_messages(self.wf))
 
-    def _scripts_done(self, script_tasks: list[Any], started: datetime) -> None:
-        """Journal the scripts (with their data) and signal throw events that engine steps ran, in order.
+    def _scripts_done(self, script_tasks: list[Any], started: datetime, outgoing: list[tuple[str, Any]]) -> None:
+        """Journal the scripts (with their data) and signal or message throw events that engine steps ran, in order.
 
         A thrown signal also goes to every other case waiting for it (with no data: the thrower's case
-        data stays its own), queued in this round's commit; its journal step keeps a replay from
-        throwing it again."""
+        data stays its own), and a message nothing in the case caught (``outgoing``) goes out with the
+        thrower's data as SpiffWorkflow's payload, both queued in this round's commit; the journal step
+        keeps a replay from throwing it again."""
         for task in script_tasks:
             el = task.task_spec.bpmn_id
+            names = waiting.thrown_messages(task)
+            if names:
+                out = next(((n, payload) for n, payload in outgoing if n in names), None)
+                if out is None:
+                    continue  # caught inside the case: SpiffWorkflow delivered it
+                outgoing.remove(out)
+                occ = self.occurrence[el] = self.occurrence.get(el, 0) + 1
+                self._record("throw", el, task.task_spec.bpmn_name or el, "sent", started, journal.now(),
+                             occurrence=occ, resource=self.worker.name, data={"messages": [out[0]]})
+                self.pending.messages.append((len(self.pending.steps) - 1, out[0], _json_data(out[1], f"the message {out[0]!r} thrown at {el}")))
+                continue
             occ = self.occurrence.get(el, 0) + 1
             self.occurrence[el] = occ
             signals = waiting.thrown_signals(task)
@@ -556,7 +571,7 @@ class CaseRunner:
     def _finish(self) -> None:
         # the case ends with the data SpiffWorkflow's end task has: what a cancelled transaction set is gone, the
         # branches are merged as at their join, and a caught error's or escalation's payload is there
-        self.data = _jsonable(dict(self.wf.data), self.data)
+        self.data = _json_data(self.wf.data, "the case's end data")
         self.status = "completed"
         self.done = True
         self._record("end", None, None, "completed", journal.now(), journal.now(), resource=self.worker.name,
@@ -579,13 +594,20 @@ class CaseRunner:
         return str(serializer.serialize_json(self.wf))
 
 
-def _jsonable(data: dict[str, Any], fallback: dict[str, Any]) -> dict[str, Any]:
-    """``data`` if it is JSON (case data is), else ``fallback``, which the steps kept JSON all along."""
-    try:
-        json.dumps(data)
-    except (TypeError, ValueError):
-        return fallback
-    return data
+def _json_data(data: Any, what: str) -> dict[str, Any]:
+    """``data`` as a JSON object; an :class:`EngineError` naming the keys that are not JSON (the sandbox keeps
+    case data JSON, so this is a fault to report, never a reason to keep other data quietly)."""
+    if not isinstance(data, dict):
+        raise EngineError(f"{what} is not a JSON object but {type(data).__name__}")
+    bad = []
+    for key, value in data.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            bad.append(f"{key!r} ({type(value).__name__})")
+    if bad:
+        raise EngineError(f"{what} holds values that are not JSON: {', '.join(bad[:10])}")
+    return dict(data)
 
 
 def _instance(task: Any) -> bool:

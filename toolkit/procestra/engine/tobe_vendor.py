@@ -258,6 +258,12 @@ def unsupported(x: etree._Element, local: str) -> list[str]:
         if _ext(x, _S + name):
             found.append(f"{_SPIFF_PAYLOAD[name]}, which the engine does not apply (it merges a message's keys into "
                          "the case data)")
+    for d in x.iter(_B + "messageEventDefinition"):
+        attrs = [f"camunda:{a}={d.get(_C + a)!r}" for a in ("expression", "resultVariable") if d.get(_C + a)]
+        if attrs:
+            found.append(f"a Camunda message payload ({', '.join(attrs)}): SpiffWorkflow sends the expression's value "
+                         "and the catch keeps it under resultVariable (else '<task>_Response'), Camunda 7 runs it as "
+                         "the event's implementation; the engine sends the case data, so it would do neither")
     if _ext(x, _C + "inputOutput") and local not in ("serviceTask", "businessRuleTask", "sendTask"):
         found.append("a Camunda input/output mapping (camunda:inputOutput), which the engine does not apply")
     fmt = (x.get("scriptFormat") or "python").strip().lower()

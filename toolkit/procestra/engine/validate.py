@@ -220,8 +220,8 @@ class _Validator:
             self.expression(e, "bad-loop", "the completion condition", lp.completion_condition)
 
     def messages(self) -> None:
-        """A message thrown by a throw or end event, or by a send task with no handler, reaches only a catch of the
-        same case (as SpiffWorkflow delivers it); one that nothing in the model catches would vanish, so it is refused."""
+        """A message thrown by a throw or end event, or by a send task with no handler, reaches a catch of the same case
+        waiting for it (as SpiffWorkflow delivers it); one that nothing in the model catches goes out of the case."""
         caught = {e.event_ref for e in self.m.elements.values() if e.event_ref and (
             (e.event == "message" and e.kind in ("startEvent", "intermediateCatchEvent", "boundaryEvent"))
             or e.kind == "receiveTask")}  # fmt: skip
@@ -232,13 +232,11 @@ class _Validator:
             thrown = (e.event == "message" and e.kind in ("intermediateThrowEvent", "endEvent")) or \
                 (e.kind == "sendTask" and e.handler is None and e.event_ref)
             if thrown and e.event_ref not in caught:
-                how = f"bind it to a handler that sends it (`procestra model bind MODEL {e.id} --http URL`, or " \
-                    "--python with a function that calls engine.send_message)" if e.kind == "sendTask" else \
-                    "draw a send task bound to a handler that sends it instead"
-                self.add("error", "message-leaves-case", e, f"it throws the message {e.event_ref!r}, which nothing "
-                         "in this model catches, and the engine does not carry messages from case to case (there "
-                         f"is no correlation to pick the receiver): {how}, or throw a signal, which reaches every "
-                         "case waiting for it")  # fmt: skip
+                self.add("warning", "message-leaves-case", e, f"it throws the message {e.event_ref!r}, which nothing "
+                         "in this model catches: it goes out of the case with the case data as its payload, to "
+                         f"every other case waiting for it (as `procestra message {e.event_ref}` does), else it "
+                         "starts a case of each model whose start event catches it; one that reaches nothing is "
+                         "journaled on the throw step as 'not delivered'")  # fmt: skip
 
     def joins(self) -> None:
         """A parallel join waits for every incoming branch: one that only a boundary event starts may never come,

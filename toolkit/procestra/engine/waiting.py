@@ -23,7 +23,7 @@ from typing import Any
 
 from procestra.engine.exceptions import EngineError
 
-__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "start_events", "thrown_signals", "timer_due", "waits_of", "waiting_tasks"]
+__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "start_events", "thrown_messages", "thrown_signals", "uncaught_messages", "timer_due", "waits_of", "waiting_tasks"]
 
 
 def _timer_classes() -> tuple[Any, Any, Any]:
@@ -177,6 +177,22 @@ def thrown_signals(task: Any) -> list[str]:
     if not isinstance(task.task_spec, _throwing()):
         return []
     return [str(d.name) for d in _definitions(task.task_spec.event_definition) if _kind(d) == "signal" and d.name]
+
+
+def thrown_messages(task: Any) -> list[str]:
+    """The messages a completed throw event or send task threw (called for every task engine steps run)."""
+    if not isinstance(task.task_spec, _throwing()):
+        return []
+    return [str(d.name) for d in _definitions(task.task_spec.event_definition) if _kind(d) == "message" and d.name]
+
+
+def uncaught_messages(wf: Any) -> list[tuple[str, Any]]:
+    """The messages thrown in ``wf`` that nothing in it caught, as ``(name, payload)``, taken from its queue.
+
+    SpiffWorkflow keeps them for the application (``get_events``); other uncaught events (signals,
+    which the engine broadcasts itself) are dropped from the queue here."""
+    return [(str(ev.event_definition.name), ev.payload) for ev in wf.get_events()
+            if _kind(ev.event_definition) == "message" and ev.event_definition.name]
 
 
 def waits_of(wf: Any) -> set[tuple[str, str]]:

@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from procestra.engine import journal
+from procestra.engine import events, journal
 from procestra.engine.connectors import Secrets
 from procestra.engine.journal import FINAL
 from procestra.engine.runtime import CaseRunner, Pending, Runnable, runnable
@@ -109,6 +109,22 @@ class Worker:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._connection() as con, ops.write(con):
             yield con
+
+    @staticmethod
+    def _route(con: Any, case_id: str, pending: Pending, starters: dict[str, list[Runnable]], stamp: str) -> None:
+        """Send the messages the case threw out of itself (in the round's commit, after its waits are stored);
+        its throw steps say where each went, and one that reached nothing is logged (the thrower goes on, as in
+        SpiffWorkflow, where the application gets it)."""
+        for index, name, payload in pending.messages:
+            d, refused = events.route_thrown(con, case_id, name, payload, starters.get(name, []), stamp)
+            step = pending.steps[index]
+            reached = bool(d.delivered or d.started)
+            where = {"messages": [name], "delivered": list(d.delivered), "started": list(d.started)}
+            journal.note_step(con, case_id, step[1], "sent" if reached else "not delivered",
+                              {**where, "refused": refused} if refused else where)
+            if not reached:
+                log.warning("case %s threw the message %r at %s: no case waits for it and no model starts with it%s",
+                            case_id, name, step[3], f" ({'; '.join(refused)})" if refused else "")
 
     def _close(self) -> None:
         if self._con is not None:
@@ -272,6 +288,8 @@ class Worker:
             now_waits = r.waits() if r.model.listens else None
             plans.append((r, snap, case, r.pending.events, now_waits if now_waits != r.waits_stored else None))
         ids = [r.case_id for r in runners]
+        thrown_out = {name for r, *_ in plans for _, name, _ in r.pending.messages}
+        starters = events.starters_of(self.workspace, thrown_out) if thrown_out else {}
         try:
             with self._transaction() as con:
                 updates: dict[str, list[tuple[Any, ...]]] = {}
@@ -286,7 +304,7 @@ class Worker:
                 thrown: list[tuple[str, list[str]]] = []  # signals cases threw: to the others waiting for them
                 waits: dict[str, set[tuple[str, str]]] = {}
                 mine = journal.held_cases(con, ids, self.name)
-                for r, snap, case, events, new_waits in plans:
+                for r, snap, case, out_rows, new_waits in plans:
                     if r.case_id not in mine:
                         r.lost = True  # taken over (our lease ran out) or cancelled: drop this round
                         self.report.lost_leases += 1
@@ -306,11 +324,14 @@ class Worker:
                     updates.setdefault(case[0], []).append(case[1])
                     if r.status in FINAL and (p.work or r.open_work or r.work_done):
                         ended.append((r.case_id,))
-                    outbox += events
+                    outbox += out_rows
                 journal.write_round(con, steps=steps, work=work, snapshots=snaps, cancel=cancel, ended=ended,
                                     applied=applied, updates=updates, delivered=delivered, waits=waits)
                 for sender, signals in thrown:
                     journal.broadcast(con, sender, signals, stamp)
+                for r, *_ in plans:
+                    if r.pending.messages and not r.lost:
+                        self._route(con, r.case_id, r.pending, starters, stamp)
                 ops.emit_rows(con, outbox)
         except ProcestraError:
             for r in runners:  # nothing of this round was stored: reload these cases from the store
