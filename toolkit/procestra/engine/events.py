@@ -5,7 +5,9 @@ message boundary event or event-based gateway branch) and whose case data matche
 ``correlate``; a signal goes to every case of every model that waits for it. A model whose
 start event catches the message (when no case waits for it) or the signal starts a new case
 with the data as its case data. A message or signal that reaches no case is an error naming
-it (:class:`NotDeliveredError`), never silently lost.
+it (:class:`NotDeliveredError`), never silently lost. A message a case throws and nothing in it
+catches goes the same way (:func:`route_thrown`, in the worker's commit); the throw step in the
+journal says where it went, "not delivered" when nowhere, since the thrower goes on.
 
 **Durable, exactly once.** Sending queues one row per case in the operational store's
 ``deliveries`` table, in the transaction that makes those cases runnable (and inserts the
