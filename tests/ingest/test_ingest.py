@@ -127,6 +127,31 @@ def test_latin1_csv_is_detected(ws: Workspace, tmp_path: Path) -> None:
     assert [r[1] for r in events(ws, "latin")] == ["Prüfung", "Bestätigung"]
 
 
+def test_a_utf8_csv_with_one_latin1_row_is_an_error_naming_the_row(ws: Workspace, tmp_path: Path) -> None:
+    """Before, the whole file was read as Latin-1: every other umlaut became mojibake, with exit 0."""
+    rows = [f"c{i},Prüfung,2024-01-01 10:{i % 60:02d}:00" for i in range(200)]
+    good = ("case_id,activity,timestamp\n" + "\n".join(rows) + "\n").encode("utf-8")
+    src = write(tmp_path / "mixed.csv", good.replace(b"c150,Pr\xc3\xbcfung", b"c150,Pr\xfcfung"))
+    before = ws.store.checksums()
+    with pytest.raises(SourceFormatError, match=r"not valid utf-8 text: byte 0xfc on line 152") as err:
+        ws.ingest(src, log="mixed")
+    assert err.value.row == 151 and "--encoding" in str(err.value)
+    assert ws.store.checksums() == before and "mixed" not in [i.name for i in ws.logs()]
+    ws.ingest(src, log="mixed", encoding="latin-1")  # what the user says goes
+    assert {r[1] for r in events(ws, "mixed")} == {"PrÃ¼fung", "Prüfung"}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_a_gzipped_csv_is_read_as_its_text(ws: Workspace, tmp_path: Path, encoding: str) -> None:
+    """Before, the encoding was guessed from the compressed bytes and the load failed (or garbled)."""
+    import gzip
+
+    text = "case_id,activity,timestamp\nx,Prüfung,2024-01-01 10:00\nx,Bestätigung,2024-01-01 11:00\n"
+    src = write(tmp_path / "l.csv.gz", gzip.compress(text.encode(encoding)))
+    ws.ingest(src, log="gz")
+    assert [r[1] for r in events(ws, "gz")] == ["Prüfung", "Bestätigung"]
+
+
 # -- idempotency, replace, append ------------------------------------------------------
 def test_reload_is_a_noop_and_replace_and_append(ws: Workspace, tmp_path: Path) -> None:
     src = write(tmp_path / "a.csv", GOOD_CSV)

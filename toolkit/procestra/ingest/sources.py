@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
@@ -172,8 +172,21 @@ def read_source(
 
 
 # -- CSV ---------------------------------------------------------------------------
+def _open_bytes(path: Path) -> IO[bytes]:
+    """The bytes of a CSV, gunzipped when it is compressed (``.gz``, or the gzip magic)."""
+    f = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+    if f.read(2) == b"\x1f\x8b" or path.name.lower().endswith(".gz"):
+        f.close()
+        return gzip.open(path, "rb")
+    f.seek(0)
+    return f
+
+
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
 def _detect_encoding(path: Path) -> str:
-    with open(path, "rb") as f:
+    with _open_bytes(path) as f:
         head = f.read(1 << 20)
     if head.startswith(b"\xef\xbb\xbf"):
         return "utf-8"
@@ -185,6 +198,11 @@ def _detect_encoding(path: Path) -> str:
     except UnicodeDecodeError as exc:
         if exc.start >= len(head) - 4:  # a character cut by the 1 MiB window
             return "utf-8"
+    # Mostly UTF-8 with a few bytes that are not (a row pasted from a Latin-1 export): UTF-8, so
+    # the bad row is an error naming it; read as Latin-1, every other non-ASCII character would be garbled.
+    valid = len(_UTF8_MULTIBYTE.findall(head))
+    if valid and valid >= _invalid_utf8(head):
+        return "utf-8"
     from charset_normalizer import from_bytes
 
     best = from_bytes(head).best()
@@ -197,6 +215,37 @@ def _detect_encoding(path: Path) -> str:
     except UnicodeDecodeError:
         return best.encoding if best is not None else "latin-1"
     return "latin-1" if not any(0x80 <= b <= 0x9F for b in head) else "cp1252"
+
+
+def _invalid_utf8(data: bytes) -> int:
+    """How many byte sequences of ``data`` are not valid UTF-8."""
+    return data.decode("utf-8", errors="replace").count("\ufffd")
+
+
+def _bad_bytes_error(path: Path, encoding: str) -> SourceFormatError:
+    """The error for a file whose bytes are not all valid ``encoding``: the first bad line and byte."""
+    bad = _first_bad_line(path, encoding)
+    line, byte = bad if bad is not None else (0, b"")
+    where = f"byte 0x{byte[0]:02x} on line {line}" if byte else "a byte sequence at the end of the file"
+    return SourceFormatError(
+        f"is not valid {encoding} text: {where} (the other lines are {encoding}); fix that row, or pass "
+        "--encoding (for example latin-1 or cp1252) to read the whole file in another encoding",
+        source=str(path), row=line - 1 if line else None,
+    )
+
+
+def _first_bad_line(path: Path, encoding: str) -> tuple[int, bytes] | None:
+    """The first line (1-based) whose bytes are not valid ``encoding``, and the bad byte; None if all are."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with _open_bytes(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError as exc:
+                return lineno, exc.object[exc.start:exc.start + 1]
+    return None
 
 
 def _csv_dialect(path: Path, encoding: str, delimiter: str | None) -> tuple[str, list[str]]:
@@ -229,15 +278,8 @@ def _diagnose_csv(path: Path, encoding: str, delimiter: str, ncols: int) -> Sour
                         f"(line {reader.line_num}); fix the row or quote fields that contain {delimiter!r}",
                         source=str(path), row=lineno - 1,
                     )
-    except UnicodeDecodeError as exc:
-        with opener(path, "rb") as fb:
-            data = fb.read(exc.start + 1) if hasattr(exc, "start") else b""
-        line = data.count(b"\n") + 1
-        return SourceFormatError(
-            f"invalid {encoding} byte 0x{exc.object[exc.start]:02x} on line {line}; "
-            "pass --encoding (for example latin-1 or cp1252) if the file is not UTF-8",
-            source=str(path), row=line - 1,
-        )
+    except UnicodeDecodeError:
+        return _bad_bytes_error(path, encoding)
     return None
 
 
@@ -269,14 +311,14 @@ def _read_csv(
         # DuckDB's relational reader takes UTF-8 only; transcode anything else once.
         tmp = Path(tempfile.mkstemp(suffix=".csv", dir=tmp_dir)[1])
         try:
-            with open(path, encoding=enc, newline="") as src, open(tmp, "w", encoding="utf-8", newline="") as dst:
+            opener = gzip.open if path.name.lower().endswith(".gz") else open
+            with opener(path, "rt", encoding=enc, newline="") as src, \
+                    open(tmp, "w", encoding="utf-8", newline="") as dst:
                 for block in iter(lambda: src.read(1 << 20), ""):
                     dst.write(block)
-        except UnicodeDecodeError as exc:
+        except UnicodeDecodeError:
             tmp.unlink(missing_ok=True)
-            raise SourceFormatError(
-                f"cannot decode as {enc}: {exc.reason}; pass --encoding", source=str(path)
-            ) from None
+            raise _bad_bytes_error(path, enc) from None
         target, duck_enc = tmp, "utf-8"
     as_text = set(string_columns(names))
     types = {c: "VARCHAR" for c in names if c in as_text}
