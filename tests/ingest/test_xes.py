@@ -518,3 +518,61 @@ def test_memory_stays_flat_on_a_4x_log(tmp_path: Path) -> None:
     one, four = measure(_logs_dir() / "bpic2012.xes.gz"), measure(big)
     assert (one["rows"], four["rows"]) == (262_200, 4 * 262_200)
     assert four["grew_kb"] < 1.5 * one["grew_kb"] + 50_000, (one, four)
+
+
+# -- input limits: nesting depth and element size, also inside gzip bombs ----------------------------
+_HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n<log xes.version="1.0"><trace><string key="concept:name" '
+         'value="c1"/><event><string key="concept:name" value="a"/><date key="time:timestamp" '
+         'value="2024-01-01T10:00:00Z"/>')
+_TAIL = "</event></trace></log>\n"
+
+_LIMITED_SCRIPT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 31, 1 << 31))  # ulimit -v 2 GiB: the bombs needed more
+from procestra.errors import SourceFormatError
+from procestra.ingest.xes import iter_xes_batches
+try:
+    print(sum(t.num_rows for t in iter_xes_batches(sys.argv[1])))
+except SourceFormatError as exc:
+    print("refused:", exc)
+"""
+
+
+def _limited(path: Path) -> str:
+    done = subprocess.run([sys.executable, "-c", _LIMITED_SCRIPT, str(path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_deep_nesting_in_a_gzip_bomb_is_refused_naming_the_event_within_memory(tmp_path: Path) -> None:
+    """Before: a 3.2 KB .xes.gz of 40,000 nested containers peaked at 1.77 GB (quadratic keys)."""
+    n = 40_000
+    bomb = _write(tmp_path / "deep.xes.gz", _HEAD + '<container key="k">' * n + "</container>" * n + _TAIL,
+                  compress=True)
+    assert bomb.stat().st_size < 10_000
+    out = _limited(bomb)
+    assert out.startswith("refused:") and "nested deeper than 64 levels in event 1" in out, out
+
+
+def test_thousands_of_nested_strings_are_refused_at_once(tmp_path: Path) -> None:
+    """Before: 5,000 nested strings (175 KB) took 41 s."""
+    body = "".join(f'<string key="s{i}" value="v">' for i in range(5000)) + "</string>" * 5000
+    out = _limited(_write(tmp_path / "strings.xes", _HEAD + body + _TAIL))
+    assert out.startswith("refused:") and "nested deeper than 64 levels in event 1" in out, out
+
+
+def test_an_attribute_over_the_size_limit_is_refused_naming_the_event(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(xes, "MAX_ATTRIBUTE_BYTES", 1000)
+    ok = '<event><string key="concept:name" value="b"/><date key="time:timestamp" value="2024-01-01T11:00:00Z"/>'
+    big = _HEAD.replace("<event>", ok + "</event><event>", 1).replace('value="a"', 'value="' + "x" * 5000 + '"')
+    for compress in (False, True):  # the fast path hands it to the general parser, which words the error
+        with pytest.raises(SourceFormatError, match=r"the value of attribute 'concept:name' of 5,000 bytes in event 2 "
+                                                    r"is over the limit of 1,000 bytes"):
+            _read(_write(tmp_path / f"big{compress}.xes", big + _TAIL, compress=compress))
+
+
+def test_nesting_up_to_the_limit_still_loads(tmp_path: Path) -> None:
+    body = '<container key="k">' * 63 + '<string key="leaf" value="v"/>' + "</container>" * 63
+    table = _read(_write(tmp_path / "ok.xes", _HEAD + body + _TAIL))
+    assert table.column("k." * 63 + "leaf").to_pylist() == ["v"]

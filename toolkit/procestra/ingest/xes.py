@@ -66,6 +66,11 @@ _REGION = 4 << 20  # fast path: bytes of whole traces scanned at a time
 _MAX_PENDING = 64 << 20  # fast path: a trace longer than this goes to the general parser
 _TS_UTC = pa.timestamp("us", tz="UTC")
 
+#: Input limits (a file beyond them is refused naming the event, before memory grows with it):
+#: attributes nested deeper than this, and one element (a key, a value) bigger than this many bytes.
+MAX_DEPTH = int(os.environ.get("PROCESTRA_XES_MAX_DEPTH") or 64)
+MAX_ATTRIBUTE_BYTES = int(os.environ.get("PROCESTRA_XES_MAX_ATTRIBUTE_BYTES") or 16 << 20)
+
 # XES type codes; list and container carry no value.
 _STR, _DATE, _INT, _FLOAT, _BOOL, _LIST, _CONTAINER = range(7)
 _TYPES = {"string": _STR, "id": _STR, "date": _DATE, "int": _INT, "float": _FLOAT, "boolean": _BOOL,
@@ -132,6 +137,7 @@ class _Reader:
 
     def __init__(self, source: str, batch_size: int, *, header: bool = False) -> None:
         self.source, self.batch_size, self.header = source, batch_size, header
+        self.max_depth, self.max_bytes = MAX_DEPTH, MAX_ATTRIBUTE_BYTES  # read now: tests and callers may set them
         self.log_attrs: dict[str, tuple[int, str]] = {}
         self.first_trace: int | None = None  # header scan: byte offset of the first <trace>
 
@@ -154,6 +160,19 @@ class _Reader:
         def error(message: str) -> SourceFormatError:
             return SourceFormatError(message, source=source, row=parser.CurrentLineNumber)
 
+        max_depth, max_bytes = self.max_depth, self.max_bytes
+        depths = [0]  # per open element: how deep it sits in attributes (or unknown elements); 0 for the structure
+        mark = 0  # input byte where the last element started or ended
+
+        def where() -> str:
+            if scope is event:
+                return f"in event {row0 + local + 1:,}"
+            return f"in trace {trace_no + 1:,}" if scope is trace else "in the log's header"
+
+        def too_big(what: str, size: int) -> SourceFormatError:
+            return error(f"{what} of {size:,} bytes {where()} is over the limit of {max_bytes:,} bytes "
+                         "(PROCESTRA_XES_MAX_ATTRIBUTE_BYTES); the file is refused")
+
         def flush() -> None:
             nonlocal collected, seg_counts, seg_traces, row0, local, seg_start
             keys, values, types, where = zip(*collected, strict=True) if collected else ((), (), (), ())
@@ -174,8 +193,16 @@ class _Reader:
             seg_start = local
 
         def start(name: str, attrs: dict[str, str]) -> None:
-            nonlocal scope, trace_no, tattrs, seg_start
+            nonlocal scope, trace_no, tattrs, seg_start, mark
             lname, top = name.rpartition(":")[2], stack[-1]
+            mark = parser.CurrentByteIndex
+            depth = depths[-1] + 1 if top is not root else 0
+            if lname in ("log", "trace", "event") and top in (root, log, trace):
+                depth = 0
+            if depth > max_depth:
+                raise error(f"attributes nested deeper than {max_depth} levels {where()}; the file is refused "
+                            "(PROCESTRA_XES_MAX_DEPTH sets the limit)")
+            depths.append(depth)
             if top is ignore:
                 stack.append(ignore)
             elif top is root:
@@ -206,7 +233,11 @@ class _Reader:
                 else:
                     assert k is not None  # checked above: only a list item goes without a key
                     key = f"{top}.{k}" if isinstance(top, str) else k
+                if len(key) > max_bytes:
+                    raise too_big(f"the attribute key {key[:60]!r}...", len(key))
                 v = attrs.get("value")
+                if v is not None and len(v) > max_bytes:
+                    raise too_big(f"the value of attribute {key[:60]!r}", len(v))
                 if v is not None and t < _LIST:
                     if scope is event:
                         collected.append((key, v, t, local))
@@ -217,8 +248,10 @@ class _Reader:
                 stack.append([key, 0] if t == _LIST else key)
 
         def end(name: str) -> None:
-            nonlocal local, scope
+            nonlocal local, scope, mark
             top = stack.pop()
+            depths.pop()
+            mark = parser.CurrentByteIndex
             if top is event:
                 local += 1
                 scope = trace
@@ -232,11 +265,14 @@ class _Reader:
                     flush()
 
         parser.StartElementHandler, parser.EndElementHandler = start, end
-        empty, at_end = True, False
+        empty, at_end, fed = True, False, 0
         try:
             for chunk in _chunks(source):
                 empty = empty and not chunk.strip()
                 parser.Parse(chunk, False)
+                fed += len(chunk)
+                if fed - max(mark, 0) > max_bytes + 2 * _CHUNK:  # one tag (expat holds it whole) past the limit
+                    raise too_big("an element", fed - max(mark, 0))
                 yield from pending
                 pending.clear()
             if empty:
@@ -387,6 +423,10 @@ def _fast_batches(source: str, batch_size: int) -> Iterator[pa.Table]:
             cut = data.rfind(b"</trace>") + 8
             if cut >= 8:
                 parts.append(_scan(data[:cut], trace0))
+                longest = max(pc.max(pc.binary_length(parts[-1].values)).as_py() or 0,
+                              pc.max(pc.binary_length(parts[-1].keys)).as_py() or 0)
+                if longest > MAX_ATTRIBUTE_BYTES:  # the general parser words the error, naming the event
+                    raise _Fallback
                 data, events, trace0 = data[cut:], events + len(parts[-1].ev_seg), trace0 + len(parts[-1].seg_trace)
             elif len(data) > _MAX_PENDING:
                 raise _Fallback
