@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "toolkit" / "procestra"
 STAGES = {"store", "ingest", "models", "mining", "engine", "schedule", "widgets", "cli"}
-FLOOR = {"errors", "schema", "progress", "version", "workspace", "__init__"}
+FLOOR = {"errors", "names", "schema", "progress", "version", "workspace", "__init__"}
 
 
 def modules() -> list[Path]:

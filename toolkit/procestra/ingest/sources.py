@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
@@ -172,12 +172,12 @@ def read_source(
 
 
 # -- CSV ---------------------------------------------------------------------------
-def _open_bytes(path: Path) -> IO[bytes]:
+def _open_bytes(path: Path) -> io.BufferedIOBase:
     """The bytes of a CSV, gunzipped when it is compressed (``.gz``, or the gzip magic)."""
     f = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
     if f.read(2) == b"\x1f\x8b" or path.name.lower().endswith(".gz"):
         f.close()
-        return gzip.open(path, "rb")
+        return gzip.GzipFile(path, "rb")
     f.seek(0)
     return f
 

@@ -47,6 +47,7 @@ from filelock import FileLock, Timeout
 from procestra.errors import InvalidArgumentError, ModelError, ModelNotFoundError, ProcestraError, StoreBusyError
 from procestra.models.bpmn import bpmn_to_petri, read_bpmn, write_bpmn, write_pnml, write_ptml
 from procestra.models.render import AcceptingPetriNet
+from procestra.names import check_name, is_name, shown
 from procestra.version import __version__
 
 if TYPE_CHECKING:
@@ -72,22 +73,16 @@ __all__ = [
 #: File extensions :func:`load_model` reads as model files (rather than saved model names).
 MODEL_FILE_TYPES = (".bpmn", ".pnml", ".ptml")
 
-# Like log names, minus what would make a path ("/", "\", ".." and a leading dot) or
-# a version reference ("@").
-_NAME_RE = re.compile(r"^\w[\w .:+\-]{0,127}$", re.UNICODE)
 _VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
 _META = "meta.json"
 
 
 def validate_model_name(name: Any, *, parameter: str = "name") -> str:
-    """Check a model name: 1-128 letters, digits, spaces and ``_ . : + -``; no ``..``."""
-    ok = (isinstance(name, str) and _NAME_RE.match(name) is not None and ".." not in name
-          and name == name.strip() and not name.lower().endswith(MODEL_FILE_TYPES))
-    if not ok:
-        raise InvalidArgumentError(
-            f"invalid model name {name!r}: use 1-128 letters, digits, spaces and _ . : + - "
-            "(starting with a letter or digit; no '/', '..' or '@'; not ending in .bpmn, .pnml or .ptml)",
-            parameter=parameter)
+    """Check a model name: the one name rule (:mod:`procestra.names`), and not ending in a model file's type."""
+    check_name(name, kind="model", parameter=parameter)
+    if name.lower().endswith(MODEL_FILE_TYPES):
+        raise InvalidArgumentError(f"invalid model name {shown(name)}: it ends like a file ({name.rsplit('.', 1)[-1]})"
+                                   "; give the model's name, not the file's", parameter=parameter)
     return str(name)
 
 
@@ -471,7 +466,7 @@ def _model_names(ws: Home) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(e.name for e in root.iterdir()
-                  if e.is_dir() and _NAME_RE.match(e.name) and ".." not in e.name and _versions(e))
+                  if e.is_dir() and is_name(e.name) and _versions(e))
 
 
 def list_models(ws: Home) -> list[ModelInfo]:

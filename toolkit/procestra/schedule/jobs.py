@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from procestra.names import NAME_RULE, is_name, shown
 from procestra.schedule.exceptions import JobError, JobNotFoundError, NotebookError
 from procestra.schedule.notify import Notify
 from procestra.schedule.tables import prepare
@@ -54,7 +55,6 @@ __all__ = [
 OVERLAP = ("skip", "queue", "allow")
 CATCHUP = ("none", "latest", "all")
 FORMATS = ("ipynb", "html")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TAG_RE = re.compile(r"^[\w.:-]{1,40}$")
 
 
@@ -184,9 +184,8 @@ def add_job(
     from procestra.schedule.runner import check_kernel, coerce_parameters, validate_parameters  # papermill, later
 
     # Cheap checks first (no notebook machinery), then the notebook, then the stored jobs.
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise JobError(f"invalid job name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a "
-                       "letter or digit", field="name")
+    if not is_name(name):
+        raise JobError(f"invalid job name {shown(name)}: use {NAME_RULE}", field="name")
     depends = tuple(dict.fromkeys(depends_on))
     if cron is None and not depends:
         raise JobError("give a cron expression (--cron), or the jobs it runs after (--after)", job=name, field="cron")

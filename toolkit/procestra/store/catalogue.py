@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from procestra.errors import InvalidArgumentError, LogNotFoundError
+from procestra.errors import LogNotFoundError
+from procestra.names import check_name
 from procestra.schema import table_names
 
 if TYPE_CHECKING:
@@ -84,7 +84,6 @@ CREATE TABLE IF NOT EXISTS loads (
 # their rows hold NULL, and ``info`` counts those logs' variants from the events.
 _MIGRATE = "ALTER TABLE logs ADD COLUMN IF NOT EXISTS variants BIGINT"
 
-_LOG_NAME_RE = re.compile(r"^[\w][\w .:@+/\-]{0,127}$", re.UNICODE)
 
 # Case-table columns that are not case attributes.
 _RESERVED_CASE_COLUMNS = ("case_id", "n_events", "first_ts", "last_ts")
@@ -155,14 +154,8 @@ class LoadRecord:
 
 
 def validate_log_name(name: Any, *, parameter: str = "log") -> str:
-    """Check a log name: 1-128 letters, digits, spaces and ``_ . : @ + / -``."""
-    if not isinstance(name, str) or not _LOG_NAME_RE.match(name) or name != name.strip():
-        raise InvalidArgumentError(
-            f"invalid log name {name!r}: use 1-128 letters, digits, spaces and _ . : @ + / - "
-            "(no quotes, semicolons or leading/trailing spaces)",
-            parameter=parameter,
-        )
-    return name
+    """Check a log name against the one name rule (:mod:`procestra.names`)."""
+    return check_name(name, kind="log", parameter=parameter)
 
 
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
