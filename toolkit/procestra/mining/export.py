@@ -17,6 +17,7 @@ from procestra.errors import EmptyResultError, InvalidArgumentError
 from procestra.mining.plan import lifecycle_instances_sql
 from procestra.schema import PM4PY_NAMES, quote_ident, table_names
 from procestra.store import catalogue
+from procestra.store.home import output_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -95,8 +96,7 @@ def export(workspace: Home, log: str, to: str | os.PathLike[str], filter: Filter
             f"cannot export to {str(path)!r}: use a .xes, .xes.gz, .csv or .parquet file name",
             parameter="to",
         )
-    if not path.parent.exists():
-        raise InvalidArgumentError(f"the directory {path.parent} does not exist", parameter="to")
+    output_path(path, parameter="to")
     tmp = path.with_name(f".{path.name}.partial")
     try:
         with workspace.store.read() as con:

@@ -449,8 +449,9 @@ class Filter:
         """The ``top`` most frequent variants, or the most frequent ones covering ``coverage`` (0-1] of cases."""
         if (top is None) == (coverage is None):
             raise InvalidArgumentError("give exactly one of top= or coverage=", parameter="top")
-        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
-            raise InvalidArgumentError(f"top must be a whole number of at least 1, not {top!r}", parameter="top")
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 1 <= top < 2**63):
+            raise InvalidArgumentError(f"top must be a whole number from 1 to {2**63 - 1:,}, not {top!r}",
+                                       parameter="top")
         if coverage is not None and (isinstance(coverage, bool) or not isinstance(coverage, (int, float))
                                      or not 0 < coverage <= 1):
             raise InvalidArgumentError(
@@ -520,8 +521,9 @@ class Filter:
     def case_size(cls, min: int | None = None, max: int | None = None) -> Filter:
         """Cases with between ``min`` and ``max`` events, inclusive."""
         for p, v in (("min", min), ("max", max)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise InvalidArgumentError(f"{p} must be a whole number of events, not {v!r}", parameter=p)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63):
+                raise InvalidArgumentError(f"{p} must be a whole number of events (0 to {2**63 - 1:,}), not {v!r}",
+                                           parameter=p)
         _range(min, max, "case size")
         return cls((_Size(min, max),))
 

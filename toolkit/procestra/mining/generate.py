@@ -20,7 +20,6 @@ import functools
 import json
 import math
 import numbers
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -35,6 +34,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from procestra.errors import InvalidArgumentError
+from procestra.store.home import output_path
 
 __all__ = ["MAX_EVENTS", "PM4PY_COLUMNS", "PROCESSES", "Activity", "ProcessDefinition", "Transition",
            "generate_log", "write_log"]  # fmt: skip
@@ -611,10 +611,7 @@ def write_log(table: pa.Table, path: str | Path) -> Path:
     if fmt is None:
         raise InvalidArgumentError(f"cannot tell the format of {str(path)!r}; use one of "
                                    f"{', '.join(_FORMATS)}", parameter="path")  # fmt: skip
-    parent = path.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK) or path.is_dir():
-        raise InvalidArgumentError(f"cannot write {str(path)!r}: its folder is missing or not writable, "
-                                   "or it is a folder", parameter="path")  # fmt: skip
+    output_path(path, parameter="path")
     try:
         if fmt == "csv":
             pacsv.write_csv(_iso_times(table), path)

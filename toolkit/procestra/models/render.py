@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from procestra.errors import InvalidArgumentError, ProcestraError
+from procestra.store.home import output_path
 
 __all__ = [
     "DFG", "FORMATS", "AcceptingPetriNet", "DFGDiff", "Diagram", "Renderer", "as_svg", "dotted_chart_svg",
@@ -666,6 +667,7 @@ def save(model: Any, path: str | Path, **options: Any) -> Path:
         raise InvalidArgumentError(
             f"cannot save to {path.name!r}: unknown extension {ext or '(none)'!r}; supported: "
             + ", ".join(SAVE_FORMATS), parameter="path")  # fmt: skip
+    output_path(path, parameter="path")
     model = _normalise(model)
     if ext in (".bpmn", ".pnml", ".ptml"):
         from procestra.models import bpmn

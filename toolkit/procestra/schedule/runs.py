@@ -31,6 +31,7 @@ from procestra.schedule.jobs import iso
 from procestra.schedule.runner import CellError, RunResult
 from procestra.schedule.tables import prepare
 from procestra.store import ops
+from procestra.store.home import output_path
 from procestra.store.ops import from_iso, to_iso, utcnow
 
 if TYPE_CHECKING:
@@ -307,8 +308,11 @@ td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-ali
 
 def write_history(workspace: Home, path: str | os.PathLike[str] | None = None, *, job: str | None = None) -> Path:
     """Write :func:`history_html` to ``path`` (default ``<workspace>/runs/index.html``)."""
-    target = Path(path) if path is not None else Path(workspace.path) / "runs" / "index.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if path is not None:
+        target = output_path(path, parameter="out")
+    else:
+        target = Path(workspace.path) / "runs" / "index.html"
+        target.parent.mkdir(parents=True, exist_ok=True)
     text = history_html(workspace, job=job, base=target.parent)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")  # schedulers may race
     tmp.write_text(text, encoding="utf-8")

@@ -21,10 +21,32 @@ import os
 from pathlib import Path
 from typing import TypeVar
 
-from procestra.errors import WorkspaceError
+from procestra.errors import InvalidArgumentError, WorkspaceError
 from procestra.store.events import Store
 
-__all__ = ["Home", "default_workspace_path"]
+__all__ = ["Home", "default_workspace_path", "output_path"]
+
+def output_path(path: str | os.PathLike[str], *, parameter: str) -> Path:
+    """``path`` as a file the user asked for can be written there, else :class:`InvalidArgumentError` naming it.
+
+    Checked before any work, by creating and removing the file's temporary twin: a missing directory,
+    one that cannot be written (``/proc``) or a directory in the file's place is the user's to fix, and
+    no directories are created on their behalf."""
+    target = Path(path)
+    if target.is_dir():
+        raise InvalidArgumentError(f"cannot write {str(target)!r}: it is a directory; give a file name",
+                                   parameter=parameter)
+    if not target.parent.is_dir():
+        raise InvalidArgumentError(f"cannot write {str(target)!r}: the directory {str(target.parent)!r} does not "
+                                   "exist; create it first", parameter=parameter)
+    probe = target.with_name(f".{target.name}.{os.getpid()}.probe")
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot write {str(target)!r}: {exc.strerror or exc}", parameter=parameter) from None
+    return target
+
 
 _MARKER = "procestra.toml"
 _FORMAT = 1
