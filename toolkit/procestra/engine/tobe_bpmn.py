@@ -72,7 +72,15 @@ from procestra.engine.elements import (
     Variable,
     slug,
 )
-from procestra.engine.tobe_vendor import payload_extensions, read_binding, read_human, read_loop, unsupported
+from procestra.engine.tobe_vendor import (
+    item_payloads,
+    payload_extensions,
+    read_binding,
+    read_human,
+    read_loop,
+    read_spiff,
+    unsupported,
+)
 from procestra.errors import ModelError, UserError
 from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS, check_diagram, to_bpmn_xml
 
@@ -171,7 +179,7 @@ def read_xml(make: type[ToBeModel], xml: str | bytes, *, source: str = "(xml)", 
         idmap[proc.get("id") or ""] = model.process_id
     names = _referenced_names(root)
     reader = _Reader(model, names, idmap, source)
-    reader.payloads = payload_extensions(root)
+    reader.payloads, reader.items = payload_extensions(root), item_payloads(root)
     reader.container(proc, None)
     reader.flows()
     for ext in proc.findall(_B + "extensionElements"):
@@ -214,7 +222,8 @@ class _Reader:
     def __init__(self, model: ToBeModel, names: Mapping[str, tuple[str | None, str | None]], idmap: Mapping[str, str],
                  source: str) -> None:  # fmt: skip
         self.model, self.names, self.idmap, self.source = model, names, idmap, source
-        self.payloads: dict[str, list[str]] = {}  # referenced definitions with SpiffWorkflow payload extensions
+        self.payloads: dict[str, list[str]] = {}  # messages with SpiffWorkflow payload extensions on themselves
+        self.items: dict[str, tuple[str | None, str | None]] = {}  # errors, escalations, signals: their payloads
         self.flow_nodes: list[tuple[etree._Element, str | None]] = []
 
     def rid(self, raw: str | None) -> str | None:
@@ -276,6 +285,10 @@ class _Reader:
         if kind == "serviceTask":
             el.vendor_binding = read_binding(x)
         problems += unsupported(x, local)
+        spiff = read_spiff(x, kind, self.items)  # SpiffWorkflow's scripts and payloads, which the engine runs
+        problems += spiff.pop("problems")  # type: ignore[arg-type]
+        for key, value in spiff.items():
+            setattr(el, key, value)
         for ext in x.findall(_B + "extensionElements"):
             self.extensions(ext, el)
         el.unsupported = (*el.unsupported, *problems)  # event() may have added some

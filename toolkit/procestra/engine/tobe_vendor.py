@@ -13,8 +13,9 @@ becomes part of the element model, and the file keeps it exactly:
   They are reported, to be made with ``ToBeModel.bind``;
 - loops (:func:`read_loop`): multi-instance and standard loop characteristics;
 - what the engine would not run (:func:`unsupported`): listeners, input/output and call
-  mappings, script result variables, SpiffWorkflow's pre- and post-scripts. Validation names
-  each of them as an error.
+  mappings, script result variables. Validation names each of them as an error;
+- SpiffWorkflow's own extensions the engine runs (:func:`read_spiff`): pre-/post-scripts, event
+  payload expressions and variables, process correlations.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from procestra.engine.elements import FormField, HumanTask, Loop
 from procestra.errors import UserError
 from procestra.models.bpmn import BPMN_NS
 
-__all__ = ["CAMUNDA_NS", "SPIFF_NS", "ZEEBE_NS", "read_binding", "read_human", "read_loop", "unsupported"]
+__all__ = ["CAMUNDA_NS", "SPIFF_NS", "ZEEBE_NS", "item_payloads", "payload_extensions", "read_binding", "read_human",
+           "read_loop", "read_spiff", "unsupported"]
 
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
@@ -224,27 +226,84 @@ _IGNORED_CODE = {
     _C + "out": "a Camunda call mapping (camunda:out), copying data back from the called process",
     _Z + "executionListener": "a Zeebe execution listener",
     _Z + "ioMapping": "a Zeebe input/output mapping",
-    _S + "preScript": "a SpiffWorkflow pre-script (run before the task)",
-    _S + "postScript": "a SpiffWorkflow post-script (run after the task)",
 }
 
 
-#: SpiffWorkflow's own event payload extensions: a payload computed by an expression, or kept under a variable
-#: instead of merged into the data. The engine merges a payload's keys into the case data, so it refuses them.
+#: SpiffWorkflow's payload extensions on a ``bpmn:message`` itself, its deprecated place for them (SpiffWorkflow
+#: then applies them to every event of the message); the engine reads them on the event or task only.
 _SPIFF_PAYLOAD = {"messagePayload": "a SpiffWorkflow message payload expression (spiffworkflow:messagePayload)",
-                  "messageVariable": "a SpiffWorkflow message variable (spiffworkflow:messageVariable)",
-                  "payloadExpression": "a SpiffWorkflow payload expression (spiffworkflow:payloadExpression)",
-                  "variableName": "a SpiffWorkflow payload variable (spiffworkflow:variableName)"}  # fmt: skip
+                  "messageVariable": "a SpiffWorkflow message variable (spiffworkflow:messageVariable)"}  # fmt: skip
+_THROWS = ("intermediateThrowEvent", "endEvent", "sendTask")
+_CATCHES = ("startEvent", "intermediateCatchEvent", "boundaryEvent", "receiveTask")
 
 
 def payload_extensions(root: etree._Element) -> dict[str, list[str]]:
-    """The errors, escalations, messages and signals of the file, by id, that carry SpiffWorkflow payload extensions."""
+    """The messages of the file, by id, that carry SpiffWorkflow payload extensions themselves (deprecated there)."""
     out: dict[str, list[str]] = {}
-    for tag in ("error", "escalation", "message", "signal"):
+    for d in root.iter(_B + "message"):
+        found = [f"{_SPIFF_PAYLOAD[n]} on the message itself (SpiffWorkflow's deprecated place: put it on the "
+                 "event or task)" for n in _SPIFF_PAYLOAD if _ext(d, _S + n)]  # fmt: skip
+        if found:
+            out[d.get("id") or ""] = found
+    return out
+
+
+def item_payloads(root: etree._Element) -> dict[str, tuple[str | None, str | None]]:
+    """The errors, escalations and signals of the file, by id, with SpiffWorkflow's payload expression and
+    variable (``spiffworkflow:payloadExpression``, ``spiffworkflow:variableName``) on them."""
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for tag in ("error", "escalation", "signal"):
         for d in root.iter(_B + tag):
-            found = [_SPIFF_PAYLOAD[n] for n in _SPIFF_PAYLOAD if _ext(d, _S + n)]
-            if found:
-                out[d.get("id") or ""] = found
+            expr, var = _spiff_text(d, "payloadExpression"), _spiff_text(d, "variableName")
+            if expr is not None or var is not None:
+                out[d.get("id") or ""] = (expr, var)
+    return out
+
+
+def _spiff_text(x: etree._Element, name: str, deep: bool = False) -> str | None:
+    """The text of ``x``'s ``spiffworkflow:name`` extension element (anywhere below ``x`` if ``deep``), or None,
+    where SpiffWorkflow's own parser looks for it."""
+    found = next(x.iter(_S + name), None) if deep else \
+        next((n for e in x.findall(_B + "extensionElements") for n in e.findall(_S + name)), None)
+    return None if found is None else found.text or ""
+
+
+def read_spiff(x: etree._Element, kind: str, items: dict[str, tuple[str | None, str | None]]) -> dict[str, object]:
+    """SpiffWorkflow's pre-/post-scripts, payloads and process correlations on flow node ``x``, read where
+    SpiffWorkflow's spiff parser reads them, as :class:`Element` fields; ``"problems"`` lists what the engine
+    would not run exactly."""
+    out: dict[str, object] = {"pre_script": _spiff_text(x, "preScript"), "post_script": _spiff_text(x, "postScript")}
+    problems: list[str] = []
+    defs = [d for d in x if isinstance(d.tag, str) and etree.QName(d).localname.endswith("EventDefinition")]
+    local = etree.QName(defs[0]).localname if len(defs) == 1 else ""
+    message = x if kind in ("sendTask", "receiveTask") else defs[0] if local == "messageEventDefinition" else None
+    if message is not None:
+        correlations = tuple((_spiff_text(c, "propertyId", True) or "", _spiff_text(c, "expression", True) or "")
+                             for c in message.iter(_S + "processVariableCorrelation"))  # fmt: skip
+        if kind in _THROWS:
+            out["payload"] = _spiff_text(message, "messagePayload", True)
+        elif kind in _CATCHES:
+            out["payload_variable"], out["correlations"] = _spiff_text(message, "messageVariable", True), correlations
+            if correlations and out["payload_variable"] is None:
+                problems.append("SpiffWorkflow process correlations (spiffworkflow:processVariableCorrelation) on a "
+                                "catch without a spiffworkflow:messageVariable: SpiffWorkflow then drops the message's "
+                                "payload, the engine would merge it; add a message variable")  # fmt: skip
+    elif len(defs) == 1:
+        kind_ = local[: -len("EventDefinition")]
+        ref = defs[0].get(f"{kind_}Ref")
+        if ref in items:
+            expr, var = items[ref]
+            if kind in _THROWS:  # SpiffWorkflow sends None without an expression (not a copy of the data)
+                out["payload"] = expr if expr is not None else "None"
+            elif kind in _CATCHES and var is None:
+                problems.append(f"a SpiffWorkflow payload expression on the {kind_} {ref!r} but no "
+                                "spiffworkflow:variableName: SpiffWorkflow drops the payload it catches, the engine "
+                                f"would merge it; add a variable name to the {kind_}")  # fmt: skip
+            elif kind in _CATCHES:
+                out["payload_variable"] = var
+    elif len(defs) > 1 and any(True for d in defs for n in ("messagePayload", "messageVariable") if _ext(d, _S + n)):
+        problems.append("SpiffWorkflow payload extensions on a multiple event, which the engine does not apply")
+    out["problems"] = problems
     return out
 
 
@@ -254,10 +313,10 @@ def unsupported(x: etree._Element, local: str) -> list[str]:
     for tag, what in _IGNORED_CODE.items():
         if _ext(x, tag):
             found.append(f"{what}, which the engine does not run")
-    for name in ("messagePayload", "messageVariable"):
-        if _ext(x, _S + name):
-            found.append(f"{_SPIFF_PAYLOAD[name]}, which the engine does not apply (it merges a message's keys into "
-                         "the case data)")
+    loops = x.findall(_B + "multiInstanceLoopCharacteristics")
+    if any(lp.get(_S + "scriptsOnInstances") == "true" for lp in loops):
+        found.append("SpiffWorkflow pre-/post-scripts run on each instance (spiffworkflow:scriptsOnInstances), "
+                     "which the engine does not do (it runs them once around the instances)")
     if _ext(x, _C + "inputOutput") and local not in ("serviceTask", "businessRuleTask", "sendTask"):
         found.append("a Camunda input/output mapping (camunda:inputOutput), which the engine does not apply")
     fmt = (x.get("scriptFormat") or "python").strip().lower()
