@@ -341,10 +341,10 @@ class CaseRunner:
             self._record(row["kind"], None, f"{row['kind']} {row['name']}", "uncaught", now, now,
                          resource="events", data=data, error="no event of the case catches it now")
             return
-        el, name = caught
+        el, name, added = caught
         occ = self.occurrence.get(el, 0) + 1
         self.occurrence[el] = occ
-        self.data.update(payload)
+        self.data.update(added)
         self._record(row["kind"], el, name, "caught", ops.from_iso(row["created"]) or now, now, occurrence=occ,
                      resource="events", data=data)
         self._engine_steps()
@@ -504,8 +504,13 @@ class CaseRunner:
 
         task = self._find(el, self.TaskState.STARTED | self.TaskState.READY)
         target = task.workflow if task is not None else self.wf
-        event = BpmnEvent(ErrorEventDefinition(code or "error", code=code), payload={"error": message},
-                          target=target)
+        cls = ErrorEventDefinition  # SpiffWorkflow's own, payload-aware one if the catching boundary event has it
+        for spec in (task.workflow.spec.task_specs.values() if task is not None else ()):
+            d = getattr(spec, "event_definition", None)
+            if isinstance(d, ErrorEventDefinition) and getattr(spec, "bpmn_id", None) == getattr(
+                    self._error_boundary(el), "id", None):  # fmt: skip
+                cls = type(d)
+        event = BpmnEvent(cls(code or "error", code=code), payload={"error": message}, target=target)
         self.wf.catch(event)
 
     def _live_user_tasks(self) -> dict[str, Any]:

@@ -80,6 +80,7 @@ from procestra.engine.tobe_vendor import (
     read_loop,
     read_spiff,
     unsupported,
+    write_spiff,
 )
 from procestra.errors import ModelError, UserError
 from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS, check_diagram, to_bpmn_xml
@@ -577,6 +578,7 @@ def write_node(node: etree._Element, e: Element, errors: list[etree._Element], c
         node.set("triggeredByEvent", "true")
     if e.kind not in GATEWAYS and "gatewayDirection" in node.attrib:
         del node.attrib["gatewayDirection"]
+    write_spiff(node, e)
 
 
 def write_loop(node: etree._Element, loop: Loop) -> None:

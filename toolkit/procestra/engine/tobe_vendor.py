@@ -24,12 +24,12 @@ import re
 
 from lxml import etree
 
-from procestra.engine.elements import FormField, HumanTask, Loop
+from procestra.engine.elements import Element, FormField, HumanTask, Loop
 from procestra.errors import UserError
 from procestra.models.bpmn import BPMN_NS
 
 __all__ = ["CAMUNDA_NS", "SPIFF_NS", "ZEEBE_NS", "item_payloads", "payload_extensions", "read_binding", "read_human",
-           "read_loop", "read_spiff", "unsupported"]
+           "read_loop", "read_spiff", "unsupported", "write_spiff"]
 
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
@@ -305,6 +305,73 @@ def read_spiff(x: etree._Element, kind: str, items: dict[str, tuple[str | None, 
         problems.append("SpiffWorkflow payload extensions on a multiple event, which the engine does not apply")
     out["problems"] = problems
     return out
+
+
+def _set_spiff(holder: etree._Element, name: str, text: str | None) -> None:
+    """Set (or with None remove) ``holder``'s ``spiffworkflow:name`` extension element, changing nothing if it is so."""
+    exts = holder.findall(_B + "extensionElements")
+    found = next((n for x in exts for n in x.findall(_S + name)), None)
+    if text is None:
+        if found is not None:
+            found.getparent().remove(found)
+        return
+    if found is not None:
+        if found.text != text:
+            found.text = text
+        return
+    etree.SubElement(_extensions(holder), _S + name, nsmap={"spiffworkflow": SPIFF_NS}).text = text
+
+
+def _extensions(holder: etree._Element) -> etree._Element:
+    """``holder``'s ``extensionElements``, made (after its documentation, as the schema orders) if it has none."""
+    ext = holder.find(_B + "extensionElements")
+    if ext is None:
+        docs = [i for i, c in enumerate(holder) if isinstance(c.tag, str) and etree.QName(c).localname == "documentation"]
+        ext = etree.Element(_B + "extensionElements")
+        holder.insert(docs[-1] + 1 if docs else 0, ext)
+    return ext
+
+
+def write_spiff(node: etree._Element, e: Element) -> None:
+    """``e``'s SpiffWorkflow scripts, payloads and correlations into its flow node ``node``, where :func:`read_spiff`
+    reads them (a signal's, error's or escalation's on the definition it refers to, made if there is none)."""
+    _set_spiff(node, "preScript", e.pre_script)
+    _set_spiff(node, "postScript", e.post_script)
+    defs = [d for d in node if isinstance(d.tag, str) and etree.QName(d).localname.endswith("EventDefinition")]
+    kind = etree.QName(defs[0]).localname[: -len("EventDefinition")] if len(defs) == 1 else ""
+    message = node if e.kind in ("sendTask", "receiveTask") else defs[0] if kind == "message" else None
+    if message is not None:
+        if e.kind in _THROWS:
+            _set_spiff(message, "messagePayload", e.payload)
+        elif e.kind in _CATCHES:
+            _set_spiff(message, "messageVariable", e.payload_variable)
+            mine = tuple((_spiff_text(c, "propertyId", True) or "", _spiff_text(c, "expression", True) or "")
+                         for c in message.iter(_S + "processVariableCorrelation"))  # fmt: skip
+            if mine != tuple(e.correlations):
+                for c in list(message.iter(_S + "processVariableCorrelation")):
+                    c.getparent().remove(c)
+                for prop, expr in e.correlations:
+                    c = etree.SubElement(_extensions(message), _S + "processVariableCorrelation",
+                                         nsmap={"spiffworkflow": SPIFF_NS})  # fmt: skip
+                    etree.SubElement(c, _S + "propertyId").text = prop
+                    etree.SubElement(c, _S + "expression").text = expr
+        return
+    if kind not in ("signal", "error", "escalation"):
+        return
+    root = node.getroottree().getroot()
+    ref = defs[0].get(f"{kind}Ref")
+    target = next((d for d in root.iter(_B + kind) if ref and d.get("id") == ref), None)
+    if target is None:
+        if e.payload is None and e.payload_variable is None:
+            return
+        ref = f"{kind.capitalize()}_{e.id}"
+        target = etree.Element(_B + kind, id=ref, name=e.event_ref or e.name or e.id)
+        root.insert(0, target)
+        defs[0].set(f"{kind}Ref", ref)
+    if e.kind in _THROWS and not (e.payload == "None" and _spiff_text(target, "payloadExpression") is None):
+        _set_spiff(target, "payloadExpression", e.payload)
+    elif e.kind in _CATCHES:
+        _set_spiff(target, "variableName", e.payload_variable)
 
 
 def unsupported(x: etree._Element, local: str) -> list[str]:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from procestra.engine.exceptions import EngineError
+from procestra.engine.spiff_ext import caught_data
 
 __all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "start_events", "thrown_signals", "timer_due", "waits_of", "waiting_tasks"]
 
@@ -185,9 +186,10 @@ def waits_of(wf: Any) -> set[tuple[str, str]]:
             if (k := _kind(d)) and d.name}
 
 
-def deliver(wf: Any, kind: str, name: str, payload: Any) -> tuple[str, str] | None:
+def deliver(wf: Any, kind: str, name: str, payload: Any) -> tuple[str, str, dict[str, Any]] | None:
     """Deliver a message or signal to the workflow as SpiffWorkflow's ``catch`` does; the element that
-    caught it and its name (the first, for a signal several catch), or None if nothing waits for it.
+    caught it, its name (the first, for a signal several catch) and what the catch adds to the data (the
+    payload's keys, or the payload under the catch's variable), or None if nothing waits for it.
 
     A message's correlation properties (when the file defines them) are computed from the payload
     as SpiffWorkflow computes them when a message is thrown, and checked by its ``catches``.
@@ -211,7 +213,7 @@ def deliver(wf: Any, kind: str, name: str, payload: Any) -> tuple[str, str] | No
             element = _branch(task, d) if d is not spec.event_definition else str(spec.bpmn_id)
             label = _name_of(task, element) or name
             wf.catch(event)
-            return element, label
+            return element, label, caught_data(d, payload)
     return None
 
 
