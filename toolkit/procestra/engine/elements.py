@@ -42,6 +42,7 @@ __all__ = [
     "Retry",
     "Variable",
     "duration_seconds",
+    "set_spiff",
     "slug",
 ]
 
@@ -454,6 +455,30 @@ class RemoveReport:
     removed: tuple[str, ...]
     reconnected: tuple[tuple[str, str], ...]
     broken: tuple[str, ...]
+
+
+#: The SpiffWorkflow extensions of an element (see :class:`Element`), settable with :func:`set_spiff`.
+SPIFF_FIELDS = ("pre_script", "post_script", "payload", "payload_variable", "correlations")
+
+
+def set_spiff(el: Element, fields: Mapping[str, Any]) -> Element:
+    """Set ``el``'s SpiffWorkflow extensions (:data:`SPIFF_FIELDS`; None removes one), each checked as it is made:
+    scripts and expressions in sandbox syntax, the variable an identifier. Validation checks where they belong."""
+    for key, value in fields.items():
+        if key not in SPIFF_FIELDS:
+            raise InvalidArgumentError(f"{key!r} is not one of {', '.join(SPIFF_FIELDS)}", parameter=key)
+        if key == "correlations":
+            value = tuple((str(p), str(x)) for p, x in (value or ()))
+            for _, x in value:
+                compile_script(x)
+        elif value is not None and (not isinstance(value, str) or not value.strip()):
+            raise InvalidArgumentError(f"{key} must be text, not {value!r}", parameter=key)
+        elif value is not None and key == "payload_variable" and not _VAR.match(value):
+            raise InvalidArgumentError(f"payload_variable {value!r} must be an identifier", parameter=key)
+        elif value is not None and key != "payload_variable":
+            compile_script(value)
+        setattr(el, key, value)
+    return el
 
 
 def slug(text: str) -> str:

@@ -73,6 +73,7 @@ from procestra.engine.elements import (
     slug,
 )
 from procestra.engine.tobe_vendor import (
+    SPIFF_NS,
     item_payloads,
     payload_extensions,
     read_binding,
@@ -522,7 +523,8 @@ def write_xml(model: ToBeModel, *, name: str | None = None, called: Mapping[str,
     process.insert(0, ext)
     for i, err in enumerate(errors):
         root.insert(i, err)
-    etree.cleanup_namespaces(root, top_nsmap={"procestra": NS})
+    spiff = {"spiffworkflow": SPIFF_NS} if next(root.iter(f"{{{SPIFF_NS}}}*"), None) is not None else {}
+    etree.cleanup_namespaces(root, top_nsmap={"procestra": NS, **spiff})
     out = str(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True).decode("utf-8"))
     problems = check_diagram(out)
     if problems:
@@ -578,7 +580,7 @@ def write_node(node: etree._Element, e: Element, errors: list[etree._Element], c
         node.set("triggeredByEvent", "true")
     if e.kind not in GATEWAYS and "gatewayDirection" in node.attrib:
         del node.attrib["gatewayDirection"]
-    write_spiff(node, e)
+    write_spiff(node, e, errors)
 
 
 def write_loop(node: etree._Element, loop: Loop) -> None:

@@ -332,9 +332,10 @@ def _extensions(holder: etree._Element) -> etree._Element:
     return ext
 
 
-def write_spiff(node: etree._Element, e: Element) -> None:
+def write_spiff(node: etree._Element, e: Element, pending: list[etree._Element] | None = None) -> None:
     """``e``'s SpiffWorkflow scripts, payloads and correlations into its flow node ``node``, where :func:`read_spiff`
-    reads them (a signal's, error's or escalation's on the definition it refers to, made if there is none)."""
+    reads them (a signal's, error's or escalation's on the definition it refers to, in the document or in
+    ``pending``, those to be added; made if there is none)."""
     _set_spiff(node, "preScript", e.pre_script)
     _set_spiff(node, "postScript", e.post_script)
     defs = [d for d in node if isinstance(d.tag, str) and etree.QName(d).localname.endswith("EventDefinition")]
@@ -360,12 +361,14 @@ def write_spiff(node: etree._Element, e: Element) -> None:
         return
     root = node.getroottree().getroot()
     ref = defs[0].get(f"{kind}Ref")
-    target = next((d for d in root.iter(_B + kind) if ref and d.get("id") == ref), None)
+    target = next((d for d in (*root.iter(_B + kind), *(pending or ())) if ref and d.get("id") == ref), None)
     if target is None:
         if e.payload is None and e.payload_variable is None:
             return
         ref = f"{kind.capitalize()}_{e.id}"
         target = etree.Element(_B + kind, id=ref, name=e.event_ref or e.name or e.id)
+        if kind != "signal" and e.error_code:
+            target.set(f"{kind}Code", e.error_code)
         root.insert(0, target)
         defs[0].set(f"{kind}Ref", ref)
     if e.kind in _THROWS and not (e.payload == "None" and _spiff_text(target, "payloadExpression") is None):

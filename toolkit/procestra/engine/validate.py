@@ -487,7 +487,7 @@ class _Validator:
                                 *((x, False) for _, x in e.correlations)):  # fmt: skip
                 try:
                     for v in compile_script(text).variables if text else ():
-                        if not (after and v in outputs[e.id]):
+                        if not (after and (v in outputs[e.id] or _free_form(e))):  # a post-script: the task's data
                             used.setdefault(v, "the SpiffWorkflow script or payload")
                 except ConditionError:
                     pass
