@@ -216,3 +216,42 @@ def test_what_the_engine_cannot_run_exactly_is_refused_naming_the_element() -> N
         m.set_spiff("Activity_receive", payload_variable="not a name")
     with pytest.raises(InvalidArgumentError):
         m.set_spiff("Activity_receive", nonsense="x")
+
+
+def signal_file(process: str, body: str) -> str:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d">
+  <bpmn:signal id="Signal_ready" name="Ready">
+    <bpmn:extensionElements>
+      <spiffworkflow:payloadExpression>{{'x': x}}</spiffworkflow:payloadExpression>
+      <spiffworkflow:variableName>got</spiffworkflow:variableName>
+    </bpmn:extensionElements>
+  </bpmn:signal>
+  <bpmn:process id="{process}" isExecutable="true">
+    <bpmn:startEvent id="StartEvent_1" />
+    {body}
+    <bpmn:endEvent id="EndEvent_1" />
+    <bpmn:sequenceFlow id="f1" sourceRef="StartEvent_1" targetRef="Event_signal" />
+    <bpmn:sequenceFlow id="f2" sourceRef="Event_signal" targetRef="EndEvent_1" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_a_signal_thrown_to_other_cases_carries_its_payload_expression(ws: Workspace) -> None:
+    definition = '<bpmn:signalEventDefinition signalRef="Signal_ready" />'
+    thrower = ToBeModel.from_xml(signal_file("thrower", f'<bpmn:intermediateThrowEvent id="Event_signal">'
+                                                        f'{definition}</bpmn:intermediateThrowEvent>'))
+    thrower.declare("x", "integer", required=True)
+    thrower.save(ws, "thrower")
+    catcher = ToBeModel.from_xml(signal_file("catcher", f'<bpmn:intermediateCatchEvent id="Event_signal">'
+                                                        f'{definition}</bpmn:intermediateCatchEvent>'))
+    catcher.save(ws, "catcher")
+    waiting = engine.start_case(ws, "catcher", {})
+    settle(ws)
+    assert engine.get_case(ws, waiting).status == "waiting"
+    engine.start_case(ws, "thrower", {"x": 5})
+    settle(ws)
+    info = engine.get_case(ws, waiting)
+    assert (info.status, info.data) == ("completed", {"got": {"x": 5}})

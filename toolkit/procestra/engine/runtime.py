@@ -62,7 +62,8 @@ class Pending:
     cancel_work: list[tuple[str, int]] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)  # completed work items applied this round
     delivered: list[str] = field(default_factory=list)  # inbox events (messages, signals) applied this round
-    signals: list[str] = field(default_factory=list)  # signals the case threw, for the other cases waiting for them
+    #: signals the case threw, ``(name, payload)``, for the other cases waiting for them
+    signals: list[tuple[str, Any]] = field(default_factory=list)
 
 
 class CaseRunner:
@@ -277,7 +278,7 @@ class CaseRunner:
             self.occurrence[el] = occ
             signals = waiting.thrown_signals(task)
             if signals:
-                self.pending.signals += signals
+                self.pending.signals += waiting.signal_payloads(task)
                 self._record("throw", el, task.task_spec.bpmn_name or el, "sent", started, journal.now(),
                              occurrence=occ, resource=self.worker.name, data={"signals": signals})
                 continue

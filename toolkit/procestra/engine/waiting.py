@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from procestra.engine.exceptions import EngineError
-from procestra.engine.spiff_ext import caught_data
+from procestra.engine.spiff_ext import caught_data, spiff_definition
 
-__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "start_events", "thrown_signals", "timer_due", "waits_of", "waiting_tasks"]
+__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "signal_payloads", "start_events", "thrown_signals", "timer_due", "waits_of", "waiting_tasks"]
 
 
 def _timer_classes() -> tuple[Any, Any, Any]:
@@ -178,6 +178,19 @@ def thrown_signals(task: Any) -> list[str]:
     if not isinstance(task.task_spec, _throwing()):
         return []
     return [str(d.name) for d in _definitions(task.task_spec.event_definition) if _kind(d) == "signal" and d.name]
+
+
+def signal_payloads(task: Any) -> list[tuple[str, Any]]:
+    """The signals a completed throw event threw, each with the payload it sent other cases: none (``{}``),
+    or what its SpiffWorkflow payload expression gives in the task's data (None without one), as thrown."""
+    out: list[tuple[str, Any]] = []
+    for d in _definitions(task.task_spec.event_definition):
+        if _kind(d) == "signal" and d.name:
+            spiff = spiff_definition(d)
+            expression = getattr(d, "expression", None) if spiff else None
+            payload = task.workflow.script_engine.evaluate(task, expression) if expression is not None else None
+            out.append((str(d.name), payload if spiff else {}))
+    return out
 
 
 def waits_of(wf: Any) -> set[tuple[str, str]]:
