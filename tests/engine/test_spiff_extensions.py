@@ -255,3 +255,40 @@ def test_a_signal_thrown_to_other_cases_carries_its_payload_expression(ws: Works
     settle(ws)
     info = engine.get_case(ws, waiting)
     assert (info.status, info.data) == ("completed", {"got": {"x": 5}})
+
+
+def test_a_message_start_event_with_a_variable_starts_the_case_with_the_payload_under_it(ws: Workspace) -> None:
+    m = ToBeModel.from_xml("""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" id="d">
+  <bpmn:message id="Order" name="Order" />
+  <bpmn:process id="p" isExecutable="true">
+    <bpmn:startEvent id="StartEvent_1">
+      <bpmn:messageEventDefinition messageRef="Order">
+        <bpmn:extensionElements><spiffworkflow:messageVariable>order</spiffworkflow:messageVariable></bpmn:extensionElements>
+      </bpmn:messageEventDefinition>
+    </bpmn:startEvent>
+    <bpmn:endEvent id="EndEvent_1" />
+    <bpmn:sequenceFlow id="f1" sourceRef="StartEvent_1" targetRef="EndEvent_1" />
+  </bpmn:process>
+</bpmn:definitions>
+""")
+    m.save(ws, "orders")
+    started = engine.send_message(ws, "Order", data={"item": "pen"}).started
+    settle(ws)
+    info = engine.get_case(ws, started[0])
+    assert (info.status, info.data) == ("completed", {"order": {"item": "pen"}})
+
+
+def test_a_loaded_models_extensions_are_saved_where_spiffworkflow_reads_them(tmp_path: Path) -> None:
+    model = ToBeModel.load(SPIFF / "signal_event_payload.bpmn")
+    assert ToBeModel.from_xml(model.to_xml()).elements["throw"].payload == "{'r1': v1, 'r2': v2}"
+    model.set_spiff("throw", payload="{'r1': v2}")
+    model.set_spiff("catch", payload_variable="other")
+    again = ToBeModel.from_xml(model.to_xml())
+    assert (again.elements["throw"].payload, again.elements["catch"].payload_variable) == ("{'r1': v2}", "other")
+    model = ToBeModel.load(SPIFF / "waiting_event.bpmn", process="main")
+    model.set_spiff("Activity_0qpzdpu", correlations=[("uid", "2"), ("other", "3")], pre_script="n = 1")
+    again = ToBeModel.from_xml(model.to_xml())
+    assert again.elements["Activity_0qpzdpu"].correlations == (("uid", "2"), ("other", "3"))
+    assert again.elements["Activity_0qpzdpu"].pre_script == "n = 1"

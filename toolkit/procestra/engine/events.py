@@ -100,7 +100,7 @@ def _send(ws: Home, kind: str, name: str, correlate: Mapping[str, Any] | None,
             if kind == "message" and targets:
                 starters = []
             if starters is not None:
-                started = _start(con, starters, payload) if starters else []
+                started = _start(con, starters, payload, kind, name) if starters else []
                 rows = [(journal.new_event_id(), case, kind, name, journal.dumps(payload), journal.iso(journal.now()))
                         for case in [*targets, *started]]
                 if not rows:
@@ -160,10 +160,12 @@ def _starting(ws: Home, kind: str, name: str) -> list[Runnable]:
     return out
 
 
-def _start(con: Any, models: list[Runnable], payload: dict[str, Any]) -> list[str]:
-    """Insert one new case per model, with ``payload`` as its case data (checked against the model's declared data)."""
+def _start(con: Any, models: list[Runnable], payload: dict[str, Any], kind: str, name: str) -> list[str]:
+    """Insert one new case per model, with ``payload`` as its case data (checked against the model's declared
+    data); a start event with a SpiffWorkflow payload variable starts it with the payload under that variable."""
     now = journal.iso(journal.now())
-    rows = [(journal.new_case_id(), m.name, m.version, None, journal.dumps(_case_data(m, payload)), now, now)
-            for m in models]
+    rows = [(journal.new_case_id(), m.name, m.version, None,
+             journal.dumps(_case_data(m, waiting.start_data(m.spec, kind, name, payload))), now, now)
+            for m in models]  # fmt: skip
     journal.insert_cases(con, rows)
     return [r[0] for r in rows]

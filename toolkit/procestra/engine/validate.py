@@ -203,6 +203,13 @@ class _Validator:
             self.add("error", "bad-payload", e, "process correlations belong on a message catch or receive task")
         for prop, text in e.correlations:
             self.expression(e, "bad-payload", f"the correlation of {prop!r}", text)
+        key = e.event_ref or e.error_code
+        for o in self.m.elements.values():  # one definition in the file carries them for all its throws, catches
+            if e.event in kinds[1:] and o.event == e.event and (o.event_ref or o.error_code) == key and o.id < e.id \
+                    and (o.kind in _CATCHING) == (e.kind in _CATCHING) and \
+                    (o.payload, o.payload_variable) != (e.payload, e.payload_variable):  # fmt: skip
+                self.add("error", "payload-mismatch", e, f"the {e.event} {key!r} has one SpiffWorkflow payload "
+                         f"expression and variable, for all its events, and {o.label} gives it other ones")
 
     def in_transaction(self, e: Element) -> bool:
         p = self.m.elements.get(e.attached_to or "") if e.kind == "boundaryEvent" else None

@@ -24,7 +24,7 @@ from typing import Any
 from procestra.engine.exceptions import EngineError
 from procestra.engine.spiff_ext import caught_data, spiff_definition
 
-__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "signal_payloads", "start_events", "thrown_signals", "timer_due", "waits_of", "waiting_tasks"]
+__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "signal_payloads", "start_data", "start_events", "thrown_signals", "timer_due", "waits_of", "waiting_tasks"]
 
 
 def _timer_classes() -> tuple[Any, Any, Any]:
@@ -164,6 +164,18 @@ def start_events(spec: Any) -> set[tuple[str, str]]:
 
     return {(k, str(d.name)) for ts in spec.start.outputs if isinstance(ts, StartEvent)
             for d in _definitions(ts.event_definition) if (k := _kind(d)) and d.name}
+
+
+def start_data(spec: Any, kind: str, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The case data a case of the process ``spec`` starts with when the ``kind`` ``name`` starts it: what its start
+    event's catch adds (the payload's keys, or the payload under a SpiffWorkflow payload variable)."""
+    from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
+
+    for ts in spec.start.outputs:
+        for d in _definitions(ts.event_definition) if isinstance(ts, StartEvent) else ():
+            if _kind(d) == kind and d.name == name:
+                return caught_data(d, payload)
+    return payload
 
 
 @functools.lru_cache(maxsize=1)
