@@ -281,6 +281,8 @@ class _Reader:
             el.called = x.get("calledElement")
         if kind in ("sendTask", "receiveTask") and x.get("messageRef"):
             el.event_ref = self.names.get(x.get("messageRef") or "", (None, None))[0] or x.get("messageRef")
+            problems += [f"{what} on the message {x.get('messageRef')!r} it refers to, which the engine does not "
+                         "apply" for what in self.payloads.get(x.get("messageRef") or "", ())]  # fmt: skip
         el.loop = self.guard(x, lambda: read_loop(x))
         if kind == "userTask":
             el.human = read_human(x, problems)
