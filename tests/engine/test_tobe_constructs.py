@@ -247,7 +247,8 @@ def test_zeebe_and_spiffworkflow_extensions_are_read() -> None:
     assert m.element("O").vendor_binding == "SpiffWorkflow operator 'http/GetRequest'"
     found = codes(m)
     assert found["unbound-service-task"] == ["J", "O"]
-    assert "unsupported-construct" not in found and m.element("Z").pre_script == "y = 1"  # the engine runs it
+    assert found["unsupported-construct"] == ["Z"]  # SpiffWorkflow ignores a script task's pre-script: refused
+    assert m.element("Z").pre_script == "y = 1"
 
 
 def test_a_camunda_form_embedded_for_zeebe_becomes_the_form() -> None:

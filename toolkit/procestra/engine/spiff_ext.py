@@ -53,7 +53,7 @@ def _scripted() -> dict[Any, Any]:
     from SpiffWorkflow.bpmn.specs import defaults as plain
     from SpiffWorkflow.spiff.specs import defaults as spiff
 
-    names = ("NoneTask", "ManualTask", "UserTask", "ScriptTask", "SendTask", "ReceiveTask", "StandardLoopTask",
+    names = ("NoneTask", "ManualTask", "UserTask", "SendTask", "ReceiveTask", "StandardLoopTask",
              "ParallelMultiInstanceTask", "SequentialMultiInstanceTask")  # fmt: skip
     return {getattr(plain, n): getattr(spiff, n) for n in names}
 
@@ -145,7 +145,6 @@ def parser_class() -> Any:
     """SpiffWorkflow's plain ``BpmnParser``, reading the extensions of this module as its spiff parser does."""
     from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.parser import event_parsers as ev
-    from SpiffWorkflow.bpmn.parser.task_parsers import ScriptTaskParser
     from SpiffWorkflow.bpmn.parser.TaskParser import TaskParser
     from SpiffWorkflow.bpmn.parser.util import full_tag
 
@@ -155,7 +154,7 @@ def parser_class() -> Any:
     overrides = {}
     for tag, base, mixins in (
             ("task", TaskParser, (_Scripts,)), ("userTask", TaskParser, (_Scripts,)),
-            ("manualTask", TaskParser, (_Scripts,)), ("scriptTask", ScriptTaskParser, (_Scripts,)),
+            ("manualTask", TaskParser, (_Scripts,)),  # a script task's are ignored by SpiffWorkflow: refused
             ("sendTask", ev.SendTaskParser, (_Scripts, _Payloads)),
             ("receiveTask", ev.ReceiveTaskParser, (_Scripts, _Payloads)),
             ("startEvent", ev.StartEventParser, (_Payloads,)), ("endEvent", ev.EndEventParser, (_Payloads,)),
@@ -182,7 +181,7 @@ def register(registry: Any) -> None:
     from SpiffWorkflow.spiff.specs import event_definitions as s
 
     pairs = [(spiff.NoneTask, sc.SpiffBpmnTaskConverter), (spiff.ManualTask, sc.SpiffBpmnTaskConverter),
-             (spiff.UserTask, sc.UserTaskConverter), (spiff.ScriptTask, sc.ScriptTaskConverter),
+             (spiff.UserTask, sc.UserTaskConverter),
              (spiff.SendTask, sc.SendReceiveTaskConverter), (spiff.ReceiveTask, sc.SendReceiveTaskConverter),
              (spiff.StandardLoopTask, sc.StandardLoopTaskConverter),
              (spiff.ParallelMultiInstanceTask, sc.SpiffMultiInstanceConverter),

@@ -383,7 +383,7 @@ def unsupported(x: etree._Element, local: str) -> list[str]:
     for tag, what in _IGNORED_CODE.items():
         if _ext(x, tag):
             found.append(f"{what}, which the engine does not run")
-    loops = x.findall(_B + "multiInstanceLoopCharacteristics")
+    loops = [*x.findall(_B + "multiInstanceLoopCharacteristics"), *x.findall(_B + "standardLoopCharacteristics")]
     if any(lp.get(_S + "scriptsOnInstances") == "true" for lp in loops):
         found.append("SpiffWorkflow pre-/post-scripts run on each instance (spiffworkflow:scriptsOnInstances), "
                      "which the engine does not do (it runs them once around the instances)")

@@ -181,9 +181,10 @@ class _Validator:
         for what, text in (("pre-script", e.pre_script), ("post-script", e.post_script)):
             if text is None:
                 continue
-            if e.kind not in _SCRIPTED:
-                self.add("error", "unsupported-construct", e, f"a SpiffWorkflow {what} on a {e.kind}, which the "
-                         f"engine runs on {', '.join(_SCRIPTED)} only; move it to a script task")  # fmt: skip
+            if e.kind not in _SCRIPTED:  # SpiffWorkflow ignores a script task's; the engine runs no other kind's
+                self.add("error", "unsupported-construct", e, f"a SpiffWorkflow {what} on a {e.kind}, which "
+                         f"SpiffWorkflow and the engine run on {', '.join(_SCRIPTED)} only; move it to a script "
+                         "task")  # fmt: skip
             try:
                 compile_script(text)
             except ConditionError as exc:
@@ -531,7 +532,7 @@ class _Validator:
 
 
 #: The tasks a SpiffWorkflow pre-/post-script runs on (SpiffWorkflow's spiff spec classes of these kinds).
-_SCRIPTED = ("task", "userTask", "manualTask", "scriptTask", "sendTask", "receiveTask")
+_SCRIPTED = ("task", "userTask", "manualTask", "sendTask", "receiveTask")
 _CATCHING = ("startEvent", "intermediateCatchEvent", "boundaryEvent")
 
 
