@@ -292,3 +292,10 @@ def test_a_loaded_models_extensions_are_saved_where_spiffworkflow_reads_them(tmp
     again = ToBeModel.from_xml(model.to_xml())
     assert again.elements["Activity_0qpzdpu"].correlations == (("uid", "2"), ("other", "3"))
     assert again.elements["Activity_0qpzdpu"].pre_script == "n = 1"
+
+
+def test_a_copy_keeps_the_extensions_and_saves_the_same_file() -> None:
+    model = ToBeModel.load(SPIFF / "waiting_event.bpmn", process="main")
+    copy = model.copy()
+    assert copy.elements["Activity_0qpzdpu"].correlations == (("uid", "1"),)
+    assert copy.to_xml() == model.to_xml()

@@ -360,6 +360,9 @@ class Element:
     #: values (from the case data) a message's correlation properties must have to be caught.
     correlations: tuple[tuple[str, str], ...] = ()
 
+    def __post_init__(self) -> None:
+        self.correlations = tuple((str(p), str(x)) for p, x in self.correlations)  # from_dict gives lists
+
     @property
     def label(self) -> str:
         return f"{self.id} {self.name!r}" if self.name else self.id

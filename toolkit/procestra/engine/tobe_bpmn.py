@@ -44,6 +44,11 @@ are the executable semantics, so this reader walks the XML itself.
   ``boundaryEvent`` with ``cancelActivity``, and ``errorEventDefinition`` whose ``bpmn:error``
   has ``errorCode`` :attr:`Element.error_code` (the engine throws it when a task's retries are
   exhausted), ``scriptTask/script`` (sandbox script syntax).
+- SpiffWorkflow's own extension elements carry what it defines (:mod:`procestra.engine.spiff_ext` runs
+  them as SpiffWorkflow does): ``spiffworkflow:preScript``/``postScript`` on a task,
+  ``messagePayload``/``messageVariable``/``processVariableCorrelation`` on a message event's
+  definition or a send/receive task, ``payloadExpression``/``variableName`` on a ``bpmn:signal``,
+  ``bpmn:error`` or ``bpmn:escalation``.
 """
 
 from __future__ import annotations
