@@ -299,3 +299,13 @@ def test_a_copy_keeps_the_extensions_and_saves_the_same_file() -> None:
     copy = model.copy()
     assert copy.elements["Activity_0qpzdpu"].correlations == (("uid", "1"),)
     assert copy.to_xml() == model.to_xml()
+
+
+def test_a_catch_all_error_beside_an_error_with_a_payload_is_refused() -> None:
+    """SpiffWorkflow's spiff parser makes every error definition of the file payload-aware; a catch-all boundary event
+    (no error named) would catch the thrown one there, the engine's plain one would not: refused, naming it."""
+    xml = (SPIFF / "error_event_payload.bpmn").read_text()
+    head, sep, tail = xml.partition('<bpmn:errorEventDefinition id="ErrorEventDefinition_147hq0b" errorRef="error_event" />')
+    m = ToBeModel.from_xml(head + '<bpmn:errorEventDefinition id="ErrorEventDefinition_147hq0b" />' + tail)
+    assert sep and [(p.code, p.element) for p in m.validate() if p.code == "payload-mismatch"] == [
+        ("payload-mismatch", "catch")]

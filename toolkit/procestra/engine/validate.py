@@ -211,6 +211,16 @@ class _Validator:
                     (o.payload, o.payload_variable) != (e.payload, e.payload_variable):  # fmt: skip
                 self.add("error", "payload-mismatch", e, f"the {e.event} {key!r} has one SpiffWorkflow payload "
                          f"expression and variable, for all its events, and {o.label} gives it other ones")
+        if e.event in kinds[1:] and e.payload is None and e.payload_variable is None:
+            mine = e.event_ref if e.event == "signal" else e.error_code
+            for o in self.m.elements.values():  # SpiffWorkflow's payload-aware definitions match only each other
+                theirs = o.event_ref if o.event == "signal" else o.error_code
+                if o.event == e.event and (o.payload is not None or o.payload_variable is not None) and (
+                        mine is None or theirs is None or mine == theirs):  # fmt: skip
+                    self.add("error", "payload-mismatch", e, f"its {e.event} {mine or '(any)'!r} has no SpiffWorkflow "
+                             f"payload extensions, while {o.label}'s {theirs or '(any)'!r} has: SpiffWorkflow would "
+                             "match them, the engine would not; give both the same definition")  # fmt: skip
+                    break
 
     def in_transaction(self, e: Element) -> bool:
         p = self.m.elements.get(e.attached_to or "") if e.kind == "boundaryEvent" else None
