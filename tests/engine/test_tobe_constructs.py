@@ -247,7 +247,8 @@ def test_zeebe_and_spiffworkflow_extensions_are_read() -> None:
     assert m.element("O").vendor_binding == "SpiffWorkflow operator 'http/GetRequest'"
     found = codes(m)
     assert found["unbound-service-task"] == ["J", "O"]
-    assert found["unsupported-construct"] == ["Z"]  # its pre-script would not run
+    assert found["unsupported-construct"] == ["Z"]  # SpiffWorkflow ignores a script task's pre-script: refused
+    assert m.element("Z").pre_script == "y = 1"
 
 
 def test_a_camunda_form_embedded_for_zeebe_becomes_the_form() -> None:
@@ -302,22 +303,29 @@ def test_an_empty_text_is_a_value_of_an_optional_text_field_and_missing_for_the_
         form.check({"value": "a", "name": ""})
 
 
-def test_spiffworkflow_payload_extensions_are_refused_naming_the_element() -> None:
-    """Before, the payload expression and variable were dropped and the payload's keys merged into the data."""
+def test_spiffworkflow_payload_extensions_are_read_and_what_would_not_run_exactly_is_refused() -> None:
+    """Before, each was refused; the engine now runs them as SpiffWorkflow does (tests/engine/test_spiff_extensions)."""
     spiff = 'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core"'
     head = ('<signal id="Sig" name="Done"><extensionElements><spiffworkflow:payloadExpression>{"r": v}'
             '</spiffworkflow:payloadExpression><spiffworkflow:variableName>result</spiffworkflow:variableName>'
             '</extensionElements></signal>')
     throw = ('<intermediateThrowEvent id="A"><signalEventDefinition signalRef="Sig"/></intermediateThrowEvent>'
              '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>' + _script("Z", "x = 1"))
-    problems = [p for p in model(throw, head=head, ns=spiff).validate() if p.code == "unsupported-construct"]
-    assert {p.element for p in problems} == {"A"} and all("'Sig'" in p.message for p in problems)
-    assert sorted(p.message.split(" (")[1].split(")")[0] for p in problems) == [
-        "spiffworkflow:payloadExpression", "spiffworkflow:variableName"]
+    m = model(throw, head=head, ns=spiff)
+    assert (m.element("A").payload, m.element("A").payload_variable) == ('{"r": v}', None)
+    assert "unsupported-construct" not in codes(m)
+    catch = throw.replace("intermediateThrowEvent", "intermediateCatchEvent")
+    assert model(catch, head=head, ns=spiff).element("A").payload_variable == "result"
+    no_variable = head.replace("<spiffworkflow:variableName>result</spiffworkflow:variableName>", "")
+    [problem] = [p for p in model(catch, head=no_variable, ns=spiff).validate() if p.code == "unsupported-construct"]
+    assert problem.element == "A" and "drops the payload" in problem.message  # SpiffWorkflow would drop it
     receive = ('<receiveTask id="A" messageRef="M"><extensionElements><spiffworkflow:messageVariable>a_var'
                '</spiffworkflow:messageVariable></extensionElements></receiveTask>'
                '<sequenceFlow id="f1" sourceRef="A" targetRef="Z"/>' + _script("Z", "x = 1"))
-    [problem] = [p for p in model(receive, head='<message id="M" name="B"/>', ns=spiff).validate()
+    assert model(receive, head='<message id="M" name="B"/>', ns=spiff).element("A").payload_variable == "a_var"
+    on_message = ('<message id="M" name="B"><extensionElements><spiffworkflow:messageVariable>a_var'
+                  '</spiffworkflow:messageVariable></extensionElements></message>')  # SpiffWorkflow's old place
+    [problem] = [p for p in model(receive, head=on_message, ns=spiff).validate()
                  if p.code == "unsupported-construct"]  # fmt: skip
     assert problem.element == "A" and "spiffworkflow:messageVariable" in problem.message
 

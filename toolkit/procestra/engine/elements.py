@@ -42,6 +42,7 @@ __all__ = [
     "Retry",
     "Variable",
     "duration_seconds",
+    "set_spiff",
     "slug",
 ]
 
@@ -346,6 +347,21 @@ class Element:
     unsupported: tuple[str, ...] = ()
     #: Bindings another tool gave a service task (``camunda:topic`` ...), to be made with :meth:`bind`.
     vendor_binding: str | None = None
+    #: Tasks: scripts (sandbox syntax) run when the task becomes ready and when it completes (SpiffWorkflow's
+    #: ``preScript``/``postScript``); on a multi-instance or loop task, once around all its instances.
+    pre_script: str | None = None
+    post_script: str | None = None
+    #: Message, signal, error and escalation throws (and send tasks): an expression whose value is the payload
+    #: sent (instead of a copy of the data). Catches (and receive tasks): the variable the payload caught is
+    #: stored under (instead of merged into the data).
+    payload: str | None = None
+    payload_variable: str | None = None
+    #: Message catches and receive tasks: SpiffWorkflow process correlations, ``(property, expression)``: the
+    #: values (from the case data) a message's correlation properties must have to be caught.
+    correlations: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        self.correlations = tuple((str(p), str(x)) for p, x in self.correlations)  # from_dict gives lists
 
     @property
     def label(self) -> str:
@@ -385,6 +401,10 @@ class Element:
             out.append(f"to bind (the file has {self.vendor_binding})")
         if self.called:
             out.append(f"calls {self.called!r}")
+        out += [f"{what}: {text!r}" for what, text in (
+            ("pre-script", self.pre_script), ("post-script", self.post_script), ("sends the payload", self.payload),
+            ("stores the payload caught in", self.payload_variable)) if text]  # fmt: skip
+        out += [f"correlates {p} = {x!r}" for p, x in self.correlations]
         out += [f"not run: {u}" for u in self.unsupported]
         return out
 
@@ -395,11 +415,13 @@ class Element:
             out |= set(self.handler.outputs)
         if self.human is not None:
             out |= {f.name for f in self.human.fields}
-        if self.script:
+        for script in (self.script, self.pre_script, self.post_script):
             try:
-                out |= compile_script(self.script).assigned
+                out |= compile_script(script).assigned if script else set()
             except ConditionError:
                 pass
+        if self.payload_variable:
+            out.add(self.payload_variable)
         if self.loop is not None and self.loop.output_collection:
             out.add(self.loop.output_collection)
         return frozenset(out)
@@ -407,6 +429,7 @@ class Element:
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("handler", "retry", "human", "loop")}
         d["unsupported"] = list(self.unsupported)
+        d["correlations"] = [list(c) for c in self.correlations]
         d["loop"] = asdict(self.loop) if self.loop else None
         d["handler"] = self.handler.to_dict() if self.handler else None
         d["retry"] = self.retry.to_dict() if self.retry else None
@@ -435,6 +458,30 @@ class RemoveReport:
     removed: tuple[str, ...]
     reconnected: tuple[tuple[str, str], ...]
     broken: tuple[str, ...]
+
+
+#: The SpiffWorkflow extensions of an element (see :class:`Element`), settable with :func:`set_spiff`.
+SPIFF_FIELDS = ("pre_script", "post_script", "payload", "payload_variable", "correlations")
+
+
+def set_spiff(el: Element, fields: Mapping[str, Any]) -> Element:
+    """Set ``el``'s SpiffWorkflow extensions (:data:`SPIFF_FIELDS`; None removes one), each checked as it is made:
+    scripts and expressions in sandbox syntax, the variable an identifier. Validation checks where they belong."""
+    for key, value in fields.items():
+        if key not in SPIFF_FIELDS:
+            raise InvalidArgumentError(f"{key!r} is not one of {', '.join(SPIFF_FIELDS)}", parameter=key)
+        if key == "correlations":
+            value = tuple((str(p), str(x)) for p, x in (value or ()))
+            for _, x in value:
+                compile_script(x)
+        elif value is not None and (not isinstance(value, str) or not value.strip()):
+            raise InvalidArgumentError(f"{key} must be text, not {value!r}", parameter=key)
+        elif value is not None and key == "payload_variable" and not _VAR.match(value):
+            raise InvalidArgumentError(f"payload_variable {value!r} must be an identifier", parameter=key)
+        elif value is not None and key != "payload_variable":
+            compile_script(value)
+        setattr(el, key, value)
+    return el
 
 
 def slug(text: str) -> str:

@@ -102,7 +102,7 @@ def _send(ws: Home, kind: str, name: str, correlate: Mapping[str, Any] | None,
             if kind == "message" and targets:
                 starters = []
             if starters is not None:
-                started = _start(con, starters, payload) if starters else []
+                started = _start(con, starters, payload, kind, name) if starters else []
                 rows = [(journal.new_event_id(), case, kind, name, journal.dumps(payload), journal.iso(journal.now()))
                         for case in [*targets, *started]]
                 if not rows:
@@ -117,7 +117,7 @@ def starters_of(ws: Home, names: set[str]) -> dict[str, list[Runnable]]:
     return {name: _starting(ws, "message", name) for name in sorted(names)}
 
 
-def route_thrown(con: Any, sender: str, name: str, payload: dict[str, Any], starters: list[Runnable],
+def route_thrown(con: Any, sender: str, name: str, payload: Any, starters: list[Runnable],
                  stamp: str) -> tuple[Delivery, list[str]]:  # fmt: skip
     """Queue a message that case ``sender`` threw and nothing in it caught, as :func:`send_message` without
     ``correlate`` does: to every other case waiting for it, else a new case of each model that starts on it.
@@ -129,7 +129,7 @@ def route_thrown(con: Any, sender: str, name: str, payload: dict[str, Any], star
     refused: list[str] = []
     for model in [] if targets else starters:
         try:
-            started += _start(con, [model], payload)
+            started += _start(con, [model], payload, "message", name)
         except UserError as exc:
             refused.append(f"{model.name}: {exc}")
     rows = [(journal.new_event_id(), case, "message", name, journal.dumps(payload), stamp)
@@ -189,10 +189,12 @@ def _starting(ws: Home, kind: str, name: str) -> list[Runnable]:
     return out
 
 
-def _start(con: Any, models: list[Runnable], payload: dict[str, Any]) -> list[str]:
-    """Insert one new case per model, with ``payload`` as its case data (checked against the model's declared data)."""
+def _start(con: Any, models: list[Runnable], payload: dict[str, Any], kind: str, name: str) -> list[str]:
+    """Insert one new case per model, with ``payload`` as its case data (checked against the model's declared
+    data); a start event with a SpiffWorkflow payload variable starts it with the payload under that variable."""
     now = journal.iso(journal.now())
-    rows = [(journal.new_case_id(), m.name, m.version, None, journal.dumps(_case_data(m, payload)), now, now)
-            for m in models]
+    rows = [(journal.new_case_id(), m.name, m.version, None,
+             journal.dumps(_case_data(m, waiting.start_data(m.spec, kind, name, payload))), now, now)
+            for m in models]  # fmt: skip
     journal.insert_cases(con, rows)
     return [r[0] for r in rows]

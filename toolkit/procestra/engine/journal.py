@@ -443,10 +443,11 @@ def new_event_id() -> str:
     return f"e-{time.time_ns() // 1000:014x}{os.urandom(6).hex()}"
 
 
-def broadcast(con: Connection, sender: str, signals: Sequence[str], stamp: str) -> None:
-    """Queue each signal a case threw for every other running case waiting for it (no data)."""
-    rows = [(new_event_id(), r["case_id"], "signal", name, "{}", stamp)
-            for name in signals for r in waiting_for(con, "signal", name) if r["case_id"] != sender]
+def broadcast(con: Connection, sender: str, signals: Sequence[tuple[str, Any]], stamp: str) -> None:
+    """Queue each signal a case threw, ``(name, payload)``, for every other running case waiting for it (the
+    payload is no data, ``{}``, unless the signal's SpiffWorkflow payload expression gave one)."""
+    rows = [(new_event_id(), r["case_id"], "signal", name, dumps(payload), stamp)
+            for name, payload in signals for r in waiting_for(con, "signal", name) if r["case_id"] != sender]
     if rows:
         deliver(con, rows)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from procestra.engine import journal, waiting
+from procestra.engine import journal, spiff_ext, waiting
 from procestra.engine.elements import ACTIVITIES, Element
 from procestra.engine.exceptions import EngineError
 from procestra.engine.tobe import ToBeModel
@@ -75,7 +75,6 @@ class Runnable:
 def spiff() -> Any:
     """SpiffWorkflow's parts, imported once (0.2 s), with a fast workflow class and a serializer."""
     from SpiffWorkflow.bpmn import BpmnWorkflow
-    from SpiffWorkflow.bpmn.parser import BpmnParser
     from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
     from SpiffWorkflow.bpmn.serializer.config import DEFAULT_CONFIG
     from SpiffWorkflow.bpmn.serializer.default.task_spec import BpmnTaskSpecConverter
@@ -147,8 +146,10 @@ def spiff() -> Any:
     config = dict(DEFAULT_CONFIG)
     config[ServiceTask] = BpmnTaskSpecConverter
     config[Workflow] = config[BpmnWorkflow]  # snapshots restore as our class
-    serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
-    return BpmnParser, Workflow, serializer, TaskState
+    registry = BpmnWorkflowSerializer.configure(config)
+    spiff_ext.register(registry)  # SpiffWorkflow's payload and script extensions, parsed by spiff_ext's parser
+    serializer = BpmnWorkflowSerializer(registry)
+    return spiff_ext.parser_class(), Workflow, serializer, TaskState
 
 
 _models: dict[tuple[str, str, int], Runnable] = {}

@@ -62,8 +62,9 @@ class Pending:
     cancel_work: list[tuple[str, int]] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)  # completed work items applied this round
     delivered: list[str] = field(default_factory=list)  # inbox events (messages, signals) applied this round
-    signals: list[str] = field(default_factory=list)  # signals the case threw, for the other cases waiting for them
-    messages: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # (step index, name, payload)
+    #: signals the case threw, ``(name, payload)``, for the other cases waiting for them
+    signals: list[tuple[str, Any]] = field(default_factory=list)
+    messages: list[tuple[int, str, Any]] = field(default_factory=list)  # (step index, name, payload)
 
 
 class CaseRunner:
@@ -286,13 +287,14 @@ class CaseRunner:
                 occ = self.occurrence[el] = self.occurrence.get(el, 0) + 1
                 self._record("throw", el, task.task_spec.bpmn_name or el, "sent", started, journal.now(),
                              occurrence=occ, resource=self.worker.name, data={"messages": [out[0]]})
-                self.pending.messages.append((len(self.pending.steps) - 1, out[0], _json_data(out[1], f"the message {out[0]!r} thrown at {el}")))
+                self.pending.messages.append((len(self.pending.steps) - 1, out[0], _json_value(
+                    out[1], f"the message {out[0]!r} thrown at {el}")))
                 continue
             occ = self.occurrence.get(el, 0) + 1
             self.occurrence[el] = occ
             signals = waiting.thrown_signals(task)
             if signals:
-                self.pending.signals += signals
+                self.pending.signals += waiting.signal_payloads(task)
                 self._record("throw", el, task.task_spec.bpmn_name or el, "sent", started, journal.now(),
                              occurrence=occ, resource=self.worker.name, data={"signals": signals})
                 continue
@@ -356,10 +358,10 @@ class CaseRunner:
             self._record(row["kind"], None, f"{row['kind']} {row['name']}", "uncaught", now, now,
                          resource="events", data=data, error="no event of the case catches it now")
             return
-        el, name = caught
+        el, name, added = caught
         occ = self.occurrence.get(el, 0) + 1
         self.occurrence[el] = occ
-        self.data.update(payload)
+        self.data.update(added)
         self._record(row["kind"], el, name, "caught", ops.from_iso(row["created"]) or now, now, occurrence=occ,
                      resource="events", data=data)
         self._engine_steps()
@@ -519,8 +521,13 @@ class CaseRunner:
 
         task = self._find(el, self.TaskState.STARTED | self.TaskState.READY)
         target = task.workflow if task is not None else self.wf
-        event = BpmnEvent(ErrorEventDefinition(code or "error", code=code), payload={"error": message},
-                          target=target)
+        cls = ErrorEventDefinition  # SpiffWorkflow's own, payload-aware one if the catching boundary event has it
+        for spec in (task.workflow.spec.task_specs.values() if task is not None else ()):
+            d = getattr(spec, "event_definition", None)
+            if isinstance(d, ErrorEventDefinition) and getattr(spec, "bpmn_id", None) == getattr(
+                    self._error_boundary(el), "id", None):  # fmt: skip
+                cls = type(d)
+        event = BpmnEvent(cls(code or "error", code=code), payload={"error": message}, target=target)
         self.wf.catch(event)
 
     def _live_user_tasks(self) -> dict[str, Any]:
@@ -592,6 +599,15 @@ class CaseRunner:
     def snapshot(self) -> str:
         _, _, serializer, _ = spiff()
         return str(serializer.serialize_json(self.wf))
+
+
+def _json_value(value: Any, what: str) -> Any:
+    """``value`` if it is JSON (a message's payload), else an :class:`EngineError` naming ``what``."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise EngineError(f"{what} carries a value that is not JSON: {exc}") from None
+    return value
 
 
 def _json_data(data: Any, what: str) -> dict[str, Any]:

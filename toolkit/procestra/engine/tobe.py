@@ -56,6 +56,7 @@ from procestra.engine.elements import (
     RemoveReport,
     Retry,
     Variable,
+    set_spiff,
     slug,
 )
 from procestra.engine.exceptions import ConditionError, FormError, ValidationError
@@ -615,6 +616,10 @@ class ToBeModel:
         compile_script(script)
         el.kind, el.script, el.handler, el.human = "scriptTask", script, None, None
         return el
+
+    def set_spiff(self, element: str, **fields: Any) -> Element:
+        """Set ``element``'s SpiffWorkflow extensions: scripts, payloads, correlations (see :func:`set_spiff`)."""
+        return set_spiff(self.element(element), fields)
 
     def set_retry(self, task: str, retry: Retry | None = None, **options: Any) -> Element:
         """Give ``task`` retries with exponential backoff: a :class:`Retry`, or its fields as keywords."""

@@ -44,6 +44,11 @@ are the executable semantics, so this reader walks the XML itself.
   ``boundaryEvent`` with ``cancelActivity``, and ``errorEventDefinition`` whose ``bpmn:error``
   has ``errorCode`` :attr:`Element.error_code` (the engine throws it when a task's retries are
   exhausted), ``scriptTask/script`` (sandbox script syntax).
+- SpiffWorkflow's own extension elements carry what it defines (:mod:`procestra.engine.spiff_ext` runs
+  them as SpiffWorkflow does): ``spiffworkflow:preScript``/``postScript`` on a task,
+  ``messagePayload``/``messageVariable``/``processVariableCorrelation`` on a message event's
+  definition or a send/receive task, ``payloadExpression``/``variableName`` on a ``bpmn:signal``,
+  ``bpmn:error`` or ``bpmn:escalation``.
 """
 
 from __future__ import annotations
@@ -72,7 +77,17 @@ from procestra.engine.elements import (
     Variable,
     slug,
 )
-from procestra.engine.tobe_vendor import payload_extensions, read_binding, read_human, read_loop, unsupported
+from procestra.engine.tobe_vendor import (
+    SPIFF_NS,
+    item_payloads,
+    payload_extensions,
+    read_binding,
+    read_human,
+    read_loop,
+    read_spiff,
+    unsupported,
+    write_spiff,
+)
 from procestra.errors import ModelError, UserError
 from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS, check_diagram, to_bpmn_xml
 
@@ -171,7 +186,7 @@ def read_xml(make: type[ToBeModel], xml: str | bytes, *, source: str = "(xml)", 
         idmap[proc.get("id") or ""] = model.process_id
     names = _referenced_names(root)
     reader = _Reader(model, names, idmap, source)
-    reader.payloads = payload_extensions(root)
+    reader.payloads, reader.items = payload_extensions(root), item_payloads(root)
     reader.container(proc, None)
     reader.flows()
     for ext in proc.findall(_B + "extensionElements"):
@@ -214,7 +229,8 @@ class _Reader:
     def __init__(self, model: ToBeModel, names: Mapping[str, tuple[str | None, str | None]], idmap: Mapping[str, str],
                  source: str) -> None:  # fmt: skip
         self.model, self.names, self.idmap, self.source = model, names, idmap, source
-        self.payloads: dict[str, list[str]] = {}  # referenced definitions with SpiffWorkflow payload extensions
+        self.payloads: dict[str, list[str]] = {}  # messages with SpiffWorkflow payload extensions on themselves
+        self.items: dict[str, tuple[str | None, str | None]] = {}  # errors, escalations, signals: their payloads
         self.flow_nodes: list[tuple[etree._Element, str | None]] = []
 
     def rid(self, raw: str | None) -> str | None:
@@ -270,12 +286,18 @@ class _Reader:
             el.called = x.get("calledElement")
         if kind in ("sendTask", "receiveTask") and x.get("messageRef"):
             el.event_ref = self.names.get(x.get("messageRef") or "", (None, None))[0] or x.get("messageRef")
+            problems += [f"{what} on the message {x.get('messageRef')!r} it refers to, which the engine does not "
+                         "apply" for what in self.payloads.get(x.get("messageRef") or "", ())]  # fmt: skip
         el.loop = self.guard(x, lambda: read_loop(x))
         if kind == "userTask":
             el.human = read_human(x, problems)
         if kind == "serviceTask":
             el.vendor_binding = read_binding(x)
         problems += unsupported(x, local)
+        spiff = read_spiff(x, kind, self.items)  # SpiffWorkflow's scripts and payloads, which the engine runs
+        problems += spiff.pop("problems")  # type: ignore[arg-type]
+        for key, value in spiff.items():
+            setattr(el, key, value)
         for ext in x.findall(_B + "extensionElements"):
             self.extensions(ext, el)
         el.unsupported = (*el.unsupported, *problems)  # event() may have added some
@@ -508,7 +530,8 @@ def write_xml(model: ToBeModel, *, name: str | None = None, called: Mapping[str,
     process.insert(0, ext)
     for i, err in enumerate(errors):
         root.insert(i, err)
-    etree.cleanup_namespaces(root, top_nsmap={"procestra": NS})
+    spiff = {"spiffworkflow": SPIFF_NS} if next(root.iter(f"{{{SPIFF_NS}}}*"), None) is not None else {}
+    etree.cleanup_namespaces(root, top_nsmap={"procestra": NS, **spiff})
     out = str(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True).decode("utf-8"))
     problems = check_diagram(out)
     if problems:
@@ -564,6 +587,7 @@ def write_node(node: etree._Element, e: Element, errors: list[etree._Element], c
         node.set("triggeredByEvent", "true")
     if e.kind not in GATEWAYS and "gatewayDirection" in node.attrib:
         del node.attrib["gatewayDirection"]
+    write_spiff(node, e, errors)
 
 
 def write_loop(node: etree._Element, loop: Loop) -> None:

@@ -21,6 +21,7 @@ from lxml import etree
 
 from procestra.engine.elements import GATEWAYS, Element, slug
 from procestra.engine.tobe_bpmn import NODE_TAGS, NS, READ_AS, our_extensions, process_extensions, write_node
+from procestra.engine.tobe_vendor import write_spiff
 from procestra.errors import ModelError
 from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS
 
@@ -256,6 +257,7 @@ def _patch_node(node: etree._Element, e: Element, called: Mapping[str, str]) -> 
             node.set("default", e.default)
     elif "default" in node.attrib:
         del node.attrib["default"]
+    write_spiff(node, e)
 
 
 def _patch_condition(x: etree._Element, condition: str | None, prefix: str | None) -> None:

@@ -13,8 +13,9 @@ becomes part of the element model, and the file keeps it exactly:
   They are reported, to be made with ``ToBeModel.bind``;
 - loops (:func:`read_loop`): multi-instance and standard loop characteristics;
 - what the engine would not run (:func:`unsupported`): listeners, input/output and call
-  mappings, script result variables, SpiffWorkflow's pre- and post-scripts. Validation names
-  each of them as an error.
+  mappings, script result variables. Validation names each of them as an error;
+- SpiffWorkflow's own extensions the engine runs (:func:`read_spiff`): pre-/post-scripts, event
+  payload expressions and variables, process correlations.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import re
 
 from lxml import etree
 
-from procestra.engine.elements import FormField, HumanTask, Loop
+from procestra.engine.elements import Element, FormField, HumanTask, Loop
 from procestra.errors import UserError
 from procestra.models.bpmn import BPMN_NS
 
-__all__ = ["CAMUNDA_NS", "SPIFF_NS", "ZEEBE_NS", "read_binding", "read_human", "read_loop", "unsupported"]
+__all__ = ["CAMUNDA_NS", "SPIFF_NS", "ZEEBE_NS", "item_payloads", "payload_extensions", "read_binding", "read_human",
+           "read_loop", "read_spiff", "unsupported", "write_spiff"]
 
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
@@ -224,28 +226,155 @@ _IGNORED_CODE = {
     _C + "out": "a Camunda call mapping (camunda:out), copying data back from the called process",
     _Z + "executionListener": "a Zeebe execution listener",
     _Z + "ioMapping": "a Zeebe input/output mapping",
-    _S + "preScript": "a SpiffWorkflow pre-script (run before the task)",
-    _S + "postScript": "a SpiffWorkflow post-script (run after the task)",
 }
 
 
-#: SpiffWorkflow's own event payload extensions: a payload computed by an expression, or kept under a variable
-#: instead of merged into the data. The engine merges a payload's keys into the case data, so it refuses them.
+#: SpiffWorkflow's payload extensions on a ``bpmn:message`` itself, its deprecated place for them (SpiffWorkflow
+#: then applies them to every event of the message); the engine reads them on the event or task only.
 _SPIFF_PAYLOAD = {"messagePayload": "a SpiffWorkflow message payload expression (spiffworkflow:messagePayload)",
-                  "messageVariable": "a SpiffWorkflow message variable (spiffworkflow:messageVariable)",
-                  "payloadExpression": "a SpiffWorkflow payload expression (spiffworkflow:payloadExpression)",
-                  "variableName": "a SpiffWorkflow payload variable (spiffworkflow:variableName)"}  # fmt: skip
+                  "messageVariable": "a SpiffWorkflow message variable (spiffworkflow:messageVariable)"}  # fmt: skip
+_THROWS = ("intermediateThrowEvent", "endEvent", "sendTask")
+_CATCHES = ("startEvent", "intermediateCatchEvent", "boundaryEvent", "receiveTask")
 
 
 def payload_extensions(root: etree._Element) -> dict[str, list[str]]:
-    """The errors, escalations, messages and signals of the file, by id, that carry SpiffWorkflow payload extensions."""
+    """The messages of the file, by id, that carry SpiffWorkflow payload extensions themselves (deprecated there)."""
     out: dict[str, list[str]] = {}
-    for tag in ("error", "escalation", "message", "signal"):
-        for d in root.iter(_B + tag):
-            found = [_SPIFF_PAYLOAD[n] for n in _SPIFF_PAYLOAD if _ext(d, _S + n)]
-            if found:
-                out[d.get("id") or ""] = found
+    for d in root.iter(_B + "message"):
+        found = [f"{_SPIFF_PAYLOAD[n]} on the message itself (SpiffWorkflow's deprecated place: put it on the "
+                 "event or task)" for n in _SPIFF_PAYLOAD if _ext(d, _S + n)]  # fmt: skip
+        if found:
+            out[d.get("id") or ""] = found
     return out
+
+
+def item_payloads(root: etree._Element) -> dict[str, tuple[str | None, str | None]]:
+    """The errors, escalations and signals of the file, by id, with SpiffWorkflow's payload expression and
+    variable (``spiffworkflow:payloadExpression``, ``spiffworkflow:variableName``) on them."""
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for tag in ("error", "escalation", "signal"):
+        for d in root.iter(_B + tag):
+            expr, var = _spiff_text(d, "payloadExpression"), _spiff_text(d, "variableName")
+            if expr is not None or var is not None:
+                out[d.get("id") or ""] = (expr, var)
+    return out
+
+
+def _spiff_text(x: etree._Element, name: str, deep: bool = False) -> str | None:
+    """The text of ``x``'s ``spiffworkflow:name`` extension element (anywhere below ``x`` if ``deep``), or None,
+    where SpiffWorkflow's own parser looks for it."""
+    found = next(x.iter(_S + name), None) if deep else \
+        next((n for e in x.findall(_B + "extensionElements") for n in e.findall(_S + name)), None)
+    return None if found is None else found.text or ""
+
+
+def read_spiff(x: etree._Element, kind: str, items: dict[str, tuple[str | None, str | None]]) -> dict[str, object]:
+    """SpiffWorkflow's pre-/post-scripts, payloads and process correlations on flow node ``x``, read where
+    SpiffWorkflow's spiff parser reads them, as :class:`Element` fields; ``"problems"`` lists what the engine
+    would not run exactly."""
+    out: dict[str, object] = {"pre_script": _spiff_text(x, "preScript"), "post_script": _spiff_text(x, "postScript")}
+    problems: list[str] = []
+    defs = [d for d in x if isinstance(d.tag, str) and etree.QName(d).localname.endswith("EventDefinition")]
+    local = etree.QName(defs[0]).localname if len(defs) == 1 else ""
+    message = x if kind in ("sendTask", "receiveTask") else defs[0] if local == "messageEventDefinition" else None
+    if message is not None:
+        correlations = tuple((_spiff_text(c, "propertyId", True) or "", _spiff_text(c, "expression", True) or "")
+                             for c in message.iter(_S + "processVariableCorrelation"))  # fmt: skip
+        if kind in _THROWS:
+            out["payload"] = _spiff_text(message, "messagePayload", True)
+        elif kind in _CATCHES:
+            out["payload_variable"], out["correlations"] = _spiff_text(message, "messageVariable", True), correlations
+            if correlations and out["payload_variable"] is None:
+                problems.append("SpiffWorkflow process correlations (spiffworkflow:processVariableCorrelation) on a "
+                                "catch without a spiffworkflow:messageVariable: SpiffWorkflow then drops the message's "
+                                "payload, the engine would merge it; add a message variable")  # fmt: skip
+    elif len(defs) == 1:
+        kind_ = local[: -len("EventDefinition")]
+        ref = defs[0].get(f"{kind_}Ref")
+        if ref in items:
+            expr, var = items[ref]
+            if kind in _THROWS:  # SpiffWorkflow sends None without an expression (not a copy of the data)
+                out["payload"] = expr if expr is not None else "None"
+            elif kind in _CATCHES and var is None:
+                problems.append(f"a SpiffWorkflow payload expression on the {kind_} {ref!r} but no "
+                                "spiffworkflow:variableName: SpiffWorkflow drops the payload it catches, the engine "
+                                f"would merge it; add a variable name to the {kind_}")  # fmt: skip
+            elif kind in _CATCHES:
+                out["payload_variable"] = var
+    elif len(defs) > 1 and any(True for d in defs for n in ("messagePayload", "messageVariable") if _ext(d, _S + n)):
+        problems.append("SpiffWorkflow payload extensions on a multiple event, which the engine does not apply")
+    out["problems"] = problems
+    return out
+
+
+def _set_spiff(holder: etree._Element, name: str, text: str | None) -> None:
+    """Set (or with None remove) ``holder``'s ``spiffworkflow:name`` extension element, changing nothing if it is so."""
+    exts = holder.findall(_B + "extensionElements")
+    found = next((n for x in exts for n in x.findall(_S + name)), None)
+    if text is None:
+        if found is not None:
+            found.getparent().remove(found)
+        return
+    if found is not None:
+        if found.text != text:
+            found.text = text
+        return
+    etree.SubElement(_extensions(holder), _S + name, nsmap={"spiffworkflow": SPIFF_NS}).text = text
+
+
+def _extensions(holder: etree._Element) -> etree._Element:
+    """``holder``'s ``extensionElements``, made (after its documentation, as the schema orders) if it has none."""
+    ext = holder.find(_B + "extensionElements")
+    if ext is None:
+        docs = [i for i, c in enumerate(holder) if isinstance(c.tag, str) and etree.QName(c).localname == "documentation"]
+        ext = etree.Element(_B + "extensionElements")
+        holder.insert(docs[-1] + 1 if docs else 0, ext)
+    return ext
+
+
+def write_spiff(node: etree._Element, e: Element, pending: list[etree._Element] | None = None) -> None:
+    """``e``'s SpiffWorkflow scripts, payloads and correlations into its flow node ``node``, where :func:`read_spiff`
+    reads them (a signal's, error's or escalation's on the definition it refers to, in the document or in
+    ``pending``, those to be added; made if there is none)."""
+    _set_spiff(node, "preScript", e.pre_script)
+    _set_spiff(node, "postScript", e.post_script)
+    defs = [d for d in node if isinstance(d.tag, str) and etree.QName(d).localname.endswith("EventDefinition")]
+    kind = etree.QName(defs[0]).localname[: -len("EventDefinition")] if len(defs) == 1 else ""
+    message = node if e.kind in ("sendTask", "receiveTask") else defs[0] if kind == "message" else None
+    if message is not None:
+        if e.kind in _THROWS:
+            _set_spiff(message, "messagePayload", e.payload)
+        elif e.kind in _CATCHES:
+            _set_spiff(message, "messageVariable", e.payload_variable)
+            mine = tuple((_spiff_text(c, "propertyId", True) or "", _spiff_text(c, "expression", True) or "")
+                         for c in message.iter(_S + "processVariableCorrelation"))  # fmt: skip
+            if mine != tuple(e.correlations):
+                for c in list(message.iter(_S + "processVariableCorrelation")):
+                    c.getparent().remove(c)
+                for prop, expr in e.correlations:
+                    c = etree.SubElement(_extensions(message), _S + "processVariableCorrelation",
+                                         nsmap={"spiffworkflow": SPIFF_NS})  # fmt: skip
+                    etree.SubElement(c, _S + "propertyId").text = prop
+                    etree.SubElement(c, _S + "expression").text = expr
+        return
+    if kind not in ("signal", "error", "escalation"):
+        return
+    root = node.getroottree().getroot()
+    ref = defs[0].get(f"{kind}Ref")
+    target = next((d for d in (*root.iter(_B + kind), *(pending or ())) if ref and d.get("id") == ref), None)
+    if target is None:
+        if e.payload is None and e.payload_variable is None:
+            return
+        ref = f"{kind.capitalize()}_{e.id}"
+        target = etree.Element(_B + kind, id=ref, name=e.event_ref or e.name or e.id)
+        if kind != "signal" and e.error_code:
+            target.set(f"{kind}Code", e.error_code)
+        root.insert(0, target)
+        defs[0].set(f"{kind}Ref", ref)
+    if e.kind in _THROWS and not (e.payload == "None" and _spiff_text(target, "payloadExpression") is None):
+        _set_spiff(target, "payloadExpression", e.payload)
+    elif e.kind in _CATCHES:
+        _set_spiff(target, "variableName", e.payload_variable)
 
 
 def unsupported(x: etree._Element, local: str) -> list[str]:
@@ -254,16 +383,16 @@ def unsupported(x: etree._Element, local: str) -> list[str]:
     for tag, what in _IGNORED_CODE.items():
         if _ext(x, tag):
             found.append(f"{what}, which the engine does not run")
-    for name in ("messagePayload", "messageVariable"):
-        if _ext(x, _S + name):
-            found.append(f"{_SPIFF_PAYLOAD[name]}, which the engine does not apply (it merges a message's keys into "
-                         "the case data)")
     for d in x.iter(_B + "messageEventDefinition"):
         attrs = [f"camunda:{a}={d.get(_C + a)!r}" for a in ("expression", "resultVariable") if d.get(_C + a)]
         if attrs:
             found.append(f"a Camunda message payload ({', '.join(attrs)}): SpiffWorkflow sends the expression's value "
                          "and the catch keeps it under resultVariable (else '<task>_Response'), Camunda 7 runs it as "
                          "the event's implementation; the engine sends the case data, so it would do neither")
+    loops = [*x.findall(_B + "multiInstanceLoopCharacteristics"), *x.findall(_B + "standardLoopCharacteristics")]
+    if any(lp.get(_S + "scriptsOnInstances") == "true" for lp in loops):
+        found.append("SpiffWorkflow pre-/post-scripts run on each instance (spiffworkflow:scriptsOnInstances), "
+                     "which the engine does not do (it runs them once around the instances)")
     if _ext(x, _C + "inputOutput") and local not in ("serviceTask", "businessRuleTask", "sendTask"):
         found.append("a Camunda input/output mapping (camunda:inputOutput), which the engine does not apply")
     fmt = (x.get("scriptFormat") or "python").strip().lower()

@@ -173,6 +173,54 @@ class _Validator:
                                                          f"{len(starts)}")  # fmt: skip
         if e.kind == "callActivity":
             self.call(e)
+        self.spiff(e)
+
+    def spiff(self, e: Element) -> None:
+        """SpiffWorkflow's pre-/post-scripts, payloads and process correlations: where the engine runs them, and
+        in the sandbox's syntax."""
+        for what, text in (("pre-script", e.pre_script), ("post-script", e.post_script)):
+            if text is None:
+                continue
+            if e.kind not in _SCRIPTED:  # SpiffWorkflow ignores a script task's; the engine runs no other kind's
+                self.add("error", "unsupported-construct", e, f"a SpiffWorkflow {what} on a {e.kind}, which "
+                         f"SpiffWorkflow and the engine run on {', '.join(_SCRIPTED)} only; move it to a script "
+                         "task")  # fmt: skip
+            try:
+                compile_script(text)
+            except ConditionError as exc:
+                self.add("error", "bad-script", e, f"the {what}: {exc}")
+        kinds = ("message", "signal", "error", "escalation")
+        throws = e.kind == "sendTask" or (e.event in kinds and e.kind in ("intermediateThrowEvent", "endEvent"))
+        catches = e.kind == "receiveTask" or (e.event in kinds and e.kind in _CATCHING)
+        if e.payload is not None:
+            if throws:
+                self.expression(e, "bad-payload", "the payload expression", e.payload)
+            else:
+                self.add("error", "bad-payload", e, "a payload expression belongs on a throw event or send task")
+        if e.payload_variable is not None and (not catches or not e.payload_variable.isidentifier()):
+            self.add("error", "bad-payload", e, f"the payload variable {e.payload_variable!r} must be an identifier, "
+                     "on a catch event or receive task")  # fmt: skip
+        if e.correlations and (e.event != "message" and e.kind != "receiveTask" or not catches):
+            self.add("error", "bad-payload", e, "process correlations belong on a message catch or receive task")
+        for prop, text in e.correlations:
+            self.expression(e, "bad-payload", f"the correlation of {prop!r}", text)
+        key = e.event_ref or e.error_code
+        for o in self.m.elements.values():  # one definition in the file carries them for all its throws, catches
+            if e.event in kinds[1:] and o.event == e.event and (o.event_ref or o.error_code) == key and o.id < e.id \
+                    and (o.kind in _CATCHING) == (e.kind in _CATCHING) and \
+                    (o.payload, o.payload_variable) != (e.payload, e.payload_variable):  # fmt: skip
+                self.add("error", "payload-mismatch", e, f"the {e.event} {key!r} has one SpiffWorkflow payload "
+                         f"expression and variable, for all its events, and {o.label} gives it other ones")
+        if e.event in kinds[1:] and e.payload is None and e.payload_variable is None:
+            mine = e.event_ref if e.event == "signal" else e.error_code
+            for o in self.m.elements.values():  # SpiffWorkflow's payload-aware definitions match only each other
+                theirs = o.event_ref if o.event == "signal" else o.error_code
+                if o.event == e.event and (o.payload is not None or o.payload_variable is not None) and (
+                        mine is None or theirs is None or mine == theirs):  # fmt: skip
+                    self.add("error", "payload-mismatch", e, f"its {e.event} {mine or '(any)'!r} has no SpiffWorkflow "
+                             f"payload extensions, while {o.label}'s {theirs or '(any)'!r} has: SpiffWorkflow would "
+                             "match them, the engine would not; give both the same definition")  # fmt: skip
+                    break
 
     def in_transaction(self, e: Element) -> bool:
         p = self.m.elements.get(e.attached_to or "") if e.kind == "boundaryEvent" else None
@@ -231,6 +279,14 @@ class _Validator:
                          f"send nothing: bind one with `procestra model bind MODEL {e.id} --http URL` (or --python)")
             thrown = (e.event == "message" and e.kind in ("intermediateThrowEvent", "endEvent")) or \
                 (e.kind == "sendTask" and e.handler is None and e.event_ref)
+            mixed = [c for c in self.m.elements.values() if thrown and c.event_ref == e.event_ref and (
+                c.event == "message" or c.kind == "receiveTask") and c.kind in (*_CATCHING, "receiveTask") and
+                (c.payload_variable is None) != (e.payload is None)]  # fmt: skip
+            for c in mixed[:1]:
+                self.add("error", "payload-mismatch", e, f"it throws the message {e.event_ref!r} "
+                         f"{'with' if e.payload else 'without'} a payload expression, and {c.label} catches it "
+                         f"{'without' if e.payload else 'with'} a payload variable: SpiffWorkflow matches only "
+                         "both or neither (the throw would not be caught); give both or neither")  # fmt: skip
             if thrown and e.event_ref not in caught:
                 self.add("warning", "message-leaves-case", e, f"it throws the message {e.event_ref!r}, which nothing "
                          "in this model catches: it goes out of the case with the case data as its payload, to "
@@ -443,6 +499,14 @@ class _Validator:
                         used.setdefault(v, "the script")
                 except ConditionError:
                     pass
+            for text, after in ((e.pre_script, False), (e.post_script, True), (e.payload, False),
+                                *((x, False) for _, x in e.correlations)):  # fmt: skip
+                try:
+                    for v in compile_script(text).variables if text else ():
+                        if not (after and (v in outputs[e.id] or _free_form(e))):  # a post-script: the task's data
+                            used.setdefault(v, "the SpiffWorkflow script or payload")
+                except ConditionError:
+                    pass
             if e.timer and not is_iso_literal(e.timer):
                 try:
                     for v in compile_expression(e.timer, what="timer").variables:
@@ -473,6 +537,11 @@ class _Validator:
                 if v not in available:
                     self.add("error", "unknown-variable", e, f"{where} uses {v!r}, which is neither declared case data "
                              f"(model.declare({v!r}, ...)) nor an output of a task before it")  # fmt: skip
+
+
+#: The tasks a SpiffWorkflow pre-/post-script runs on (SpiffWorkflow's spiff spec classes of these kinds).
+_SCRIPTED = ("task", "userTask", "manualTask", "sendTask", "receiveTask")
+_CATCHING = ("startEvent", "intermediateCatchEvent", "boundaryEvent")
 
 
 def _free_form(e: Element) -> bool:

@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from procestra.engine.exceptions import EngineError
+from procestra.engine.spiff_ext import caught_data, spiff_definition
 
-__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "start_events", "thrown_messages", "thrown_signals", "uncaught_messages", "timer_due", "waits_of", "waiting_tasks"]
+__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "signal_payloads", "start_data", "start_events", "thrown_messages", "thrown_signals", "timer_due", "uncaught_messages", "waits_of", "waiting_tasks"]
 
 
 def _timer_classes() -> tuple[Any, Any, Any]:
@@ -165,6 +166,18 @@ def start_events(spec: Any) -> set[tuple[str, str]]:
             for d in _definitions(ts.event_definition) if (k := _kind(d)) and d.name}
 
 
+def start_data(spec: Any, kind: str, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The case data a case of the process ``spec`` starts with when the ``kind`` ``name`` starts it: what its start
+    event's catch adds (the payload's keys, or the payload under a SpiffWorkflow payload variable)."""
+    from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
+
+    for ts in spec.start.outputs:
+        for d in _definitions(ts.event_definition) if isinstance(ts, StartEvent) else ():
+            if _kind(d) == kind and d.name == name:
+                return caught_data(d, payload)
+    return payload
+
+
 @functools.lru_cache(maxsize=1)
 def _throwing() -> Any:
     from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
@@ -195,15 +208,29 @@ def uncaught_messages(wf: Any) -> list[tuple[str, Any]]:
             if _kind(ev.event_definition) == "message" and ev.event_definition.name]
 
 
+def signal_payloads(task: Any) -> list[tuple[str, Any]]:
+    """The signals a completed throw event threw, each with the payload it sent other cases: none (``{}``),
+    or what its SpiffWorkflow payload expression gives in the task's data (None without one), as thrown."""
+    out: list[tuple[str, Any]] = []
+    for d in _definitions(task.task_spec.event_definition):
+        if _kind(d) == "signal" and d.name:
+            spiff = spiff_definition(d)
+            expression = getattr(d, "expression", None) if spiff else None
+            payload = task.workflow.script_engine.evaluate(task, expression) if expression is not None else None
+            out.append((str(d.name), payload if spiff else {}))
+    return out
+
+
 def waits_of(wf: Any) -> set[tuple[str, str]]:
     """The messages and signals the workflow waits for now, as ``(kind, name)``."""
     return {(k, str(d.name)) for task in waiting_tasks(wf) for d in _definitions(task.task_spec.event_definition)
             if (k := _kind(d)) and d.name}
 
 
-def deliver(wf: Any, kind: str, name: str, payload: Any) -> tuple[str, str] | None:
+def deliver(wf: Any, kind: str, name: str, payload: Any) -> tuple[str, str, dict[str, Any]] | None:
     """Deliver a message or signal to the workflow as SpiffWorkflow's ``catch`` does; the element that
-    caught it and its name (the first, for a signal several catch), or None if nothing waits for it.
+    caught it, its name (the first, for a signal several catch) and what the catch adds to the data (the
+    payload's keys, or the payload under the catch's variable), or None if nothing waits for it.
 
     A message's correlation properties (when the file defines them) are computed from the payload
     as SpiffWorkflow computes them when a message is thrown, and checked by its ``catches``.
@@ -227,7 +254,7 @@ def deliver(wf: Any, kind: str, name: str, payload: Any) -> tuple[str, str] | No
             element = _branch(task, d) if d is not spec.event_definition else str(spec.bpmn_id)
             label = _name_of(task, element) or name
             wf.catch(event)
-            return element, label
+            return element, label, caught_data(d, payload)
     return None
 
 

@@ -301,7 +301,7 @@ class Worker:
                 cancel: list[tuple[str, str, int]] = []  # work items whose task a timer interrupted
                 ended: list[tuple[str]] = []  # cases that ended: their open work items go
                 delivered: list[tuple[str]] = []
-                thrown: list[tuple[str, list[str]]] = []  # signals cases threw: to the others waiting for them
+                thrown: list[tuple[str, list[tuple[str, Any]]]] = []  # signals cases threw: to the others waiting for them
                 waits: dict[str, set[tuple[str, str]]] = {}
                 mine = journal.held_cases(con, ids, self.name)
                 for r, snap, case, out_rows, new_waits in plans:
