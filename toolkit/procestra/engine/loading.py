@@ -10,14 +10,16 @@ the store, so a version number means one model everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
 import json
 import logging
+import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -286,10 +288,24 @@ def _parser() -> Any:
     return BpmnParser()
 
 
+@contextlib.contextmanager
+def deep_recursion(size: int) -> Iterator[None]:
+    """Let SpiffWorkflow recurse along a model of ``size`` elements: its parser follows each sequence flow by a
+    call, so a chain of 500 tasks overflowed Python's default limit. Python 3.11 runs these Python-to-Python
+    calls without the C stack; the limit goes back when the block ends."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 1_000 + 8 * size))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
 def _specs(parser: Any, process_id: str, name: str, version: int) -> tuple[Any, Any]:
     """The workflow spec and subprocess specs ``parser`` read, or an :class:`EngineError` naming the version."""
     try:
-        return parser.get_spec(process_id), parser.get_subprocess_specs(process_id)
+        with deep_recursion(sum(sum(1 for _ in pp.node.iter()) for pp in parser.process_parsers.values())):
+            return parser.get_spec(process_id), parser.get_subprocess_specs(process_id)
     except Exception as exc:  # SpiffWorkflow's ValidationException and friends
         raise EngineError(f"model {name!r} version {version} cannot be run: {exc}") from exc
 

@@ -337,7 +337,8 @@ class _Validator:
 
     def engine_parse(self) -> None:
         """What SpiffWorkflow's parser, as the engine configures it, refuses in the XML that would be saved."""
-        from procestra.engine.runtime import spiff  # runtime imports this module: import when it is used
+        from procestra.engine.loading import deep_recursion  # both import this module: import when it is used
+        from procestra.engine.runtime import spiff
 
         try:
             xml = self.m.to_xml()
@@ -347,7 +348,8 @@ class _Validator:
         parser = spiff()[0]()
         try:
             parser.add_bpmn_str(xml.encode("utf-8"), filename=self.m.name)
-            parser.get_spec(self.m.process_id)
+            with deep_recursion(len(self.m.elements) + len(self.m.flows)):
+                parser.get_spec(self.m.process_id)
         except Exception as exc:  # noqa: BLE001 - SpiffWorkflow's ValidationException and what its parser raises
             el = self.m.elements.get(getattr(exc, "id", "") or "")
             message = str(getattr(exc, "message", "") or exc).split("\n")[0]
