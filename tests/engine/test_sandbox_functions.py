@@ -42,6 +42,8 @@ def test_functions_run_as_python_and_never_reach_the_case_data():
     assert data == changed  # 'fact' and 'square' held functions: dropped, as SpiffWorkflow drops callables
     expr = compile_script(RECURSIVE)
     assert expr.variables == set() and "fact" not in expr.assigned
+    counted = compile_script("def f():\n    n = 0\n    n += 1\n    return n + later\nlater = 1\nx = f()")
+    assert counted.variables == set() and counted.assigned == {"later", "x"}  # locals and later globals: not case data
 
 
 def test_function_locals_follow_pythons_rules():

@@ -160,8 +160,9 @@ class _Script(_Functions):
         name, op = node.target.id, type(node.op)
         if op not in _AUGMENTED:
             raise self.unsafe(node, f"the operator {op.__name__} is not allowed")
-        if name not in self.assigned and name not in self.temporaries:
-            self.variables.add(name)
+        local = any(name in n for n in (*self.locals, *self.scopes))
+        if not local and name not in self.assigned and name not in self.temporaries:
+            (self.late if self.scopes else self.variables).add(name)
         value, target = self.expr(node.value, d), self.target(node.target)
 
         def augment(scope: dict[str, Any]) -> None:
@@ -295,7 +296,8 @@ class Expression:
                 re.error) as exc:  # fmt: skip
             raise ConditionError(self.text, f"{type(exc).__name__}: {exc}", what=self.what) from None
         except RecursionError:
-            raise ConditionError(self.text, "nested too deeply to evaluate", what=self.what) from None
+            reason = "nested too deeply to evaluate (function calls within calls, or nested values)"
+            raise ConditionError(self.text, reason, what=self.what) from None
         except MemoryError:
             raise ConditionError(self.text, "ran out of memory", what=self.what) from None
         finally:
