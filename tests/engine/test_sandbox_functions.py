@@ -119,6 +119,8 @@ def test_escapes_through_functions_are_refused(script, fragment):
     ("def f():\n    return 1\nx = f.name", ".name reads a field of a dict"),
     ("def f(g):\n    return g.gi_frame\nx = f(y for y in [1])", ".gi_frame reads a field of a dict"),
     ("def f():\n    return 1\nx = str(f)", "str() of a function"),
+    ("def f(m):\n    return 'b'\nx = re.sub('a', f, 'aa')", "re.sub() takes a string replacement"),
+    ("def f(a, b):\n    return 1\nx = sorted([f, f])", "TypeError"),
     ("def f():\n    return 1\nx = [f]", "'x' would hold a ScriptFunction"),
     ("def f(n):\n    return f(n + 1)\nx = f(0)", f"more than {CALL_DEPTH} calls deep"),
     ("def f():\n    n = 0\n    while True:\n        n += 1\nf()", "the step limit"),

@@ -511,7 +511,7 @@ class _Compiler:
                     raise _Fail(f"{obj.name}{'.' + name if attr else ''} cannot be called", node)
                 return _check_size(fn(*values, **named))
             if not attr and isinstance(obj, _sl.ScriptCallable):
-                return obj(values, named)
+                return obj.call(values, named)
             if not attr:
                 raise _Fail(f"{name!r} is case data here, not a function", node)
             bad = set(named) - _KEYWORDS.get(name, set())

@@ -81,7 +81,7 @@ class ScriptFunction(_sl.ScriptCallable):
     def __repr__(self) -> str:
         return f"<function {self.name}>"
 
-    def __call__(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    def call(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
         budget = _sl.budget()
         budget.tick()
         if budget.calls >= CALL_DEPTH:

@@ -109,9 +109,10 @@ class _Fail(Exception):
 
 
 class ScriptCallable:
-    """What a script may call besides the allowed functions: the functions it defines itself."""
+    """What a script may call besides the allowed functions: the functions it defines itself. Only the
+    sandbox calls one, through :meth:`call`: it is no Python callable (``re.sub`` cannot call it back)."""
 
-    def __call__(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    def call(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
         raise NotImplementedError
 
 
