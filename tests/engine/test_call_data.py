@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from procestra import engine
+from procestra.engine.guards import proven, unguarded
 from procestra.engine.tobe import ToBeModel
 
 CASES = Path(__file__).resolve().parent / "cases"
@@ -52,6 +55,29 @@ def test_a_variable_used_only_after_a_branch_testing_it_exists_is_known(ws):
     model.save(ws)
     assert (run(ws, "guarded", {"x": 20}).data["seen"], run(ws, "guarded", {"x": 1}).data["seen"],
             run(ws, "guarded", {}).data["seen"]) == ("Big", "Small", "Absent")  # fmt: skip
+
+
+@pytest.mark.parametrize(("condition", "proves", "reads"), [
+    ("'x' in vars() and x > 1", {"x"}, set()),
+    ("x > 1 and 'x' in vars()", {"x"}, {"x"}),  # read before the test
+    ("'x' not in vars() or x > 1", set(), set()),
+    ("x if 'x' in locals() else 0", set(), set()),
+    ("not ('x' not in globals())", {"x"}, set()),
+    ("'x' in vars() or 'y' in vars()", set(), set()),
+    ("('x' in vars() or 'y' in vars()) and x", set(), {"x"}),
+    ("'x' in vars(y)", set(), {"y"}),  # not the test for a variable
+])  # fmt: skip
+def test_what_a_condition_proves_and_reads_unguarded(condition, proves, reads):
+    assert proven(condition) == proves
+    assert (unguarded(condition) or set()) - {"vars", "locals", "globals"} == reads
+
+
+def test_a_use_guarded_in_its_own_condition_is_known(ws):
+    m = guarded(guard=False)
+    m.set_condition("Gateway_big", "Activity_Big", "'x' in vars() and x > 10")
+    assert errors(m) == []
+    m.save(ws)
+    assert (run(ws, "guarded", {"x": 20}).data["seen"], run(ws, "guarded", {}).data["seen"]) == ("Big", "Small")
 
 
 def test_a_guard_on_one_path_only_does_not_hide_the_other():

@@ -21,7 +21,7 @@ from procestra.engine.connectors import check_handler
 from procestra.engine.elements import ACTIVITIES, GATEWAYS, KINDS, Element, Flow, Variable, duration_seconds
 from procestra.engine.exceptions import ConditionError
 from procestra.engine.expressions import to_python
-from procestra.engine.guards import always_guarded, proven
+from procestra.engine.guards import always_guarded, proven, unguarded
 from procestra.engine.iospec import IoSpec, call_data, process_io
 from procestra.engine.sandbox import compile_expression, compile_script, is_iso_literal
 from procestra.errors import InvalidArgumentError, ModelNotFoundError, ProcestraError
@@ -442,8 +442,10 @@ class _Validator:
             for f in self.out.get(e.id, []):
                 if f.condition:
                     try:
+                        free = unguarded(f.condition)  # 'x' in vars() and x > 1: x is tested before it is read
                         for v in compile_expression(f.condition).variables:
-                            used.setdefault(v, f"the condition of flow {f.id!r}")
+                            if free is None or v in free:
+                                used.setdefault(v, f"the condition of flow {f.id!r}")
                     except ConditionError:
                         pass
             if e.handler is not None:
