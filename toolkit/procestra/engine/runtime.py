@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from procestra.engine import journal, waiting
 from procestra.engine.exceptions import EngineError
+from procestra.engine.iospec import data_error
 from procestra.engine.journal import FINAL
 from procestra.engine.loading import Runnable, runnable, script_engine, spiff
 from procestra.errors import ProcestraError
@@ -240,7 +241,7 @@ class CaseRunner:
         except ProcestraError as exc:
             self._fail(str(exc))
         except Exception as exc:  # noqa: BLE001 - SpiffWorkflow errors: a model fault, not a worker crash
-            self._fail(f"{type(exc).__name__}: {exc}")
+            self._fail(data_error(exc) or f"{type(exc).__name__}: {exc}")
 
     def _engine_steps(self) -> None:
         script_tasks: list[Any] = []

@@ -8,12 +8,13 @@ a few functions (:data:`FUNCTIONS`), methods of ``str``, ``dict``, ``list``, dat
 ``decimal`` as namespaces of chosen members (:mod:`.sandbox_modules`). The accepted tree is
 compiled to nested Python closures (:mod:`.sandbox_compiler`); nothing is ever passed to
 ``eval`` or ``exec``, and no attribute of an arbitrary object is ever read: no imports,
-lambdas, ``try``, dunder names, ``getattr``/``eval``/``open``/``globals``.
+``try``, dunder names, ``getattr``/``eval``/``open``.
 
-Scripts (script tasks) add statements: assignment (also ``a, b = ...`` and ``+=``),
-``if``/``elif``/``else``, ``for`` and ``while`` (with ``else``), ``break``, ``continue`` and
-``pass``. Every variable a script assigns is stored in the case, except names starting
-with ``_`` (working values); what is stored must be JSON.
+Scripts (script tasks) add statements: assignment (also ``a, b = ...``, ``d[k] = v`` and ``+=``),
+``if``/``elif``/``else``, ``for`` and ``while`` (with ``else``), ``break``, ``continue``,
+``pass``, ``del`` and functions (``def``, ``lambda``, ``return``: :mod:`.sandbox_functions`).
+Every variable a script assigns is stored in the case, except names starting with ``_``
+(working values) and functions; what is stored must be JSON.
 
 Every evaluation is bounded (:mod:`.sandbox_lib`): a step limit over loop iterations and
 comprehension items, a wall-clock limit, and size checks before allocation. Conditions in
@@ -45,7 +46,8 @@ from typing import TYPE_CHECKING, Any
 from procestra.engine import expressions as _lang
 from procestra.engine import sandbox_lib as _sl
 from procestra.engine.exceptions import ConditionError, UnsafeExpressionError
-from procestra.engine.sandbox_compiler import _FORBIDDEN, _Compiler
+from procestra.engine.sandbox_compiler import _FORBIDDEN
+from procestra.engine.sandbox_functions import _Functions, defined_functions
 from procestra.engine.sandbox_lib import FUNCTIONS, LIMITS, METHODS, Limits, _binop, _Fail
 
 if TYPE_CHECKING:  # built on first use by __getattr__ (SpiffWorkflow takes ~0.2 s to import)
@@ -96,12 +98,10 @@ def _go_on(body: _Step, scope: dict[str, Any]) -> bool:
 _AUGMENTED = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
 
 
-class _Script(_Compiler):
-    """The expression compiler plus the statements of scripts: assignments (also to tuples and with
+class _Script(_Functions):
+    """The expression compiler plus the statements of scripts: assignments (also to tuples, items and with
     ``+=``), ``if``/``elif``/``else``, ``for`` and ``while`` (counted against the step limit), ``break``,
-    ``continue`` and ``pass``."""
-
-    loops = 0
+    ``continue``, ``pass``, ``del`` and functions (:mod:`.sandbox_functions`)."""
 
     def block(self, body: list[ast.stmt], depth: int) -> _Step:
         steps = [self.stmt(s, depth) for s in body]
@@ -160,8 +160,9 @@ class _Script(_Compiler):
         name, op = node.target.id, type(node.op)
         if op not in _AUGMENTED:
             raise self.unsafe(node, f"the operator {op.__name__} is not allowed")
-        if name not in self.assigned and name not in self.temporaries:
-            self.variables.add(name)
+        local = any(name in n for n in (*self.locals, *self.scopes))
+        if not local and name not in self.assigned and name not in self.temporaries:
+            (self.late if self.scopes else self.variables).add(name)
         value, target = self.expr(node.value, d), self.target(node.target)
 
         def augment(scope: dict[str, Any]) -> None:
@@ -248,6 +249,8 @@ class Expression:
     _fn: Callable[[Any], Any] = field(default=lambda data: None, repr=False, compare=False)
     #: The language the author wrote: "python", or "juel"/"feel" (translated, see :mod:`.expressions`).
     language: str = "python"
+    #: Whether a script changes items in place (``d[k] = v``): then every variable is checked to be JSON.
+    mutates: bool = False
 
     def evaluate(self, data: Mapping[str, Any]) -> Any:
         """The value of the expression over ``data`` (a script: the dict of assigned variables)."""
@@ -266,9 +269,10 @@ class Expression:
 
     def _stored(self, scope: Mapping[str, Any]) -> dict[str, Any]:
         """What the script assigned, checked to be case data (JSON values of bounded weight)."""
-        out = {k: scope[k] for k in self.assigned if k in scope}
-        for name, value in out.items():
-            if type(value) in _JSON_SCALARS:
+        out = {k: scope[k] for k in self.assigned if k in scope and not isinstance(scope[k], _sl.ScriptCallable)}
+        checked = {k: v for k, v in scope.items() if not k.startswith("_")} if self.mutates else out
+        for name, value in checked.items():
+            if type(value) in _JSON_SCALARS or isinstance(value, _sl.ScriptCallable):
                 continue
             _sl.guard(value)
             bad = _not_json(value)
@@ -292,7 +296,8 @@ class Expression:
                 re.error) as exc:  # fmt: skip
             raise ConditionError(self.text, f"{type(exc).__name__}: {exc}", what=self.what) from None
         except RecursionError:
-            raise ConditionError(self.text, "nested too deeply to evaluate", what=self.what) from None
+            reason = "nested too deeply to evaluate (function calls within calls, or nested values)"
+            raise ConditionError(self.text, reason, what=self.what) from None
         except MemoryError:
             raise ConditionError(self.text, "ran out of memory", what=self.what) from None
         finally:
@@ -352,6 +357,8 @@ def _compiled(text: str, mode: str, what: str) -> Expression:
     else:
         tree = _parse(text, "eval" if mode == "expression" else "exec", what)
     compiler = _Script(text, what, language)
+    if mode == "script":
+        compiler.scripting, compiler.function_names = True, defined_functions(tree)
     try:
         if mode == "expression":
             assert isinstance(tree, ast.Expression)
@@ -363,7 +370,9 @@ def _compiled(text: str, mode: str, what: str) -> Expression:
             fn = compiler.block(tree.body, 0)
     except RecursionError:
         raise ConditionError(text, "nested too deeply", what=what) from None
-    return Expression(text, mode, frozenset(compiler.variables), frozenset(compiler.assigned), what, fn, language)
+    compiler.variables |= compiler.late - compiler.assigned - compiler.temporaries
+    return Expression(text, mode, frozenset(compiler.variables), frozenset(compiler.assigned), what, fn, language,
+                      compiler.mutates)
 
 
 def compile_expression(text: str, *, what: str = "condition") -> Expression:
@@ -386,12 +395,17 @@ def evaluate(expression: str | Expression, data: Mapping[str, Any], *, what: str
 
 
 def execute(script: str | Expression, data: MutableMapping[str, Any]) -> dict[str, Any]:
-    """Run a script over ``data``, store what it assigns into ``data``, and return those variables."""
+    """Run a script over ``data``, store what it assigns into ``data``, and return those variables.
+
+    A variable the script deletes (``del x``) or binds to a function leaves ``data``, as SpiffWorkflow's
+    script engine drops callables from the task data."""
     expr = script if isinstance(script, Expression) else compile_script(script)
     if expr.mode != "script":
         raise ConditionError(expr.text, "is an expression, not a script", what=expr.what)
     scope = dict(data)
     changed: dict[str, Any] = expr._run(scope, final=lambda _: expr._stored(scope))
+    for gone in [k for k in data if k not in scope or isinstance(scope[k], _sl.ScriptCallable)]:
+        del data[gone]
     data.update(changed)
     return changed
 

@@ -59,6 +59,12 @@ class _Compiler:
         self.temporaries: set[str] = set()
         self.variables: set[str] = set()
         self.assigned: set[str] = set()
+        #: Local names of the script functions being compiled, innermost last (not case data).
+        self.scopes: list[set[str]] = []
+        #: Names the script binds to its own functions (the only other names it may call).
+        self.function_names: frozenset[str] = frozenset()
+        #: Variables functions read: case data unless the script assigns them (before a call, or it fails then).
+        self.late: set[str] = set()
         self.nodes = 0
 
     def unsafe(self, node: ast.AST, reason: str) -> UnsafeExpressionError:
@@ -95,10 +101,10 @@ class _Compiler:
         name = node.id
         if _dunder(name):
             raise self.unsafe(node, f"the name {name!r} is not allowed (no double-underscore names)")
-        local = any(name in names for names in self.locals)
+        local = any(name in names for names in (*self.locals, *self.scopes))
         # scripts: a variable assigned earlier is not read from the case; modules are not case data
         if not local and name not in self.assigned and name not in self.temporaries and name not in NAMES:
-            self.variables.add(name)
+            (self.late if self.scopes else self.variables).add(name)
         feel = self.dialect == "feel"  # FEEL: a missing variable is null
         module = NAMES.get(name, _MISSING) if self.dialect == "python" else _MISSING
 
@@ -121,6 +127,8 @@ class _Compiler:
                 raise self.unsafe(node, f"cannot assign to {name!r}")
             if local is not None:
                 local.add(name)
+            elif self.scopes:
+                pass  # a local of the function being compiled
             elif name.startswith("_"):
                 self.temporaries.add(name)
             else:
@@ -455,7 +463,9 @@ class _Compiler:
             if name in ("locals", "vars", "globals") and not node.args and not node.keywords and \
                     not any(name in n for n in self.locals):  # 'x' in locals(): a copy of the variables in scope
                 return lambda data: dict(data.items()) if isinstance(data, Mapping) else {}
-            if name in NAMES and not any(name in n for n in self.locals):
+            if name in self.function_names:
+                receiver = self.expr(func, d)  # a function the script defines: checked to be one when called
+            elif name in NAMES and not any(name in n for n in self.locals):
                 receiver = self.expr(func, d)  # timedelta(days=1), Decimal('1.5'): the namespace's constructor
             elif _dunder(name) or name not in FUNCTIONS:
                 raise self.unsafe(node, f"calling {name!r} is not allowed (allowed functions: "
@@ -500,6 +510,8 @@ class _Compiler:
                 if not isinstance(fn, Function):
                     raise _Fail(f"{obj.name}{'.' + name if attr else ''} cannot be called", node)
                 return _check_size(fn(*values, **named))
+            if not attr and isinstance(obj, _sl.ScriptCallable):
+                return obj.call(values, named)
             if not attr:
                 raise _Fail(f"{name!r} is case data here, not a function", node)
             bad = set(named) - _KEYWORDS.get(name, set())
@@ -535,15 +547,14 @@ def _method_names() -> frozenset[str]:
 
 
 _FORBIDDEN = {
-    "Lambda": "lambda functions are not allowed",
     "NamedExpr": "':=' assignments are not allowed", "Await": "await is not allowed", "Yield": "yield is not allowed",
     "YieldFrom": "yield is not allowed", "Starred": "'*' unpacking is not allowed",
     "GeneratorExp": "a generator expression can only be a function's argument: sum(x for x in xs)",
     "Import": "imports are not allowed", "ImportFrom": "imports are not allowed",
     "AsyncFor": "async loops are not allowed",
-    "FunctionDef": "defining functions is not allowed", "AsyncFunctionDef": "defining functions is not allowed",
+    "AsyncFunctionDef": "async functions are not allowed",
     "ClassDef": "defining classes is not allowed", "With": "with-statements are not allowed",
-    "Try": "try-statements are not allowed", "Raise": "raise is not allowed", "Delete": "del is not allowed",
+    "Try": "try-statements are not allowed", "Raise": "raise is not allowed",
     "Global": "global is not allowed", "Nonlocal": "nonlocal is not allowed", "Return": "return is not allowed",
     "Assert": "assert is not allowed", "Match": "match-statements are not allowed",
 }  # fmt: skip

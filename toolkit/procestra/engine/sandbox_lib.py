@@ -108,6 +108,14 @@ class _Fail(Exception):
         self.node = node
 
 
+class ScriptCallable:
+    """What a script may call besides the allowed functions: the functions it defines itself. Only the
+    sandbox calls one, through :meth:`call`: it is no Python callable (``re.sub`` cannot call it back)."""
+
+    def call(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
 # -- safe builtins ----------------------------------------------------------------------------
 def _check_size(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > LIMITS.int_bits:
@@ -135,9 +143,10 @@ def charge(size: int) -> None:
 class Budget:
     """One evaluation's allowance: steps left, its deadline, and the weights of values already measured."""
 
-    __slots__ = ("allocated", "deadline", "memo", "steps")
+    __slots__ = ("allocated", "calls", "deadline", "memo", "steps")
 
     def __init__(self) -> None:
+        self.calls = 0
         self.steps = LIMITS.steps
         self.deadline = time.monotonic() + LIMITS.seconds
         self.memo: dict[int, tuple[Any, int]] = {}
@@ -288,6 +297,8 @@ def _round(value: Any, ndigits: Any = None) -> Any:
 def _text(value: Any) -> None:
     if isinstance(value, types.GeneratorType):
         raise _Fail("str() of a generator: make a list first")
+    if isinstance(value, ScriptCallable):
+        raise _Fail("str() of a function: call it")
     if isinstance(value, Decimal) and value.is_finite() and abs(value.adjusted()) > LIMITS.format_width:
         raise _Fail(f"a decimal with an exponent beyond {LIMITS.format_width:,} written out")
     guard(value)

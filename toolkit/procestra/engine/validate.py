@@ -21,6 +21,8 @@ from procestra.engine.connectors import check_handler
 from procestra.engine.elements import ACTIVITIES, GATEWAYS, KINDS, Element, Flow, Variable, duration_seconds
 from procestra.engine.exceptions import ConditionError
 from procestra.engine.expressions import to_python
+from procestra.engine.guards import always_guarded, proven, unguarded
+from procestra.engine.iospec import IoSpec, call_data, process_io
 from procestra.engine.sandbox import compile_expression, compile_script, is_iso_literal
 from procestra.errors import InvalidArgumentError, ModelNotFoundError, ProcestraError
 from procestra.models.repository import model_info
@@ -453,20 +455,29 @@ class _Validator:
     def variables(self) -> None:
         m = self.m
         pred: dict[str, set[str]] = {e: set() for e in m.elements}
+        edges: dict[str, list[tuple[str, str | None]]] = {e: [] for e in m.elements}  # with the flows between
         for f in m.flows.values():
             pred[f.target].add(f.source)
+            edges[f.target].append((f.source, f.id))
         for e in m.elements.values():
             if e.attached_to in pred:  # a boundary path starts where its host started
                 pred[e.id] |= pred[e.attached_to]
+                edges[e.id].append((e.attached_to, None))
             if e.kind == "startEvent" and e.parent in pred:  # a subprocess starts where it is entered
                 pred[e.id] |= pred[e.parent]
+                edges[e.id].append((e.parent, None))
+        guards = {f.id: proven(f.condition) for f in m.flows.values() if f.condition}
         outputs = {e.id: set(e.outputs()) for e in m.elements.values()}
+        calls = {e.id: call_data(m, e.called, self.ws) for e in m.elements.values() if e.kind == "callActivity"
+                 and e.called}  # fmt: skip
+        for eid, data in calls.items():
+            outputs[eid] |= data.outputs if data is not None else set()
         for e in m.elements.values():  # a subprocess produces what its content produces
             p = e.parent
             while p is not None and p in outputs:
                 outputs[p] |= outputs[e.id]
                 p = m.elements[p].parent
-        declared = set(m.variables)
+        declared = set(m.variables) | set((process_io(m) or IoSpec()).inputs)  # a call passes its data inputs
         memo: dict[str, set[str]] = {}
 
         def ancestors(eid: str) -> set[str]:
@@ -487,8 +498,10 @@ class _Validator:
             for f in self.out.get(e.id, []):
                 if f.condition:
                     try:
+                        free = unguarded(f.condition)  # 'x' in vars() and x > 1: x is tested before it is read
                         for v in compile_expression(f.condition).variables:
-                            used.setdefault(v, f"the condition of flow {f.id!r}")
+                            if free is None or v in free:
+                                used.setdefault(v, f"the condition of flow {f.id!r}")
                     except ConditionError:
                         pass
             if e.handler is not None:
@@ -509,6 +522,9 @@ class _Validator:
                             used.setdefault(v, "the SpiffWorkflow script or payload")
                 except ConditionError:
                     pass
+            call = calls.get(e.id)
+            for v in sorted(call.inputs if call is not None else ()):
+                used.setdefault(v, f"the call of {e.called!r} (its data input)")
             if e.timer and not is_iso_literal(e.timer):
                 try:
                     for v in compile_expression(e.timer, what="timer").variables:
@@ -529,14 +545,17 @@ class _Validator:
             if not used:
                 continue
             available = set(declared)
-            if e.loop is not None and e.loop.element_variable:
-                available.add(e.loop.element_variable)
+            host: Element | None = e
+            while host is not None:  # each instance of a multi-instance activity (and what it holds) has its item
+                if host.loop is not None and host.loop.element_variable:
+                    available.add(host.loop.element_variable)
+                host = m.elements.get(host.parent) if host.parent else None
             if any(_free_form(m.elements[a]) for a in ancestors(e.id)):
                 continue  # a task without a form may set any case data
             for a in ancestors(e.id):
                 available |= outputs.get(a, set())
             for v, where in sorted(used.items()):
-                if v not in available:
+                if v not in available and not always_guarded(e.id, v, edges, guards):
                     self.add("error", "unknown-variable", e, f"{where} uses {v!r}, which is neither declared case data "
                              f"(model.declare({v!r}, ...)) nor an output of a task before it")  # fmt: skip
 
