@@ -270,8 +270,9 @@ class Loop:
 
     Multi-instance runs ``cardinality`` times, or once per item of ``collection`` (the item in
     ``element_variable``), collecting ``output_element`` of each into ``output_collection``, until
-    ``completion_condition``. ``vendor`` names whose attributes gave collection and element variable
-    ("camunda" for ``camunda:collection``/``camunda:elementVariable``), "" for standard BPMN. A
+    ``completion_condition``. ``vendor`` names vendor attributes that gave collection or element variable
+    and are not run ("zeebe"; "camunda" for a ``camunda:collection`` without ``camunda:elementVariable``,
+    other Camunda loops are read as standard BPMN), "" for standard BPMN. A
     standard loop repeats while ``condition`` holds, at most ``maximum`` times, testing first with
     ``test_before``.
     """

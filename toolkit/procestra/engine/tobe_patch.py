@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from procestra.engine.elements import GATEWAYS, Element, slug
-from procestra.engine.tobe_bpmn import NODE_TAGS, NS, READ_AS, our_extensions, process_extensions, write_node
+from procestra.engine.tobe_bpmn import (
+    NODE_TAGS,
+    NS,
+    READ_AS,
+    our_extensions,
+    process_extensions,
+    write_loop,
+    write_node,
+)
+from procestra.engine.tobe_vendor import camunda_loop, read_loop
 from procestra.errors import ModelError
 from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS
 
@@ -256,6 +265,28 @@ def _patch_node(node: etree._Element, e: Element, called: Mapping[str, str]) -> 
             node.set("default", e.default)
     elif "default" in node.attrib:
         del node.attrib["default"]
+    _patch_loop(node, e)
+
+
+_LOOPS = (_B + "multiInstanceLoopCharacteristics", _B + "standardLoopCharacteristics")
+
+
+def _patch_loop(node: etree._Element, e: Element) -> None:
+    """The element's loop as the model has it, in place of the file's when the model changed it or the file gave
+    it as Camunda attributes (then written as the standard BPMN it was read as)."""
+    old = next((c for c in node if c.tag in _LOOPS), None)
+    if old is None and e.loop is None:
+        return
+    if old is not None and not camunda_loop(old) and read_loop(node) == e.loop:
+        return
+    index = node.index(old) if old is not None else None
+    if old is not None:
+        node.remove(old)
+    if e.loop is not None:
+        write_loop(node, e.loop)
+        new = next(c for c in node if c.tag in _LOOPS)
+        if index is not None:
+            node.insert(index, new)  # where the file had it (lxml moves the element)
 
 
 def _patch_condition(x: etree._Element, condition: str | None, prefix: str | None) -> None:

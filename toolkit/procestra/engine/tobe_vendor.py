@@ -11,7 +11,9 @@ becomes part of the element model, and the file keeps it exactly:
 - service task bindings another engine would make (:func:`read_binding`): external task
   topics, Java classes, expressions, delegate expressions, connectors and Zeebe job types.
   They are reported, to be made with ``ToBeModel.bind``;
-- loops (:func:`read_loop`): multi-instance and standard loop characteristics;
+- loops (:func:`read_loop`): multi-instance and standard loop characteristics; Camunda's
+  ``camunda:collection``/``camunda:elementVariable`` as SpiffWorkflow's CamundaParser reads them,
+  saved as the standard BPMN they mean;
 - what the engine would not run (:func:`unsupported`): listeners, input/output and call
   mappings, script result variables, SpiffWorkflow's pre- and post-scripts. Validation names
   each of them as an error.
@@ -192,6 +194,8 @@ def read_loop(x: etree._Element) -> Loop | None:
     mi = x.find(_B + "multiInstanceLoopCharacteristics")
     if mi is None:
         return None
+    if camunda_loop(mi):
+        return _camunda_loop(mi)
     collection, element = _text(mi.find(_B + "loopDataInputRef")), None
     item = mi.find(_B + "inputDataItem")
     if item is not None:
@@ -210,6 +214,32 @@ def read_loop(x: etree._Element) -> Loop | None:
                                                                               zeebe is not None else None),
                 output_element=(out_item.get("id") or out_item.get("name")) if out_item is not None else None,
                 completion_condition=_text(mi.find(_B + "completionCondition")), vendor=vendor)  # fmt: skip
+
+
+_STANDARD_DATA = ("loopDataInputRef", "inputDataItem", "loopDataOutputRef", "outputDataItem")
+
+
+def camunda_loop(mi: etree._Element) -> bool:
+    """Whether multi-instance characteristics ``mi`` give their data only as Camunda attributes (read as
+    SpiffWorkflow's CamundaParser reads them, then written as standard BPMN)."""
+    camunda = mi.get(_C + "collection") is not None or mi.get(_C + "elementVariable") is not None
+    return camunda and not any(mi.find(_B + tag) is not None for tag in _STANDARD_DATA)
+
+
+def _camunda_loop(mi: etree._Element) -> Loop:
+    """SpiffWorkflow's CamundaParser reading of ``camunda:collection``/``camunda:elementVariable``, as standard parts.
+
+    With a loopCardinality, each instance gets its index in the element variable, whose final value is
+    collected into the collection; without one, the collection is both input and output: each instance gets
+    its item in the element variable and its final value replaces that item (the collection updated in place).
+    """
+    collection, element = mi.get(_C + "collection") or None, mi.get(_C + "elementVariable") or None
+    cardinality = _text(mi.find(_B + "loopCardinality"))
+    return Loop("sequential" if mi.get("isSequential") == "true" else "parallel", cardinality=cardinality,
+                collection=None if cardinality else collection, element_variable=element,
+                output_collection=collection, output_element=element if collection else None,
+                completion_condition=_text(mi.find(_B + "completionCondition")),
+                vendor="camunda" if not cardinality and not element else "")  # fmt: skip
 
 
 def _text(node: etree._Element | None) -> str | None:

@@ -207,7 +207,10 @@ class _Validator:
             if lp.condition is not None:
                 self.expression(e, "bad-loop", "the loop condition", lp.condition)
             return
-        if lp.vendor:
+        if lp.vendor == "camunda":  # read as SpiffWorkflow's CamundaParser reads it, but for this case
+            self.add("error", "unsupported-construct", e, f"{lp}: a camunda:collection without a loopCardinality "
+                     "needs a camunda:elementVariable (SpiffWorkflow's CamundaParser fails without one); give it")
+        elif lp.vendor:
             self.add("error", "unsupported-construct", e, f"{lp}: the collection and element variable are given only "
                      f"as {lp.vendor} attributes, which the engine does not read; give the task a standard "
                      "loopDataInputRef and inputDataItem (or a loopCardinality)")  # fmt: skip
@@ -275,6 +278,8 @@ class _Validator:
                 if not var:
                     continue
                 other = owner.get(var) or self.m.elements.get(var)
+                if other is e and role == "output element":  # its own item, updated in place (Camunda's collection)
+                    continue
                 if other is not None:
                     self.add("error", "duplicate-data-item", e, f"its {role} {var!r} is also "
                              f"{'the id of' if other.id == var else 'a loop variable of'} {other.label}: a loop "
