@@ -16,7 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from procestra import Workspace, engine
+from procestra.engine.exceptions import FormError
 from procestra.engine.tobe import ToBeModel
 from procestra.models.repository import model_info
 
@@ -110,6 +113,9 @@ def test_a_camunda_collection_is_updated_in_place_as_spiffworkflow_does(ws: Work
     saved = (model_info(ws, "m").path / "model.bpmn").read_text()  # the product's file: standard BPMN
     assert "camunda:collection" not in saved and ">people</bpmn:loopDataInputRef>" in saved
     assert ">people</bpmn:loopDataOutputRef>" in saved
+    # the item is both input and output item: one id for two data items, said at validate
+    warned = [p for p in ToBeModel.load(tmp_path / "m.bpmn", name="m").validate(ws=ws) if p.code == "shared-data-item"]
+    assert [(p.severity, p.element) for p in warned] == [("warning", "Task_1")]
 
 
 def test_a_camunda_element_variable_with_a_cardinality_collects_the_indexes(ws: Workspace, tmp_path: Path) -> None:
@@ -125,3 +131,103 @@ def test_a_camunda_collection_without_element_variable_is_refused(ws: Workspace,
     src.write_text(MI_COLLECTION.replace(' camunda:elementVariable="person"', ""), encoding="utf-8")
     problems = [str(p) for p in ToBeModel.load(src, name="x").validate(ws=ws) if p.severity == "error"]
     assert any("Task_1" in p and "camunda:elementVariable" in p for p in problems), problems
+
+
+# -- forms -------------------------------------------------------------------------------------------------
+def form(fields: str) -> str:
+    return bpmn(f"""    <bpmn:userTask id="Task_1" name="Ask" camunda:formKey="ask">
+      <bpmn:extensionElements><camunda:formData>{fields}</camunda:formData></bpmn:extensionElements>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+""")
+
+
+DOTTED = form('<camunda:formField id="person.dog_friendly" type="boolean" />')
+
+
+def test_a_dotted_field_id_sets_the_key_inside_the_nested_case_data(ws: Workspace, tmp_path: Path) -> None:
+    data = {"person": {"id": 7}}
+    ours = run_ours(ws, DOTTED, data, [{"person.dog_friendly": True}], tmp_path)
+    # SpiffWorkflow's Camunda forms (Task.update_data_var, 1.x) set the path, keeping the object's other keys
+    assert ours == {"person": {"id": 7, "dog_friendly": True}}
+    assert run_spiff(DOTTED, data, [{}]) == data  # unanswered, as SpiffWorkflow's peer run: nothing set
+    made = run_ours(ws, DOTTED, {}, [{"person.dog_friendly": False}], tmp_path, name="made")
+    assert made == {"person": {"dog_friendly": False}}  # the object is made on the way
+
+
+def test_a_dotted_field_over_data_that_is_not_an_object_is_refused_on_completion(ws: Workspace,
+                                                                                  tmp_path: Path) -> None:
+    src = tmp_path / "d.bpmn"
+    src.write_text(DOTTED, encoding="utf-8")
+    model = ToBeModel.load(src, name="d")
+    model.declare("person")
+    model.save(ws)
+    case = engine.start_case(ws, "d", {"person": "Ann"})
+    engine.Worker(ws, poll=0.02).run(until_idle=True, max_seconds=30)
+    [item] = engine.list_tasks(ws, case=case)
+    with pytest.raises(FormError, match="not an object"):
+        engine.complete_task(ws, item.task, {"person.dog_friendly": True})
+    with pytest.raises(FormError, match="not a field"):
+        engine.complete_task(ws, item.task, {"person": {"dog_friendly": True}})  # the dotted name, as it is
+    bad = form('<camunda:formField id="person-dog" type="boolean" />')
+    src.write_text(bad, encoding="utf-8")
+    problems = [str(p) for p in ToBeModel.load(src, name="b").validate(ws=ws) if p.severity == "error"]
+    assert any("'person-dog'" in p and "not an identifier" in p for p in problems), problems
+
+
+ENUM_EMPTY = form('<camunda:formField id="choice" type="enum" /><camunda:formField id="note" type="" />')
+
+
+def test_an_enum_without_values_takes_no_answer(ws: Workspace, tmp_path: Path) -> None:
+    ours = run_ours(ws, ENUM_EMPTY, {}, [{"note": "hi"}], tmp_path)
+    assert ours == run_spiff(ENUM_EMPTY, {}, [{"note": "hi"}]) == {"note": "hi"}
+    model = ToBeModel.load(tmp_path / "m.bpmn", name="m")
+    warnings = {p.message for p in model.validate(ws=ws) if p.severity == "warning" and p.element == "Task_1"}
+    assert any("'choice' is an enum without values" in w for w in warnings), warnings
+    assert any("'note' has an empty type" in w for w in warnings), warnings
+    case = engine.start_case(ws, "m", {})
+    engine.Worker(ws, poll=0.02).run(until_idle=True, max_seconds=30)
+    [item] = engine.list_tasks(ws, case=case)
+    with pytest.raises(FormError, match="takes no answer"):
+        engine.complete_task(ws, item.task, {"choice": "x"})
+    src = tmp_path / "r.bpmn"
+    src.write_text(form('<camunda:formField id="choice" type="enum"><camunda:validation><camunda:constraint '
+                        'name="required" config="true" /></camunda:validation></camunda:formField>'), encoding="utf-8")
+    problems = [str(p) for p in ToBeModel.load(src, name="r").validate(ws=ws) if p.severity == "error"]
+    assert any("'choice'" in p and "required enum without values" in p for p in problems), problems
+
+
+BOOL_DEFAULT = form('<camunda:formField id="NeedClarification" type="boolean" defaultValue="No" />')
+
+
+def test_a_boolean_default_that_is_not_true_or_false_is_dropped_with_a_warning(ws: Workspace,
+                                                                                tmp_path: Path) -> None:
+    data = {"NeedClarification": "No"}
+    ours = run_ours(ws, BOOL_DEFAULT, data, [{}], tmp_path)
+    assert ours == run_spiff(BOOL_DEFAULT, data, [{}]) == data  # unanswered: nothing set, as SpiffWorkflow
+    model = ToBeModel.load(tmp_path / "m.bpmn", name="m")
+    [w] = [p for p in model.validate(ws=ws) if p.code == "read-as-spiffworkflow"]
+    assert w.severity == "warning" and w.element == "Task_1" and "the default 'No' is not a boolean" in w.message
+    assert model.element("Task_1").human.fields[0].default is None
+
+
+# -- scriptFormat ------------------------------------------------------------------------------------------
+def script(fmt: str) -> str:
+    return bpmn(f"""    <bpmn:scriptTask id="Task_1" name="Reset" scriptFormat="{fmt}">
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:script>caught = False</bpmn:script>
+    </bpmn:scriptTask>
+""")
+
+
+def test_a_script_format_naming_no_language_runs_as_python_as_spiffworkflow_does(ws: Workspace,
+                                                                                 tmp_path: Path) -> None:
+    ours = run_ours(ws, script("reset"), {}, [], tmp_path)
+    assert ours == run_spiff(script("reset"), {}, []) == {"caught": False}
+    saved = (model_info(ws, "m").path / "model.bpmn").read_text()
+    assert 'scriptFormat="python"' in saved and "reset" not in saved
+    src = tmp_path / "js.bpmn"
+    for fmt in ("javascript", "groovy", "text/x-groovy"):
+        src.write_text(script(fmt), encoding="utf-8")
+        problems = [str(p) for p in ToBeModel.load(src, name="js").validate(ws=ws) if p.severity == "error"]
+        assert any("Python scripts only" in p for p in problems), (fmt, problems)

@@ -249,6 +249,7 @@ class _Reader:
             self.model.notes.append(f"<businessRuleTask> {eid!r} was read as a service task: bind it to a handler")
         el = Element(eid, kind, " ".join((x.get("name") or "").split()), parent)
         problems = [_NOT_RUN[local]] if local in _NOT_RUN else []
+        warnings: list[str] = []
         el.transaction = local == "transaction"
         el.triggered_by_event = x.get("triggeredByEvent") == "true"
         doc = x.find(_B + "documentation")
@@ -272,13 +273,13 @@ class _Reader:
             el.event_ref = self.names.get(x.get("messageRef") or "", (None, None))[0] or x.get("messageRef")
         el.loop = self.guard(x, lambda: read_loop(x))
         if kind == "userTask":
-            el.human = read_human(x, problems)
+            el.human = read_human(x, problems, warnings)
         if kind == "serviceTask":
             el.vendor_binding = read_binding(x)
-        problems += unsupported(x, local)
+        problems += unsupported(x, local, warnings)
         for ext in x.findall(_B + "extensionElements"):
             self.extensions(ext, el)
-        el.unsupported = (*el.unsupported, *problems)  # event() may have added some
+        el.unsupported, el.warnings = (*el.unsupported, *problems), tuple(warnings)  # event() may have added some
         if eid in self.model.elements:
             raise ModelError(f"the id {eid!r} is used twice", path=self.source, element=eid)
         self.model.elements[eid] = el

@@ -29,7 +29,7 @@ from procestra.engine.tobe_bpmn import (
     write_loop,
     write_node,
 )
-from procestra.engine.tobe_vendor import camunda_loop, read_loop
+from procestra.engine.tobe_vendor import PYTHON_FORMATS, camunda_loop, names_language, read_loop
 from procestra.errors import ModelError
 from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS
 
@@ -251,6 +251,9 @@ def _patch_node(node: etree._Element, e: Element, called: Mapping[str, str]) -> 
             script = etree.SubElement(node, _B + "script")
         if script.text != e.script:
             script.text = e.script
+        fmt = (node.get("scriptFormat") or "python").strip().lower()
+        if fmt not in PYTHON_FORMATS and not names_language(fmt):  # a word read as Python: the file says Python
+            node.set("scriptFormat", "python")
     elif e.kind != "scriptTask" and script is not None:
         node.remove(script)
         node.attrib.pop("scriptFormat", None)

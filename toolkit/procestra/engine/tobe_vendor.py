@@ -29,7 +29,8 @@ from procestra.engine.elements import FormField, HumanTask, Loop
 from procestra.errors import UserError
 from procestra.models.bpmn import BPMN_NS
 
-__all__ = ["CAMUNDA_NS", "SPIFF_NS", "ZEEBE_NS", "read_binding", "read_human", "read_loop", "unsupported"]
+__all__ = ["CAMUNDA_NS", "PYTHON_FORMATS", "SPIFF_NS", "ZEEBE_NS", "camunda_loop", "names_language", "read_binding",
+           "read_human", "read_loop", "unsupported"]
 
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
@@ -39,6 +40,7 @@ _C = f"{{{CAMUNDA_NS}}}"
 _Z = f"{{{ZEEBE_NS}}}"
 _S = f"{{{SPIFF_NS}}}"
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")  # person.dog_friendly
 #: Camunda form field types and ours.
 _FIELD_TYPES = {"string": "string", "long": "integer", "boolean": "boolean", "date": "date", "enum": "enum",
                 "textarea": "text"}
@@ -49,14 +51,15 @@ def _ext(x: etree._Element, tag: str) -> list[etree._Element]:
     return [n for ext in x.findall(_B + "extensionElements") for n in ext.iter(tag)]
 
 
-def read_human(x: etree._Element, problems: list[str]) -> HumanTask | None:
+def read_human(x: etree._Element, problems: list[str], warnings: list[str] | None = None) -> HumanTask | None:
     """A user task's form and assignment as Camunda or Zeebe wrote them, or None if neither did.
 
-    What cannot be read exactly is appended to ``problems`` (the field is left out).
+    What cannot be read exactly is appended to ``problems`` (the field is left out); what is read as
+    SpiffWorkflow runs it but the drawing may mean otherwise, to ``warnings``.
     """
     fields: list[FormField] = []
     for f in _ext(x, _C + "formField"):
-        field = _form_field(f, problems)
+        field = _form_field(f, problems, warnings if warnings is not None else [])
         if field is not None:
             fields.append(field)
     assign = next(iter(_ext(x, _Z + "assignmentDefinition")), None)
@@ -117,12 +120,15 @@ def _zeebe_form(x: etree._Element, form_id: str, problems: list[str]) -> list[Fo
     return out
 
 
-def _form_field(f: etree._Element, problems: list[str]) -> FormField | None:
-    fid, ftype = f.get("id", ""), f.get("type", "string")
+def _form_field(f: etree._Element, problems: list[str], warnings: list[str]) -> FormField | None:
+    fid, ftype = f.get("id", ""), f.get("type") or "string"
     where = f"form field {fid!r}"
-    if not _VAR.match(fid):
-        problems.append(f"{where}: the id is not an identifier, so it cannot be a key of the case data")
+    if not _PATH.match(fid):
+        problems.append(f"{where}: the id is not an identifier (or identifiers joined by dots, a path into nested "
+                        "data), so it cannot be a key of the case data")  # fmt: skip
         return None
+    if f.get("type") == "":
+        warnings.append(f"{where} has an empty type (a custom type left blank), so it is read as a string field")
     if ftype not in _FIELD_TYPES:
         problems.append(f"{where}: type {ftype!r} is not one the engine checks (string, long, boolean, date, enum, textarea)")
         return None
@@ -154,8 +160,12 @@ def _form_field(f: etree._Element, problems: list[str]) -> FormField | None:
     elif raw is not None and kind in ("integer", "boolean"):
         default = int(raw) if kind == "integer" and re.fullmatch(r"-?\d+", raw.strip()) else \
             {"true": True, "false": False}.get(raw.strip().lower()) if kind == "boolean" else None
-        if default is None:
-            problems.append(f"{where}: the default {raw!r} is not a {ftype}")
+        if default is None:  # SpiffWorkflow ignores defaults: unanswered, the field sets nothing
+            warnings.append(f"{where}: the default {raw!r} is not a {ftype} (true/false or a whole number), so the "
+                            "field has no default: left unanswered, it sets nothing")
+    if kind == "enum" and not allowed and not required:
+        warnings.append(f"{where} is an enum without values, so it takes no answer (as Camunda 7 accepts none) and "
+                        "sets nothing")  # fmt: skip
     try:
         return FormField(fid, kind, required, allowed, f.get("label", ""), default, **bounds)  # type: ignore[arg-type]
     except UserError as exc:
@@ -278,8 +288,25 @@ def payload_extensions(root: etree._Element) -> dict[str, list[str]]:
     return out
 
 
-def unsupported(x: etree._Element, local: str) -> list[str]:
-    """The constructs on flow node ``x`` (a ``local`` element) that change what runs and that the engine ignores."""
+#: The scriptFormat values of Python scripts, and words that name other script languages (refused: SpiffWorkflow
+#: would run their text as Python). A scriptFormat naming neither (``reset``) runs as Python, with a warning.
+PYTHON_FORMATS = frozenset({"python", "py", "python3", "text/x-python", "text/python", "application/x-python"})
+_LANGUAGES = frozenset({"javascript", "js", "ecmascript", "es6", "nashorn", "graal.js", "graaljs", "groovy", "juel",
+                        "feel", "ruby", "jruby", "jython", "kotlin", "kts", "lua", "php", "r", "scala", "clojure",
+                        "bsh", "beanshell", "jexl", "mvel", "el", "spel", "freemarker", "velocity", "xpath", "xquery",
+                        "xslt", "sql", "bash", "sh", "shell", "powershell", "perl", "java", "python2", "jinja",
+                        "jinja2"})  # fmt: skip
+
+
+def names_language(fmt: str) -> bool:
+    """Whether scriptFormat ``fmt`` (lowercase) names a script language other than Python."""
+    word = fmt.rpartition("/")[2].removeprefix("x-")
+    return word in _LANGUAGES or "script" in word
+
+
+def unsupported(x: etree._Element, local: str, warnings: list[str] | None = None) -> list[str]:
+    """The constructs on flow node ``x`` (a ``local`` element) that change what runs and that the engine ignores;
+    what it runs as SpiffWorkflow does but the drawing may mean otherwise goes to ``warnings``."""
     found: list[str] = []
     for tag, what in _IGNORED_CODE.items():
         if _ext(x, tag):
@@ -291,8 +318,11 @@ def unsupported(x: etree._Element, local: str) -> list[str]:
     if _ext(x, _C + "inputOutput") and local not in ("serviceTask", "businessRuleTask", "sendTask"):
         found.append("a Camunda input/output mapping (camunda:inputOutput), which the engine does not apply")
     fmt = (x.get("scriptFormat") or "python").strip().lower()
-    if local == "scriptTask" and fmt not in ("python", "py", "text/x-python", "python3"):
+    if local == "scriptTask" and fmt not in PYTHON_FORMATS and names_language(fmt):
         found.append(f"a {fmt} script (scriptFormat {x.get('scriptFormat')!r}); the engine runs Python scripts only")
+    elif local == "scriptTask" and fmt not in PYTHON_FORMATS and warnings is not None:
+        warnings.append(f"the scriptFormat {x.get('scriptFormat')!r} names no script language: the script runs as "
+                        "Python, as SpiffWorkflow runs every script, and is saved with scriptFormat 'python'")
     if local == "scriptTask" and x.get(_C + "resultVariable"):
         found.append(f"a Camunda script result variable {x.get(_C + 'resultVariable')!r}, which the engine does "
                      "not set (assign the variable in the script)")

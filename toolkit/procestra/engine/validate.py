@@ -122,6 +122,8 @@ class _Validator:
         for what in e.unsupported:
             self.add("error", "unsupported-construct", e, f"{what}; the engine cannot run it as drawn, so the model "
                                                           "is refused (remove or redraw it)")  # fmt: skip
+        for what in e.warnings:
+            self.add("warning", "read-as-spiffworkflow", e, what)
         if e.kind not in KINDS and not e.unsupported:
             self.add("error", "unsupported-construct", e, f"a {e.kind} is not run by the engine")
         if e.loop is not None:
@@ -279,6 +281,10 @@ class _Validator:
                     continue
                 other = owner.get(var) or self.m.elements.get(var)
                 if other is e and role == "output element":  # its own item, updated in place (Camunda's collection)
+                    self.add("warning", "shared-data-item", e, f"its element variable {var!r} is also its output "
+                             "element (as SpiffWorkflow's CamundaParser reads camunda:elementVariable): the saved file "
+                             "gives both data items that id, which SpiffWorkflow reads as one variable but BPMN "
+                             "schema checkers and bpmn-js report as a duplicate id")  # fmt: skip
                     continue
                 if other is not None:
                     self.add("error", "duplicate-data-item", e, f"its {role} {var!r} is also "
