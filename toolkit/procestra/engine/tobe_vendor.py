@@ -112,6 +112,9 @@ def _zeebe_form(x: etree._Element, form_id: str, problems: list[str]) -> list[Fo
         bounds = {k: check[src] for k, src in (("minimum", "min"), ("maximum", "max"), ("min_length", "minLength"),
                                                 ("max_length", "maxLength")) if isinstance(check.get(src), (int, float))}
         allowed = tuple(v.get("value") for v in c.get("values", []) if isinstance(v, dict))
+        if _ZEEBE_TYPES[kind] == "enum" and not allowed:  # options from data (valuesKey), or none
+            problems.append(f"form component {key!r} ({kind}) has no fixed values; the engine checks a fixed list")
+            continue
         try:
             out.append(FormField(key, _ZEEBE_TYPES[kind], bool(check.get("required")), allowed, c.get("label", ""),
                                  c.get("defaultValue"), **bounds))  # fmt: skip
