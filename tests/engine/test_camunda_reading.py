@@ -124,6 +124,12 @@ def test_a_camunda_element_variable_with_a_cardinality_collects_the_indexes(ws: 
     theirs = run_spiff(MI_CARDINALITY, {}, answers)
     assert theirs == {"counted": [0, 1]}
     assert ours == theirs
+    src = tmp_path / "v.bpmn"  # a cardinality from data: a count, as Camunda 7 takes it, said at validate
+    src.write_text(MI_CARDINALITY.replace(">2<", ">how_many<"), encoding="utf-8")
+    model = ToBeModel.load(src, name="v")
+    model.declare("how_many", "integer")
+    [w] = [p for p in model.validate(ws=ws) if p.code == "read-as-spiffworkflow"]
+    assert w.severity == "warning" and "'how_many' is taken as a count" in w.message
 
 
 def test_a_camunda_collection_without_element_variable_is_refused(ws: Workspace, tmp_path: Path) -> None:

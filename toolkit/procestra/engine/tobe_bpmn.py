@@ -72,7 +72,14 @@ from procestra.engine.elements import (
     Variable,
     slug,
 )
-from procestra.engine.tobe_vendor import payload_extensions, read_binding, read_human, read_loop, unsupported
+from procestra.engine.tobe_vendor import (
+    loop_warnings,
+    payload_extensions,
+    read_binding,
+    read_human,
+    read_loop,
+    unsupported,
+)
 from procestra.errors import ModelError, UserError
 from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS, check_diagram, to_bpmn_xml
 
@@ -272,6 +279,7 @@ class _Reader:
         if kind in ("sendTask", "receiveTask") and x.get("messageRef"):
             el.event_ref = self.names.get(x.get("messageRef") or "", (None, None))[0] or x.get("messageRef")
         el.loop = self.guard(x, lambda: read_loop(x))
+        warnings += loop_warnings(x)
         if kind == "userTask":
             el.human = read_human(x, problems, warnings)
         if kind == "serviceTask":

@@ -29,8 +29,8 @@ from procestra.engine.elements import FormField, HumanTask, Loop
 from procestra.errors import UserError
 from procestra.models.bpmn import BPMN_NS
 
-__all__ = ["CAMUNDA_NS", "PYTHON_FORMATS", "SPIFF_NS", "ZEEBE_NS", "camunda_loop", "names_language", "read_binding",
-           "read_human", "read_loop", "unsupported"]
+__all__ = ["CAMUNDA_NS", "PYTHON_FORMATS", "SPIFF_NS", "ZEEBE_NS", "camunda_loop", "loop_warnings", "names_language",
+           "read_binding", "read_human", "read_loop", "unsupported"]
 
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
@@ -253,6 +253,16 @@ def _camunda_loop(mi: etree._Element) -> Loop:
                 output_collection=collection, output_element=element if collection else None,
                 completion_condition=_text(mi.find(_B + "completionCondition")),
                 vendor="camunda" if not cardinality and not element else "")  # fmt: skip
+
+
+def loop_warnings(x: etree._Element) -> list[str]:
+    """What activity ``x``'s Camunda multi-instance runs otherwise than SpiffWorkflow's CamundaParser may run it."""
+    mi = x.find(_B + "multiInstanceLoopCharacteristics")
+    cardinality = _text(mi.find(_B + "loopCardinality")) if mi is not None and camunda_loop(mi) else None
+    if cardinality is None or re.fullmatch(r"\d+", cardinality):
+        return []
+    return [f"the loopCardinality {cardinality!r} is taken as a count, as Camunda 7 takes it: a case where it gives "
+            "a collection (which SpiffWorkflow's CamundaParser would loop over) fails there"]
 
 
 def _text(node: etree._Element | None) -> str | None:
