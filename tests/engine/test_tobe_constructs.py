@@ -72,14 +72,15 @@ def test_multi_instance_is_read_validated_and_kept() -> None:
     assert api.document is None and ToBeModel.from_xml(api.to_xml()).element("A").loop == loop
 
 
-def test_a_camunda_collection_is_refused_by_name() -> None:
+def test_a_camunda_collection_is_read_as_spiffworkflows_camunda_parser_reads_it() -> None:
     m = ToBeModel.load(CASES / "spiff_parallel_multiinstance_collection.bpmn")
     [task] = [e for e in m.elements.values() if e.loop is not None]
-    assert (task.loop.kind, task.loop.collection, task.loop.element_variable, task.loop.vendor) == (
-        "parallel", "input_data", "input_item", "camunda")
-    refused = [p for p in m.validate() if p.code == "unsupported-construct"]
-    assert [p.element for p in refused] == [task.id]
-    assert "camunda attributes" in refused[0].message and "loopDataInputRef" in refused[0].message
+    loop = task.loop
+    assert (loop.kind, loop.collection, loop.element_variable, loop.output_collection, loop.output_element,
+            loop.vendor) == ("parallel", "input_data", "input_item", "input_data", "input_item", "")  # in place
+    m.declare("input_data", "list")
+    assert [p for p in m.validate() if p.severity == "error"] == []
+    assert ToBeModel.from_xml(m.to_xml()).element(task.id).loop == loop  # written as standard BPMN
 
 
 def test_standard_loop_is_read_and_kept() -> None:

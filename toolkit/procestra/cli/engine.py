@@ -102,7 +102,8 @@ def _task_line(t: WorkItem) -> str:
 
 @click.command()
 @click.argument("task")
-@click.option("--data", help="The form's values as a JSON object.")
+@click.option("--data", help="The form's values as a JSON object, by field name; a dotted name as it is "
+              "('{\"person.dog_friendly\": true}' sets dog_friendly inside the case data's person).")
 @click.option("--user", help="Who completes it.")
 @json_option()
 @click.pass_obj

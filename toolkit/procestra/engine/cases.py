@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from procestra.engine import journal
-from procestra.engine.elements import FormField, HumanTask
+from procestra.engine.elements import FormField, HumanTask, apply_answers
 from procestra.engine.exceptions import CaseNotFoundError, CaseStateError, TaskNotFoundError, TaskStateError
 from procestra.engine.journal import FINAL, STATUSES, runs_log
 from procestra.engine.runtime import Runnable, runnable
@@ -341,6 +341,8 @@ def complete_task(ws: Home, task: str, data: Mapping[str, Any] | str | None = No
                   user: str | None = None, case: str | None = None) -> WorkItem:
     """Complete a human task with the form ``data``; a worker then moves its case on.
 
+    ``data`` maps each field's name to its answer; a dotted name is given as it is (``{"person.dog_friendly":
+    true}``, not nested) and sets that key inside the nested case data, keeping the object's other keys.
     The data is checked against the task's form (:class:`~procestra.engine.exceptions.FormError` lists
     every field that is wrong); completing twice, a cancelled task, someone else's claim,
     or (with ``case``) a task of another case raises :class:`TaskStateError`. Nothing
@@ -355,6 +357,9 @@ def complete_task(ws: Home, task: str, data: Mapping[str, Any] | str | None = No
     human = element.human if element is not None else None
     checked = (human or HumanTask()).check(form if form is not None else {}, task=f"{row['element_id']} "
                                                                               f"{row['name']!r}")
+    if any("." in k for k in checked):  # a path into nested data: each object on the way must be one
+        seen = {**get_case(ws, row["case_id"]).data, **json.loads(row["instance_data"] or "{}")}
+        apply_answers(seen, checked, task=f"{row['element_id']} {row['name']!r}")
     now = journal.iso(journal.now())
     with ops.transaction(ws) as con:
         row = _get_work(con, task)  # again, inside the transaction

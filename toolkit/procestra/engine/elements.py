@@ -31,6 +31,7 @@ __all__ = [
     "KINDS",
     "TASKS",
     "VARIABLE_TYPES",
+    "apply_answers",
     "Element",
     "Field",
     "Flow",
@@ -49,6 +50,8 @@ __all__ = [
 #: What an element or flow id may be (an XML NCName, without ':').
 ID = re.compile(r"^[A-Za-z_][\w.\-]*$")
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: A form field's name: an identifier, or a dotted path of them into nested case data (``person.dog_friendly``).
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 TASKS = ("task", "serviceTask", "userTask", "scriptTask", "manualTask", "sendTask", "receiveTask")
 ACTIVITIES = (*TASKS, "subProcess", "callActivity")
@@ -134,7 +137,12 @@ class Variable:
 
 @dataclass(frozen=True)
 class FormField:
-    """One field of a human task's form."""
+    """One field of a human task's form.
+
+    A dotted ``name`` (``person.dog_friendly``) is a path: the answer, given under that name, sets the
+    key inside the nested case data (:func:`apply_answers`). An enum without ``allowed`` values takes no
+    answer (as Camunda 7 accepts none), so it cannot be required.
+    """
 
     name: str
     type: str = "string"
@@ -149,8 +157,9 @@ class FormField:
     max_length: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _VAR.match(self.name):
-            raise InvalidArgumentError(f"form field name {self.name!r} must be an identifier", parameter="name")
+        if not isinstance(self.name, str) or not _PATH.match(self.name):
+            raise InvalidArgumentError(f"form field name {self.name!r} must be an identifier, or identifiers "
+                                       "joined by dots (a path into nested data)", parameter="name")  # fmt: skip
         for bound in ("minimum", "maximum", "min_length", "max_length"):
             v = getattr(self, bound)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
@@ -160,9 +169,9 @@ class FormField:
             raise InvalidArgumentError(f"form field {self.name!r}: type {self.type!r} is not one of "
                                        f"{', '.join(FIELD_TYPES)}", parameter="type")  # fmt: skip
         object.__setattr__(self, "allowed", tuple(self.allowed))
-        if self.type == "enum" and not self.allowed:
-            raise InvalidArgumentError(f"form field {self.name!r} is an enum: give its allowed values",
-                                       parameter="allowed")
+        if self.type == "enum" and not self.allowed and self.required:
+            raise InvalidArgumentError(f"form field {self.name!r} is a required enum without values, so no answer "
+                                       "could complete the task: give its allowed values", parameter="allowed")
 
     def coerce(self, value: Any) -> Any:
         """``value`` as this field's type; ValueError says why not."""
@@ -186,6 +195,8 @@ class FormField:
                 date.fromisoformat(str(value)[:10]) if isinstance(value, str) else (_ for _ in ()).throw(ValueError())
             except ValueError:
                 raise ValueError(f"expected a date like 2026-01-31, got {value!r}") from None
+        if t == "enum" and not self.allowed:
+            raise ValueError("the enum has no values, so it takes no answer: leave it empty")
         if self.allowed and value not in self.allowed:
             raise ValueError(f"{value!r} is not one of {', '.join(map(repr, self.allowed))}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -199,6 +210,22 @@ class FormField:
             if self.max_length is not None and len(value) > self.max_length:
                 raise ValueError(f"{value!r} is longer than {self.max_length:g} characters")
         return value
+
+
+def apply_answers(data: dict[str, Any], answers: Mapping[str, Any], *, task: str | None = None) -> None:
+    """Put a completed form's ``answers`` into ``data``: a dotted name (``person.dog_friendly``) sets the key inside
+    nested objects, made on the way and copied (as SpiffWorkflow's Camunda forms did); other keys as they are."""
+    for key, value in answers.items():
+        *path, last = key.split(".")
+        here = data
+        for i, part in enumerate(path):
+            inner = here.get(part)
+            if inner is not None and not isinstance(inner, Mapping):
+                raise FormError({key: f"{'.'.join(path[: i + 1])!r} is a {type(inner).__name__} in the case data, "
+                                      "not an object, so it has no keys to set"}, task=task)  # fmt: skip
+            here[part] = dict(inner or {})  # a copy: whatever else holds the old object keeps it
+            here = here[part]
+        here[last] = value
 
 
 #: The earlier name of :class:`FormField`, kept for code written against it.
@@ -271,8 +298,9 @@ class Loop:
 
     Multi-instance runs ``cardinality`` times, or once per item of ``collection`` (the item in
     ``element_variable``), collecting ``output_element`` of each into ``output_collection``, until
-    ``completion_condition``. ``vendor`` names whose attributes gave collection and element variable
-    ("camunda" for ``camunda:collection``/``camunda:elementVariable``), "" for standard BPMN. A
+    ``completion_condition``. ``vendor`` names vendor attributes that gave collection or element variable
+    and are not run ("zeebe"; "camunda" for a ``camunda:collection`` without ``camunda:elementVariable``,
+    other Camunda loops are read as standard BPMN), "" for standard BPMN. A
     standard loop repeats while ``condition`` holds, at most ``maximum`` times, testing first with
     ``test_before``.
     """
@@ -360,7 +388,11 @@ class Element:
     #: values (from the case data) a message's correlation properties must have to be caught.
     correlations: tuple[tuple[str, str], ...] = ()
 
+    #: What the engine reads from the file as SpiffWorkflow runs it, not as the drawing may look: validation warns.
+    warnings: tuple[str, ...] = ()
+
     def __post_init__(self) -> None:
+        self.unsupported, self.warnings = tuple(self.unsupported), tuple(self.warnings)
         self.correlations = tuple((str(p), str(x)) for p, x in self.correlations)  # from_dict gives lists
 
     @property
@@ -406,6 +438,7 @@ class Element:
             ("stores the payload caught in", self.payload_variable)) if text]  # fmt: skip
         out += [f"correlates {p} = {x!r}" for p, x in self.correlations]
         out += [f"not run: {u}" for u in self.unsupported]
+        out += [f"note: {w}" for w in self.warnings]
         return out
 
     def outputs(self) -> frozenset[str]:
@@ -414,7 +447,7 @@ class Element:
         if self.handler is not None:
             out |= set(self.handler.outputs)
         if self.human is not None:
-            out |= {f.name for f in self.human.fields}
+            out |= {f.name.partition(".")[0] for f in self.human.fields}
         for script in (self.script, self.pre_script, self.post_script):
             try:
                 out |= compile_script(script).assigned if script else set()
@@ -428,7 +461,7 @@ class Element:
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("handler", "retry", "human", "loop")}
-        d["unsupported"] = list(self.unsupported)
+        d["unsupported"], d["warnings"] = list(self.unsupported), list(self.warnings)
         d["correlations"] = [list(c) for c in self.correlations]
         d["loop"] = asdict(self.loop) if self.loop else None
         d["handler"] = self.handler.to_dict() if self.handler else None

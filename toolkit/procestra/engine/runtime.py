@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from procestra.engine import journal, waiting
+from procestra.engine.elements import apply_answers
 from procestra.engine.exceptions import EngineError
 from procestra.engine.iospec import data_error
 from procestra.engine.journal import FINAL
@@ -413,12 +414,12 @@ class CaseRunner:
         done = self.work_done.pop((el, occ), None)
         if done is not None:
             form = json.loads(done["data"] or "{}")
-            task.data.update(form)
+            apply_answers(task.data, form, task=el)
             started = ops.from_iso(done["created"]) or journal.now()
             task.run()
             self.occurrence[el] = max(self.occurrence.get(el, 0), occ)
             if not _instance(task):
-                self.data.update(form)
+                apply_answers(self.data, form, task=el)
             else:
                 self._loop_done(task.parent)
             self._record("user", el, task.task_spec.bpmn_name or el, "completed", started,

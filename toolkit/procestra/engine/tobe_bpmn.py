@@ -80,6 +80,7 @@ from procestra.engine.elements import (
 from procestra.engine.tobe_vendor import (
     SPIFF_NS,
     item_payloads,
+    loop_warnings,
     payload_extensions,
     read_binding,
     read_human,
@@ -265,6 +266,7 @@ class _Reader:
             self.model.notes.append(f"<businessRuleTask> {eid!r} was read as a service task: bind it to a handler")
         el = Element(eid, kind, " ".join((x.get("name") or "").split()), parent)
         problems = [_NOT_RUN[local]] if local in _NOT_RUN else []
+        warnings: list[str] = []
         el.transaction = local == "transaction"
         el.triggered_by_event = x.get("triggeredByEvent") == "true"
         doc = x.find(_B + "documentation")
@@ -289,18 +291,19 @@ class _Reader:
             problems += [f"{what} on the message {x.get('messageRef')!r} it refers to, which the engine does not "
                          "apply" for what in self.payloads.get(x.get("messageRef") or "", ())]  # fmt: skip
         el.loop = self.guard(x, lambda: read_loop(x))
+        warnings += loop_warnings(x)
         if kind == "userTask":
-            el.human = read_human(x, problems)
+            el.human = read_human(x, problems, warnings)
         if kind == "serviceTask":
             el.vendor_binding = read_binding(x)
-        problems += unsupported(x, local)
+        problems += unsupported(x, local, warnings)
         spiff = read_spiff(x, kind, self.items)  # SpiffWorkflow's scripts and payloads, which the engine runs
         problems += spiff.pop("problems")  # type: ignore[arg-type]
         for key, value in spiff.items():
             setattr(el, key, value)
         for ext in x.findall(_B + "extensionElements"):
             self.extensions(ext, el)
-        el.unsupported = (*el.unsupported, *problems)  # event() may have added some
+        el.unsupported, el.warnings = (*el.unsupported, *problems), tuple(warnings)  # event() may have added some
         if eid in self.model.elements:
             raise ModelError(f"the id {eid!r} is used twice", path=self.source, element=eid)
         self.model.elements[eid] = el

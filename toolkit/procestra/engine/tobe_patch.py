@@ -20,8 +20,16 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from procestra.engine.elements import GATEWAYS, Element, slug
-from procestra.engine.tobe_bpmn import NODE_TAGS, NS, READ_AS, our_extensions, process_extensions, write_node
-from procestra.engine.tobe_vendor import write_spiff
+from procestra.engine.tobe_bpmn import (
+    NODE_TAGS,
+    NS,
+    READ_AS,
+    our_extensions,
+    process_extensions,
+    write_loop,
+    write_node,
+)
+from procestra.engine.tobe_vendor import PYTHON_FORMATS, camunda_loop, names_language, read_loop, write_spiff
 from procestra.errors import ModelError
 from procestra.models.bpmn import BPMN_NS, BPMNDI_NS, DC_NS, DI_NS, XSI_NS
 
@@ -243,6 +251,9 @@ def _patch_node(node: etree._Element, e: Element, called: Mapping[str, str]) -> 
             script = etree.SubElement(node, _B + "script")
         if script.text != e.script:
             script.text = e.script
+        fmt = (node.get("scriptFormat") or "python").strip().lower()
+        if fmt not in PYTHON_FORMATS and not names_language(fmt):  # a word read as Python: the file says Python
+            node.set("scriptFormat", "python")
     elif e.kind != "scriptTask" and script is not None:
         node.remove(script)
         node.attrib.pop("scriptFormat", None)
@@ -258,6 +269,28 @@ def _patch_node(node: etree._Element, e: Element, called: Mapping[str, str]) -> 
     elif "default" in node.attrib:
         del node.attrib["default"]
     write_spiff(node, e)
+    _patch_loop(node, e)
+
+
+_LOOPS = (_B + "multiInstanceLoopCharacteristics", _B + "standardLoopCharacteristics")
+
+
+def _patch_loop(node: etree._Element, e: Element) -> None:
+    """The element's loop as the model has it, in place of the file's when the model changed it or the file gave
+    it as Camunda attributes (then written as the standard BPMN it was read as)."""
+    old = next((c for c in node if c.tag in _LOOPS), None)
+    if old is None and e.loop is None:
+        return
+    if old is not None and not camunda_loop(old) and read_loop(node) == e.loop:
+        return
+    index = node.index(old) if old is not None else None
+    if old is not None:
+        node.remove(old)
+    if e.loop is not None:
+        write_loop(node, e.loop)
+        new = next(c for c in node if c.tag in _LOOPS)
+        if index is not None:
+            node.insert(index, new)  # where the file had it (lxml moves the element)
 
 
 def _patch_condition(x: etree._Element, condition: str | None, prefix: str | None) -> None:

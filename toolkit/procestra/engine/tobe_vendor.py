@@ -11,7 +11,9 @@ becomes part of the element model, and the file keeps it exactly:
 - service task bindings another engine would make (:func:`read_binding`): external task
   topics, Java classes, expressions, delegate expressions, connectors and Zeebe job types.
   They are reported, to be made with ``ToBeModel.bind``;
-- loops (:func:`read_loop`): multi-instance and standard loop characteristics;
+- loops (:func:`read_loop`): multi-instance and standard loop characteristics; Camunda's
+  ``camunda:collection``/``camunda:elementVariable`` as SpiffWorkflow's CamundaParser reads them,
+  saved as the standard BPMN they mean;
 - what the engine would not run (:func:`unsupported`): listeners, input/output and call
   mappings, script result variables. Validation names each of them as an error;
 - SpiffWorkflow's own extensions the engine runs (:func:`read_spiff`): pre-/post-scripts, event
@@ -28,8 +30,9 @@ from procestra.engine.elements import Element, FormField, HumanTask, Loop
 from procestra.errors import UserError
 from procestra.models.bpmn import BPMN_NS
 
-__all__ = ["CAMUNDA_NS", "SPIFF_NS", "ZEEBE_NS", "item_payloads", "payload_extensions", "read_binding", "read_human",
-           "read_loop", "read_spiff", "unsupported", "write_spiff"]
+__all__ = ["CAMUNDA_NS", "PYTHON_FORMATS", "SPIFF_NS", "ZEEBE_NS", "camunda_loop", "item_payloads",
+           "loop_warnings", "names_language", "payload_extensions", "read_binding", "read_human", "read_loop",
+           "read_spiff", "unsupported", "write_spiff"]
 
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
@@ -39,6 +42,7 @@ _C = f"{{{CAMUNDA_NS}}}"
 _Z = f"{{{ZEEBE_NS}}}"
 _S = f"{{{SPIFF_NS}}}"
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")  # person.dog_friendly
 #: Camunda form field types and ours.
 _FIELD_TYPES = {"string": "string", "long": "integer", "boolean": "boolean", "date": "date", "enum": "enum",
                 "textarea": "text"}
@@ -49,14 +53,15 @@ def _ext(x: etree._Element, tag: str) -> list[etree._Element]:
     return [n for ext in x.findall(_B + "extensionElements") for n in ext.iter(tag)]
 
 
-def read_human(x: etree._Element, problems: list[str]) -> HumanTask | None:
+def read_human(x: etree._Element, problems: list[str], warnings: list[str] | None = None) -> HumanTask | None:
     """A user task's form and assignment as Camunda or Zeebe wrote them, or None if neither did.
 
-    What cannot be read exactly is appended to ``problems`` (the field is left out).
+    What cannot be read exactly is appended to ``problems`` (the field is left out); what is read as
+    SpiffWorkflow runs it but the drawing may mean otherwise, to ``warnings``.
     """
     fields: list[FormField] = []
     for f in _ext(x, _C + "formField"):
-        field = _form_field(f, problems)
+        field = _form_field(f, problems, warnings if warnings is not None else [])
         if field is not None:
             fields.append(field)
     assign = next(iter(_ext(x, _Z + "assignmentDefinition")), None)
@@ -109,6 +114,9 @@ def _zeebe_form(x: etree._Element, form_id: str, problems: list[str]) -> list[Fo
         bounds = {k: check[src] for k, src in (("minimum", "min"), ("maximum", "max"), ("min_length", "minLength"),
                                                 ("max_length", "maxLength")) if isinstance(check.get(src), (int, float))}
         allowed = tuple(v.get("value") for v in c.get("values", []) if isinstance(v, dict))
+        if _ZEEBE_TYPES[kind] == "enum" and not allowed:  # options from data (valuesKey), or none
+            problems.append(f"form component {key!r} ({kind}) has no fixed values; the engine checks a fixed list")
+            continue
         try:
             out.append(FormField(key, _ZEEBE_TYPES[kind], bool(check.get("required")), allowed, c.get("label", ""),
                                  c.get("defaultValue"), **bounds))  # fmt: skip
@@ -117,12 +125,15 @@ def _zeebe_form(x: etree._Element, form_id: str, problems: list[str]) -> list[Fo
     return out
 
 
-def _form_field(f: etree._Element, problems: list[str]) -> FormField | None:
-    fid, ftype = f.get("id", ""), f.get("type", "string")
+def _form_field(f: etree._Element, problems: list[str], warnings: list[str]) -> FormField | None:
+    fid, ftype = f.get("id", ""), f.get("type") or "string"
     where = f"form field {fid!r}"
-    if not _VAR.match(fid):
-        problems.append(f"{where}: the id is not an identifier, so it cannot be a key of the case data")
+    if not _PATH.match(fid):
+        problems.append(f"{where}: the id is not an identifier (or identifiers joined by dots, a path into nested "
+                        "data), so it cannot be a key of the case data")  # fmt: skip
         return None
+    if f.get("type") == "":
+        warnings.append(f"{where} has an empty type (a custom type left blank), so it is read as a string field")
     if ftype not in _FIELD_TYPES:
         problems.append(f"{where}: type {ftype!r} is not one the engine checks (string, long, boolean, date, enum, textarea)")
         return None
@@ -154,8 +165,12 @@ def _form_field(f: etree._Element, problems: list[str]) -> FormField | None:
     elif raw is not None and kind in ("integer", "boolean"):
         default = int(raw) if kind == "integer" and re.fullmatch(r"-?\d+", raw.strip()) else \
             {"true": True, "false": False}.get(raw.strip().lower()) if kind == "boolean" else None
-        if default is None:
-            problems.append(f"{where}: the default {raw!r} is not a {ftype}")
+        if default is None:  # SpiffWorkflow ignores defaults: unanswered, the field sets nothing
+            warnings.append(f"{where}: the default {raw!r} is not a {ftype} (true/false or a whole number), so the "
+                            "field has no default: left unanswered, it sets nothing")
+    if kind == "enum" and not allowed and not required:
+        warnings.append(f"{where} is an enum without values, so it takes no answer (as Camunda 7 accepts none) and "
+                        "sets nothing")  # fmt: skip
     try:
         return FormField(fid, kind, required, allowed, f.get("label", ""), default, **bounds)  # type: ignore[arg-type]
     except UserError as exc:
@@ -194,6 +209,8 @@ def read_loop(x: etree._Element) -> Loop | None:
     mi = x.find(_B + "multiInstanceLoopCharacteristics")
     if mi is None:
         return None
+    if camunda_loop(mi):
+        return _camunda_loop(mi)
     collection, element = _text(mi.find(_B + "loopDataInputRef")), None
     item = mi.find(_B + "inputDataItem")
     if item is not None:
@@ -212,6 +229,42 @@ def read_loop(x: etree._Element) -> Loop | None:
                                                                               zeebe is not None else None),
                 output_element=(out_item.get("id") or out_item.get("name")) if out_item is not None else None,
                 completion_condition=_text(mi.find(_B + "completionCondition")), vendor=vendor)  # fmt: skip
+
+
+_STANDARD_DATA = ("loopDataInputRef", "inputDataItem", "loopDataOutputRef", "outputDataItem")
+
+
+def camunda_loop(mi: etree._Element) -> bool:
+    """Whether multi-instance characteristics ``mi`` give their data only as Camunda attributes (read as
+    SpiffWorkflow's CamundaParser reads them, then written as standard BPMN)."""
+    camunda = mi.get(_C + "collection") is not None or mi.get(_C + "elementVariable") is not None
+    return camunda and not any(mi.find(_B + tag) is not None for tag in _STANDARD_DATA)
+
+
+def _camunda_loop(mi: etree._Element) -> Loop:
+    """SpiffWorkflow's CamundaParser reading of ``camunda:collection``/``camunda:elementVariable``, as standard parts.
+
+    With a loopCardinality, each instance gets its index in the element variable, whose final value is
+    collected into the collection; without one, the collection is both input and output: each instance gets
+    its item in the element variable and its final value replaces that item (the collection updated in place).
+    """
+    collection, element = mi.get(_C + "collection") or None, mi.get(_C + "elementVariable") or None
+    cardinality = _text(mi.find(_B + "loopCardinality"))
+    return Loop("sequential" if mi.get("isSequential") == "true" else "parallel", cardinality=cardinality,
+                collection=None if cardinality else collection, element_variable=element,
+                output_collection=collection, output_element=element if collection else None,
+                completion_condition=_text(mi.find(_B + "completionCondition")),
+                vendor="camunda" if not cardinality and not element else "")  # fmt: skip
+
+
+def loop_warnings(x: etree._Element) -> list[str]:
+    """What activity ``x``'s Camunda multi-instance runs otherwise than SpiffWorkflow's CamundaParser may run it."""
+    mi = x.find(_B + "multiInstanceLoopCharacteristics")
+    cardinality = _text(mi.find(_B + "loopCardinality")) if mi is not None and camunda_loop(mi) else None
+    if cardinality is None or re.fullmatch(r"\d+", cardinality):
+        return []
+    return [f"the loopCardinality {cardinality!r} is taken as a count, as Camunda 7 takes it: a case where it gives "
+            "a collection (which SpiffWorkflow's CamundaParser would loop over) fails there"]
 
 
 def _text(node: etree._Element | None) -> str | None:
@@ -377,8 +430,26 @@ def write_spiff(node: etree._Element, e: Element, pending: list[etree._Element] 
         _set_spiff(target, "variableName", e.payload_variable)
 
 
-def unsupported(x: etree._Element, local: str) -> list[str]:
-    """The constructs on flow node ``x`` (a ``local`` element) that change what runs and that the engine ignores."""
+
+#: The scriptFormat values of Python scripts, and words that name other script languages (refused: SpiffWorkflow
+#: would run their text as Python). A scriptFormat naming neither (``reset``) runs as Python, with a warning.
+PYTHON_FORMATS = frozenset({"python", "py", "python3", "text/x-python", "text/python", "application/x-python"})
+_LANGUAGES = frozenset({"javascript", "js", "ecmascript", "es6", "nashorn", "graal.js", "graaljs", "groovy", "juel",
+                        "feel", "ruby", "jruby", "jython", "kotlin", "kts", "lua", "php", "r", "scala", "clojure",
+                        "bsh", "beanshell", "jexl", "mvel", "el", "spel", "freemarker", "velocity", "xpath", "xquery",
+                        "xslt", "sql", "bash", "sh", "shell", "powershell", "perl", "java", "python2", "jinja",
+                        "jinja2"})  # fmt: skip
+
+
+def names_language(fmt: str) -> bool:
+    """Whether scriptFormat ``fmt`` (lowercase) names a script language other than Python."""
+    word = fmt.rpartition("/")[2].removeprefix("x-")
+    return word in _LANGUAGES or "script" in word
+
+
+def unsupported(x: etree._Element, local: str, warnings: list[str] | None = None) -> list[str]:
+    """The constructs on flow node ``x`` (a ``local`` element) that change what runs and that the engine ignores;
+    what it runs as SpiffWorkflow does but the drawing may mean otherwise goes to ``warnings``."""
     found: list[str] = []
     for tag, what in _IGNORED_CODE.items():
         if _ext(x, tag):
@@ -396,8 +467,11 @@ def unsupported(x: etree._Element, local: str) -> list[str]:
     if _ext(x, _C + "inputOutput") and local not in ("serviceTask", "businessRuleTask", "sendTask"):
         found.append("a Camunda input/output mapping (camunda:inputOutput), which the engine does not apply")
     fmt = (x.get("scriptFormat") or "python").strip().lower()
-    if local == "scriptTask" and fmt not in ("python", "py", "text/x-python", "python3"):
+    if local == "scriptTask" and fmt not in PYTHON_FORMATS and names_language(fmt):
         found.append(f"a {fmt} script (scriptFormat {x.get('scriptFormat')!r}); the engine runs Python scripts only")
+    elif local == "scriptTask" and fmt not in PYTHON_FORMATS and warnings is not None:
+        warnings.append(f"the scriptFormat {x.get('scriptFormat')!r} names no script language: the script runs as "
+                        "Python, as SpiffWorkflow runs every script, and is saved with scriptFormat 'python'")
     if local == "scriptTask" and x.get(_C + "resultVariable"):
         found.append(f"a Camunda script result variable {x.get(_C + 'resultVariable')!r}, which the engine does "
                      "not set (assign the variable in the script)")

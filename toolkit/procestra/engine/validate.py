@@ -124,6 +124,8 @@ class _Validator:
         for what in e.unsupported:
             self.add("error", "unsupported-construct", e, f"{what}; the engine cannot run it as drawn, so the model "
                                                           "is refused (remove or redraw it)")  # fmt: skip
+        for what in e.warnings:
+            self.add("warning", "read-as-spiffworkflow", e, what)
         if e.kind not in KINDS and not e.unsupported:
             self.add("error", "unsupported-construct", e, f"a {e.kind} is not run by the engine")
         if e.loop is not None:
@@ -257,7 +259,10 @@ class _Validator:
             if lp.condition is not None:
                 self.expression(e, "bad-loop", "the loop condition", lp.condition)
             return
-        if lp.vendor:
+        if lp.vendor == "camunda":  # read as SpiffWorkflow's CamundaParser reads it, but for this case
+            self.add("error", "unsupported-construct", e, f"{lp}: a camunda:collection without a loopCardinality "
+                     "needs a camunda:elementVariable (SpiffWorkflow's CamundaParser fails without one); give it")
+        elif lp.vendor:
             self.add("error", "unsupported-construct", e, f"{lp}: the collection and element variable are given only "
                      f"as {lp.vendor} attributes, which the engine does not read; give the task a standard "
                      "loopDataInputRef and inputDataItem (or a loopCardinality)")  # fmt: skip
@@ -331,6 +336,12 @@ class _Validator:
                 if not var:
                     continue
                 other = owner.get(var) or self.m.elements.get(var)
+                if other is e and role == "output element":  # its own item, updated in place (Camunda's collection)
+                    self.add("warning", "shared-data-item", e, f"its element variable {var!r} is also its output "
+                             "element (as SpiffWorkflow's CamundaParser reads camunda:elementVariable): the saved file "
+                             "gives both data items that id, which SpiffWorkflow reads as one variable but BPMN "
+                             "schema checkers and bpmn-js report as a duplicate id")  # fmt: skip
+                    continue
                 if other is not None:
                     self.add("error", "duplicate-data-item", e, f"its {role} {var!r} is also "
                              f"{'the id of' if other.id == var else 'a loop variable of'} {other.label}: a loop "
