@@ -66,6 +66,8 @@ class Scenario:
 
     @property
     def parser_kind(self) -> str:
+        if self.file.startswith("camunda-examples/"):  # Camunda's example repository: Camunda Modeler files
+            return "camunda"
         return self.file.split("/")[1]  # spiffworkflow/<bpmn|camunda|spiff>/...
 
 
@@ -278,7 +280,7 @@ def run_procestra(sc: Scenario, root: Path, order: list[str] | None = None) -> O
             if order and item.element == order[0]:
                 order.pop(0)
             answer = answer_for(sc, item.element, item.name)
-            engine.complete_task(ws, item.task, answer, user="peer")
+            engine.complete_task(ws, item.task, answer, user=item.assignee or "peer")  # as whom the drawing assigns it
             continue
         if events:
             kind, name, payload = events.pop(0)
