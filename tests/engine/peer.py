@@ -211,7 +211,29 @@ def run_spiff(sc: Scenario) -> Outcome:
         return Outcome("error", done, dict(wf.data), error=f"{type(exc).__name__}: {exc}", manual=manual)
     status = "completed" if wf.is_completed() else "waiting"
     data = dict(wf.data) if wf.is_completed() else dict(wf.last_task.data if wf.last_task else {})
-    return Outcome(status, done, data, manual=manual)
+    return Outcome(status, done, _camunda_responses(wf, data), manual=manual)
+
+
+def _camunda_responses(wf: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the payloads SpiffWorkflow's CamundaParser kept under ``<catching task>_Response`` merged in.
+
+    That key is SpiffWorkflow's own convention for Camunda files (its ``camunda`` message definition):
+    Camunda 7 itself, SpiffWorkflow's BpmnParser and Procestra merge a message's variables into the data,
+    and files with ``camunda:expression``/``camunda:resultVariable`` on a message, where the convention
+    carries meaning, are refused by Procestra. So this folds one reading of the same fact into the other;
+    every other key is compared as it is."""
+    from SpiffWorkflow.camunda.specs.event_definitions import MessageEventDefinition as CamundaMessage
+
+    out = dict(data)
+    specs = [wf.spec, *wf.subprocess_specs.values()]
+    for spec in specs:
+        for ts in spec.task_specs.values():
+            d = getattr(ts, "event_definition", None)
+            key = f"{ts.name}_Response"
+            if isinstance(d, CamundaMessage) and isinstance(out.get(key), dict):
+                payload = out.pop(key)
+                out.update(payload)
+    return out
 
 
 # -- Procestra -----------------------------------------------------------------------------------------
