@@ -450,7 +450,7 @@ class Filter:
         if (top is None) == (coverage is None):
             raise InvalidArgumentError("give exactly one of top= or coverage=", parameter="top")
         if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 1 <= top < 2**63):
-            raise InvalidArgumentError(f"top must be a whole number from 1 to {2**63 - 1:,}, not {top!r}",
+            raise InvalidArgumentError(f"top must be a whole number of at least 1 and below 2**63, not {top!r}",
                                        parameter="top")
         if coverage is not None and (isinstance(coverage, bool) or not isinstance(coverage, (int, float))
                                      or not 0 < coverage <= 1):
