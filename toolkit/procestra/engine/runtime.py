@@ -259,9 +259,8 @@ class CaseRunner:
                 raise EngineError(f"loop limit reached at element {last[-1] if last else '?'}: the case ran "
                                   f"{count:,} steps in one go without waiting for anything (last: {' -> '.join(last)})"
                                   "; fix the loop's condition and start the case again")  # fmt: skip
-            if type(task.task_spec).__name__ == "ScriptTask" or waiting.thrown_signals(task) or \
-                    waiting.thrown_messages(task):
-                script_tasks.append(task)
+            if type(task.task_spec).__name__ == "ScriptTask" or waiting.throws(task):
+                script_tasks.append(task)  # a throw event that throws nothing is journaled as nothing
             elif isinstance(task.task_spec, _loop_task()):
                 self._loop_done(task)
 
@@ -292,9 +291,11 @@ class CaseRunner:
                 self.pending.messages.append((len(self.pending.steps) - 1, out[0], _json_value(
                     out[1], f"the message {out[0]!r} thrown at {el}")))
                 continue
+            signals = waiting.thrown_signals(task)
+            if waiting.throws(task) and not signals:
+                continue  # a none, error or escalation throw: SpiffWorkflow handled it, nothing to journal here
             occ = self.occurrence.get(el, 0) + 1
             self.occurrence[el] = occ
-            signals = waiting.thrown_signals(task)
             if signals:
                 self.pending.signals += waiting.signal_payloads(task)
                 self._record("throw", el, task.task_spec.bpmn_name or el, "sent", started, journal.now(),
@@ -467,7 +468,8 @@ class CaseRunner:
         try:
             result = run_handler(handler, data=dict(task.data), idempotency_key=key, attempt=attempt,
                                  workspace=self.worker.workspace, case_id=self.case_id, task_id=el, task_name=name,
-                                 output_dir=self.worker.output_dir / self.case_id, secrets=self.worker.secrets,
+                                 output_dir=self.worker.output_dir / self.case_id if handler.kind == "notebook"
+                                 else None, secrets=self.worker.secrets,
                                  occurrence=occ)  # runs/tasks/<case>/<task>-<occurrence>-<attempt>.ipynb
         except TaskError as exc:
             self._handler_failed(task, element, el, occ, attempt, started, exc)
@@ -617,6 +619,11 @@ def _json_data(data: Any, what: str) -> dict[str, Any]:
     case data JSON, so this is a fault to report, never a reason to keep other data quietly)."""
     if not isinstance(data, dict):
         raise EngineError(f"{what} is not a JSON object but {type(data).__name__}")
+    try:
+        json.dumps(data)
+        return dict(data)
+    except (TypeError, ValueError):
+        pass  # name the keys
     bad = []
     for key, value in data.items():
         try:

@@ -24,7 +24,7 @@ from typing import Any
 from procestra.engine.exceptions import EngineError
 from procestra.engine.spiff_ext import caught_data, spiff_definition
 
-__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "signal_payloads", "start_data", "start_events", "thrown_messages", "thrown_signals", "timer_due", "uncaught_messages", "waits_of", "waiting_tasks"]
+__all__ = ["allow_cron_cycles", "catches_events", "cron_next", "deliver", "fire_timer", "has_timer", "replay_timer", "signal_payloads", "start_data", "start_events", "thrown_messages", "throws", "thrown_signals", "timer_due", "uncaught_messages", "waits_of", "waiting_tasks"]
 
 
 def _timer_classes() -> tuple[Any, Any, Any]:
@@ -183,6 +183,11 @@ def _throwing() -> Any:
     from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
 
     return ThrowingEvent
+
+
+def throws(task: Any) -> bool:
+    """Whether ``task`` is a throw event or send task (one test, for every task engine steps run)."""
+    return isinstance(task.task_spec, _throwing())
 
 
 def thrown_signals(task: Any) -> list[str]:
