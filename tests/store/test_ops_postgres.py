@@ -284,13 +284,15 @@ def test_bad_urls_and_an_unreachable_server_are_one_clear_error_without_the_pass
             ops.set_url(ws, bad)
         assert isinstance(info.value, UserError)
         assert ("empty" if not bad else "is not a PostgreSQL URL") in str(info.value) and "pw@" not in str(info.value)
-    # a closed port: nothing is written, the message names the redacted URL and what to check
+    # a closed port: the URL given is the user's to fix (exit 2; it was exit 1), nothing is written, the
+    # message names the redacted URL and what to check
     closed = f"postgresql://alice:s3cret-Passw0rd@127.0.0.1:{_closed_port()}/db"
-    with pytest.raises(ops.OpsUnavailableError) as info:
+    with pytest.raises(ops.OpsUrlError) as info:
         ops.set_url(ws, closed)
     message = str(info.value)
     assert "s3cret" not in message and "alice:***@127.0.0.1" in message and "server is running" in message
-    assert info.value.transient and not (ws.path / ops.OPS_URL_FILE).exists()
+    assert isinstance(info.value, UserError) and "nothing was changed" in message
+    assert not (ws.path / ops.OPS_URL_FILE).exists()
     # a broken ops.url names the file; a server gone later is one OpsError naming the redacted URL
     (ws.path / ops.OPS_URL_FILE).write_text("postgres//oops\n")
     with pytest.raises(ops.OpsUrlError, match=r"ops\.url: 'postgres//oops' is not a PostgreSQL URL"):
@@ -330,7 +332,7 @@ def test_ops_url_command_shows_sets_and_resets_without_the_password(ws: Workspac
     assert text.startswith("postgresql: postgresql://postgres:***@") and "(this workspace)" in text
     for args, code, words in ((("mysql://u:pw@h/d",), 2, "not a PostgreSQL URL"),
                               ((url, "--sqlite"), 2, "not both"),
-                              ((f"postgresql://u:t0p-secret@127.0.0.1:{_closed_port()}/d",), 1, "cannot connect")):
+                              ((f"postgresql://u:t0p-secret@127.0.0.1:{_closed_port()}/d",), 2, "cannot connect")):
         proc = run_cli("ops", "url", *args, workspace=ws.path)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == code and len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0]

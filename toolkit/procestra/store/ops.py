@@ -273,7 +273,10 @@ def set_url(workspace: Home, url: str | None, *, events_home: bool | None = None
         file.unlink(missing_ok=True)
         return location(workspace)
     url = _check_url(url, "url")
-    _pg_open(url, lock_timeout()).close()  # reachable, and the credentials work
+    try:
+        _pg_open(url, lock_timeout()).close()  # reachable, and the credentials work
+    except OpsUnavailableError as exc:  # the URL the user gives is the one to fix: nothing was written
+        raise OpsUrlError(f"{exc}; nothing was changed (the workspace keeps {location(workspace).backend})") from None
     _forget_schema(url)  # a database made again under the same URL: check its schema again
     tmp = file.with_name(f".{OPS_URL_FILE}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
