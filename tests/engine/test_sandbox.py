@@ -292,3 +292,17 @@ def test_engine_validate_uses_the_sandbox():
     engine.validate("PT8H")
     with pytest.raises(UnsafeExpressionError):
         engine.validate("__import__('os')")
+
+
+def test_an_iso_literal_is_a_value_for_timers_only() -> None:
+    """Before, SpiffWorkflow's adapter returned 'PT0S' as text for any purpose: a gateway condition 'PT0S'
+    was a truthy string instead of an unknown name."""
+    from procestra.engine.loading import script_engine
+
+    env = script_engine().environment
+    assert env.evaluate_as("PT0S", {}, None, "timer") == "PT0S"
+    assert env.evaluate_as(" 2026-01-01T09:00:00Z ", {}, None, "timer") == "2026-01-01T09:00:00Z"
+    for purpose in ("condition", "loop cardinality", "event payload"):
+        with pytest.raises(ConditionError, match="unknown variable 'PT0S'"):
+            env.evaluate_as("PT0S", {}, None, purpose)
+    assert env.evaluate_as("PT0S", {"PT0S": 0}, None, "condition") == 0  # a name like any other

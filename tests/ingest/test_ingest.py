@@ -152,6 +152,15 @@ def test_a_gzipped_csv_is_read_as_its_text(ws: Workspace, tmp_path: Path, encodi
     assert [r[1] for r in events(ws, "gz")] == ["Prüfung", "Bestätigung"]
 
 
+def test_a_header_wider_than_the_sample_is_counted_whole(ws: Workspace, tmp_path: Path) -> None:
+    """Before, a 100,003-field header was read from a 64 KiB sample and reported as 8,331 fields."""
+    names = ["case_id", "activity", "timestamp"] + [f"c{i}" for i in range(100_000)]
+    row = ["1", "a", "2024-01-01 10:00"] + ["x"] * 99_999  # one field short
+    src = write(tmp_path / "wide.csv", ",".join(names) + "\n" + ",".join(row) + "\n")
+    with pytest.raises(SourceFormatError, match=r"has 100,?002 fields but the header has 100,?003"):
+        ws.ingest(src, log="wide")
+
+
 # -- idempotency, replace, append ------------------------------------------------------
 def test_reload_is_a_noop_and_replace_and_append(ws: Workspace, tmp_path: Path) -> None:
     src = write(tmp_path / "a.csv", GOOD_CSV)

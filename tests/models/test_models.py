@@ -246,6 +246,14 @@ def test_broken_files(ws: Workspace, tmp_path: Path) -> None:
         load_model(ws, bad_pnml)
     with pytest.raises(InvalidArgumentError, match="model files end in"):
         load_model(ws, tmp_path / "model.txt")
+    # before, two elements with the id 'a' were read, and the model was written back with 'a' and 'a_'
+    dup = tmp_path / "dup.bpmn"
+    dup.write_text('<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" id="D" targetNamespace="t">\n'
+                   '<process id="P" isExecutable="true"><startEvent id="a"/>\n<task id="a" name="T"/>\n'
+                   '<sequenceFlow id="f" sourceRef="a" targetRef="E"/><endEvent id="E"/></process></definitions>')
+    with pytest.raises(ModelError, match=r"dup.bpmn: the id 'a' is used twice \(line 2 and line 3\)") as err:
+        load_model(ws, dup)
+    assert err.value.element == "a"
 
 
 def test_shared_bpmn_files_load_by_path(shared_dir: Path, ws: Workspace) -> None:

@@ -449,8 +449,8 @@ def _spiff_engine_class() -> type:
         def evaluate_as(self, expression: str, context: Mapping[str, Any], external_context: Any = None,
                         what: str = "condition") -> Any:  # fmt: skip
             text = str(expression)
-            if is_iso_literal(text):  # timer definitions as modelers write them: PT4H, 2026-01-01T09:00
-                return text.strip()
+            if what == "timer" and is_iso_literal(text):  # timers as modelers write them: PT4H, 2026-01-01T09:00
+                return text.strip()  # (a condition 'PT0S' is a name, never a truthy text)
             scope = {**(external_context or {}), **context} if external_context else context
             return evaluate(text, scope, what=what)
 

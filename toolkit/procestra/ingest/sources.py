@@ -248,10 +248,17 @@ def _first_bad_line(path: Path, encoding: str) -> tuple[int, bytes] | None:
     return None
 
 
+_MAX_HEADER = 16 << 20  # characters of a CSV's header line
+
+
 def _csv_dialect(path: Path, encoding: str, delimiter: str | None) -> tuple[str, list[str]]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding=encoding, errors="replace", newline="") as f:
-        sample = f.read(64 << 10)
+        first = f.readline(_MAX_HEADER + 1)  # the whole header line, however wide (a 64 KiB sample cut it)
+        if len(first) > _MAX_HEADER:
+            raise SourceFormatError(f"the header line is longer than {_MAX_HEADER:,} characters; is this a CSV file?",
+                                    source=str(path), row=0)
+        sample = first + f.read(64 << 10)
     if not sample.strip():
         raise SourceFormatError("the file is empty", source=str(path))
     if delimiter is None:

@@ -88,6 +88,11 @@ def _sanitise(root: etree._Element, path: str) -> None:
     ids: dict[str, etree._Element] = {}
     for el in root.iter():
         if isinstance(el.tag, str) and el.get("id") is not None:
+            seen = ids.get(el.get("id"))
+            if seen is not None and etree.QName(el).namespace == BPMN_NS == etree.QName(seen).namespace:
+                raise ModelError(f"the id {el.get('id')!r} is used twice (line {seen.sourceline} and line "
+                                 f"{el.sourceline}); ids must be unique in a file", path=path,
+                                 element=el.get("id"))  # fmt: skip
             ids[el.get("id")] = el
     nodes = {i for i, el in ids.items() if etree.QName(el).namespace == BPMN_NS
              and etree.QName(el).localname in _FLOW_NODES}  # fmt: skip
