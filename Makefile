@@ -110,6 +110,7 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_engine.py --postgres
 	$(BIN)/python benchmarks/bench_cli.py
+	$(BIN)/python benchmarks/bench_large_model.py
 
 # The engine's crash test with 100 worker kills instead of 50.
 crash-long: $(STAMP)

@@ -8,10 +8,12 @@ names the parameter).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
@@ -45,6 +47,7 @@ __all__ = [
     "duration_seconds",
     "set_spiff",
     "slug",
+    "undo_on_error",
 ]
 
 #: What an element or flow id may be (an XML NCName, without ':').
@@ -337,8 +340,47 @@ class Loop:
         return f"{self.kind} multi-instance, {how}{item}{out}{until}{via}"
 
 
+_UNDO: contextvars.ContextVar[dict[int, tuple[Any, dict[str, Any]]] | None] = contextvars.ContextVar(
+    "procestra_undo", default=None)
+
+
+class _Undoable:
+    """Elements and flows note their attributes before the first change inside :func:`undo_on_error`."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        log = _UNDO.get()
+        if log is not None and name in self.__dict__ and id(self) not in log:
+            log[id(self)] = (self, dict(self.__dict__))
+        object.__setattr__(self, name, value)
+
+
+@contextlib.contextmanager
+def undo_on_error(model: Any) -> Iterator[None]:
+    """An edit of ``model`` (its ``elements``, ``flows``, ``variables``) that raises leaves it as it was.
+
+    Copies the three dicts (not their elements: a deep copy per edit made building a model quadratic,
+    50 s for 1,000 tasks) and the attributes of each element or flow the edit changes, when it first
+    changes them; an edit inside another is the outer one's."""
+    if _UNDO.get() is not None:
+        yield
+        return
+    log: dict[int, tuple[Any, dict[str, Any]]] = {}
+    saved = (dict(model.elements), dict(model.flows), dict(model.variables))
+    token = _UNDO.set(log)
+    try:
+        yield
+    except BaseException:
+        model.elements, model.flows, model.variables = saved
+        for obj, attrs in log.values():
+            obj.__dict__.clear()
+            obj.__dict__.update(attrs)
+        raise
+    finally:
+        _UNDO.reset(token)
+
+
 @dataclass
-class Element:
+class Element(_Undoable):
     """One flow node of the model (task, gateway, event, subprocess, call activity)."""
 
     id: str
@@ -474,7 +516,7 @@ class Element:
 
 
 @dataclass
-class Flow:
+class Flow(_Undoable):
     """A sequence flow, with its condition (sandbox syntax) if any."""
 
     id: str

@@ -36,6 +36,7 @@ from procestra.engine.tobe import FormField, Retry, ToBeModel
 __all__ = [
     "LOAN_LIMIT",
     "auto_approve",
+    "chain_model",
     "credit_check",
     "document_check",
     "effects",
@@ -191,4 +192,15 @@ def loan_to_be(*, name: str = "loan-to-be", scoring_notebook: str = "notebooks/s
     m.bind(notify, python(h + "notify_customer", outputs=["notified"]),
            retry=Retry(max_attempts=5, initial=0.2, multiplier=2.0, max_delay=10.0))
     m.add_event("end", name="Decision sent", id="EndEvent_sent", after=notify)
+    return m
+
+
+def chain_model(n: int, *, name: str = "chain") -> ToBeModel:
+    """start -> ``n`` script tasks in a row (task i sets ``x{i % 7} = i``) -> end: a long model for limits."""
+    m = ToBeModel(name)
+    prev = m.add_event("start", id="S")
+    for i in range(n):
+        prev = m.add_task(f"Step {i}", kind="scriptTask", id=f"T{i}", after=prev)
+        m.set_script(prev, f"x{i % 7} = {i}")
+    m.add_event("end", id="E", after=prev)
     return m

@@ -34,7 +34,7 @@ from procestra.engine.elements import apply_answers
 from procestra.engine.exceptions import EngineError
 from procestra.engine.iospec import data_error
 from procestra.engine.journal import FINAL
-from procestra.engine.loading import Runnable, runnable, script_engine, spiff
+from procestra.engine.loading import Runnable, deep_recursion, runnable, script_engine, spiff
 from procestra.errors import ProcestraError
 from procestra.store import ops
 
@@ -200,6 +200,10 @@ class CaseRunner:
         """
         from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask
 
+        with deep_recursion(len(self.model.spec.task_specs)):  # SpiffWorkflow predicts along the chain by calls
+            self._advance(SubWorkflowTask)
+
+    def _advance(self, SubWorkflowTask: Any) -> None:
         TS = self.TaskState
         now = journal.now()
         try:

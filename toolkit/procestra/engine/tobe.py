@@ -31,7 +31,6 @@ extension elements) in :mod:`procestra.engine.tobe_bpmn`.
 
 from __future__ import annotations
 
-import copy
 import functools
 import html
 import json
@@ -58,6 +57,7 @@ from procestra.engine.elements import (
     Variable,
     set_spiff,
     slug,
+    undo_on_error,
 )
 from procestra.engine.exceptions import ConditionError, FormError, ValidationError
 from procestra.engine.sandbox import compile_expression, compile_script, is_iso_literal
@@ -114,12 +114,8 @@ def _atomic(method: _F) -> _F:
 
     @functools.wraps(method)
     def wrapper(self: ToBeModel, *args: Any, **kwargs: Any) -> Any:
-        saved = copy.deepcopy((self.elements, self.flows, self.variables))
-        try:
+        with undo_on_error(self):
             return method(self, *args, **kwargs)
-        except BaseException:
-            self.elements, self.flows, self.variables = saved
-            raise
 
     return wrapper  # type: ignore[return-value]
 

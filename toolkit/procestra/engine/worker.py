@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from procestra.engine import events, journal
 from procestra.engine.connectors import Secrets
 from procestra.engine.journal import FINAL
+from procestra.engine.loading import deep_recursion
 from procestra.engine.runtime import CaseRunner, Pending, Runnable, runnable
 from procestra.errors import InvalidArgumentError, ProcestraError
 from procestra.ingest.outbox import flush_outbox
@@ -230,8 +231,9 @@ class Worker:
                         and (w["element_id"], w["occurrence"]) not in applied}
                 open_ = {(w["element_id"], w["occurrence"]) for w in work if w["status"] in ("open", "claimed")}
                 instances = {w["instance"]: (w["element_id"], w["occurrence"]) for w in work if w["instance"]}
-                runners.append(CaseRunner(self, row, models[cid], steps, done, open_, inbox_of.get(cid),
-                                          waits_of.get(cid), instances))
+                with deep_recursion(len(models[cid].spec.task_specs)):  # SpiffWorkflow rebuilds by calls
+                    runners.append(CaseRunner(self, row, models[cid], steps, done, open_, inbox_of.get(cid),
+                                              waits_of.get(cid), instances))
             except ProcestraError as exc:
                 self._fail_case(row, str(exc))
             except Exception as exc:  # noqa: BLE001 - e.g. a snapshot this SpiffWorkflow cannot read
