@@ -209,8 +209,8 @@ class _Validator:
         for prop, text in e.correlations:
             self.expression(e, "bad-payload", f"the correlation of {prop!r}", text)
         key = e.event_ref or e.error_code
-        for o in self.m.elements.values():  # one definition in the file carries them for all its throws, catches
-            if e.event in kinds[1:] and o.event == e.event and (o.event_ref or o.error_code) == key and o.id < e.id \
+        for o in self.m.elements.values() if e.event in kinds[1:] else ():  # one definition carries them for all
+            if o.event == e.event and (o.event_ref or o.error_code) == key and o.id < e.id \
                     and (o.kind in _CATCHING) == (e.kind in _CATCHING) and \
                     (o.payload, o.payload_variable) != (e.payload, e.payload_variable):  # fmt: skip
                 self.add("error", "payload-mismatch", e, f"the {e.event} {key!r} has one SpiffWorkflow payload "
