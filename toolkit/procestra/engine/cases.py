@@ -1,4 +1,4 @@
-"""Cases and human tasks: start, read, list and cancel cases; the inbox of human tasks; a case's history.
+"""Cases and human tasks: start, read, list, cancel and retry cases; the inbox of human tasks; a case's history.
 
 A case runs a saved version of a to-be model and stays on it; :func:`start_case` checks its data
 against the model's declared case data and leaves it to a worker (:class:`~procestra.engine.Worker`).
@@ -49,6 +49,7 @@ __all__ = [
     "get_case",
     "list_cases",
     "list_tasks",
+    "retry_case",
     "runs_log",
     "start_case",
     "start_cases",
@@ -290,6 +291,31 @@ def cancel_case(ws: Home, case: str, *, reason: str = "cancelled", user: str | N
         journal.cancel(con, case, seq, reason, user, journal.iso(now))
         ops.emit(con, runs_log(info.model), [ops.Event(case, "Case cancelled", now, "complete", user,
                                                         {"outcome": "cancelled", "error": reason})])
+    return get_case(ws, case)
+
+
+def retry_case(ws: Home, case: str, *, user: str | None = None) -> CaseInfo:
+    """Run a poison case again (:class:`~procestra.engine.Worker`): it goes back to running from where it stopped
+    (its snapshot and journal), its takeovers forgotten and the human tasks its failure closed open again.
+
+    Only a poison case can be retried: a case failed by its handler's error journaled that failure, and
+    replaying it would not run the task again; :class:`CaseStateError` for that or a case that has not failed.
+    """
+    info = get_case(ws, case)
+    now = journal.now()
+    with ops.transaction(ws) as con:
+        row = journal.case_row(con, case)
+        assert row is not None  # cases are never deleted
+        last = journal.last_step(con, case)
+        if row["status"] != "failed":
+            raise CaseStateError(f"case {case} is {row['status']}, not failed; only a failed poison case can be "
+                                 "retried")
+        if last is None or last["kind"] != "poison":
+            raise CaseStateError(f"case {case} failed ({row['error']}), not as a poison case; only poison cases "
+                                 "can be retried")
+        reopen = json.loads(last["data"] or "{}").get("closed_tasks", [])
+        journal.retry_case(con, case, row["seq"] + 1, user, reopen, journal.iso(now))
+        ops.emit(con, runs_log(info.model), journal.step_events(case, "Case retried", now, user, "retried"))
     return get_case(ws, case)
 
 
