@@ -25,7 +25,7 @@ from engine_handlers import subprocess_env
 from procestra import Workspace, engine
 from procestra.engine import journal
 from procestra.engine.connectors import python
-from procestra.engine.tobe import ToBeModel
+from procestra.engine.tobe import FormField, ToBeModel
 from procestra.errors import InvalidArgumentError
 from procestra.store import ops
 
@@ -171,3 +171,35 @@ def test_a_bad_poison_limit_is_a_user_error(ws: Workspace, monkeypatch: pytest.M
         engine.Worker(ws, poison=0)
     with pytest.raises(InvalidArgumentError, match="on one line"):
         engine.Worker(ws, name="a\tb")
+
+
+def test_a_poison_case_closes_its_human_tasks_and_retry_opens_them_again(ws: Workspace, cli: Any) -> None:
+    m = ToBeModel("review")
+    start = m.add_event("start", id="StartEvent_1")
+    review = m.add_task("Review", id="Activity_review", after=start)
+    m.human(review, [FormField("ok", "boolean")])
+    m.add_event("end", id="EndEvent_1", after=review)
+    m.save(ws)
+    case = engine.start_case(ws, "review", {})
+    engine.Worker(ws, poll=0.05).run(until_idle=True)
+    [task] = engine.list_tasks(ws, case=case)
+    with ops.transaction(ws) as con:  # runnable while it waits (as when a timer comes due)
+        con.execute("UPDATE cases SET runnable = 1 WHERE case_id = ?", (case,))
+    for owner in ("a", "b", "c"):  # held by a, b, c in turn, each dying before a step: 2 takeovers
+        _claim(ws, owner)
+    assert not engine.Worker(ws, name="d", poll=0.05).run_once()  # the 3rd takeover: failed, not run
+    info = engine.get_case(ws, case)
+    assert info.status == "failed" and info.error is not None and "held by a, b, c" in info.error
+    [closed] = engine.list_tasks(ws, case=case, status=None)
+    assert (closed.task, closed.status, closed.case_status, closed.case_error) == (task.task, "cancelled", "failed",
+                                                                                  info.error)
+    proc = cli("tasks", "--all", "--case", case, workspace=ws.path)
+    assert proc.returncode == 0 and f"(case failed: {info.error})" in proc.stdout
+    assert engine.case_history(ws, case)[-1].data["closed_tasks"] == [task.task]
+    assert engine.retry_case(ws, case, user="ops").status == "running"
+    [again] = engine.list_tasks(ws, case=case)
+    assert (again.task, again.status, again.case_error) == (task.task, "open", None)
+    engine.complete_task(ws, task.task, {"ok": True})
+    engine.Worker(ws, poll=0.05).run(until_idle=True)
+    assert engine.get_case(ws, case).status == "completed"
+    engine_handlers.assert_closed_loop(ws, "review")

@@ -98,7 +98,7 @@ def _task_line(t: WorkItem) -> str:
     flag = "  OVERDUE" if t.overdue else ""
     fields = ", ".join(f["name"] + ("*" if f.get("required") else "") for f in t.form)
     return (f"{t.task}  {t.name!r}  case {t.case}  {t.status}  {t.candidate_group or '-'}  {due}{flag}"
-            f"  fields: {fields or '-'}")
+            f"  fields: {fields or '-'}" + (f"  (case {t.case_status}: {t.case_error})" if t.case_error else ""))
 
 
 @click.command()

@@ -101,6 +101,9 @@ class WorkItem:
     case_data: dict[str, Any] = field(default_factory=dict)
     #: A multi-instance task's instance: its own data (the element of the collection it is for).
     instance_data: dict[str, Any] = field(default_factory=dict)
+    #: The case's status, and why it failed or was cancelled (a poison case's task is closed with its case).
+    case_status: str = "running"
+    case_error: str | None = None
 
     @property
     def overdue(self) -> bool:
@@ -327,7 +330,8 @@ def _work(row: sqlite3.Row) -> WorkItem:
                     due=ops.from_iso(row["due_at"]), completed_at=ops.from_iso(row["completed_at"]),
                     completed_by=row["completed_by"], data=json.loads(row["data"]) if row["data"] else None,
                     case_data=json.loads(row["case_data"]),
-                    instance_data=json.loads(row["instance_data"]) if row["instance_data"] else {})
+                    instance_data=json.loads(row["instance_data"]) if row["instance_data"] else {},
+                    case_status=row["case_status"], case_error=row["case_error"])
 
 
 def list_tasks(ws: Home, *, status: str | None = "open", case: str | None = None, group: str | None = None,

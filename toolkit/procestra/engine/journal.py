@@ -274,7 +274,8 @@ def cancel(con: Connection, case: str, seq: int, reason: str, user: str | None, 
 
 
 # -- human tasks ----------------------------------------------------------------------------------
-_WORK_SELECT = "SELECT w.*, c.model AS model, c.data AS case_data FROM work w JOIN cases c USING (case_id)"
+_WORK_SELECT = ("SELECT w.*, c.model AS model, c.data AS case_data, c.status AS case_status, c.error AS case_error "
+                "FROM work w JOIN cases c USING (case_id)")
 
 
 def work_rows(con: Connection, *, status: str | None, case: str | None, group: str | None,
