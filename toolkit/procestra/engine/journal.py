@@ -1,6 +1,6 @@
 """The engine's tables in the operational store, and every statement on them.
 
-``cases`` holds one row per case (status, data, lease, wake-up time, last snapshot);
+``cases`` holds one row per case (status, data, lease, wake-up time, last snapshot, takeovers);
 ``steps`` is the journal, one row per acknowledged step, unique per case, element,
 occurrence and attempt; ``work`` holds human tasks; ``deliveries`` the messages and signals
 sent to cases (applied once, in the round that journals their catch); ``waits`` the messages
