@@ -2,7 +2,7 @@
 the checks the engine tests share (the closed loop: run events against the journal), and a
 local HTTP server for the connector tests.
 
-Every handler returns at once (but :func:`slow_effect`). Handlers record their calls in the
+Every handler returns at once (but :func:`slow_effect` and :func:`hang_while_flagged`). Handlers record their calls in the
 SQLite file ``<workspace>/effects.sqlite`` (or ``$ENGINE_TEST_EFFECTS``):
 
 - ``calls``: one row per call (idempotency key, case, task, attempt, pid, time), so tests can
@@ -289,6 +289,17 @@ def effect_or_die(ctx: TaskContext) -> dict[str, Any]:
         if count == 1:
             raise KeyboardInterrupt("the worker dies after the effect, before its step is committed")
     return {"effect_done": True}
+
+
+def hang_while_flagged(ctx: TaskContext) -> dict[str, Any]:
+    """Records the call; while the file ``<workspace>/hang-<case>`` exists, announces the hang in
+    ``<workspace>/hanging-<pid>`` and hangs (a test kills the worker); else returns at once."""
+    _record(ctx, effect=False)
+    root = Path(ctx.workspace)
+    if (root / f"hang-{ctx.case_id}").exists():
+        (root / f"hanging-{os.getpid()}").write_text(ctx.case_id)
+        time.sleep(600)
+    return {"hang_done": True}
 
 
 def stop_process(proc: Any, timeout: float = 10) -> None:

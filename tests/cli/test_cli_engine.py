@@ -1,5 +1,5 @@
 """The engine's commands through the real ``procestra`` CLI: model validate, start, worker, cases, tasks,
-complete, cancel; JSON shapes and one-line errors with exit code 2."""
+complete, cancel, retry; JSON shapes and one-line errors with exit code 2."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def test_start_work_complete_and_list(ws: Path) -> None:
     assert report["cases_completed"] == 1
     listed = json.loads(run_cli("cases", "--json", workspace=ws, check=True).stdout)
     assert sorted(listed, key=lambda c: c["case"]) == sorted([
-        {"case": small_id, "model": "review", "version": 1, "status": "completed"},
-        {"case": large_id, "model": "review", "version": 1, "status": "waiting"}], key=lambda c: c["case"])
+        {"case": small_id, "model": "review", "version": 1, "status": "completed", "error": None},
+        {"case": large_id, "model": "review", "version": 1, "status": "waiting", "error": None}], key=lambda c: c["case"])
     waiting = json.loads(run_cli("cases", "--status", "waiting", "--json", workspace=ws, check=True).stdout)
     assert [c["case"] for c in waiting] == [large_id]
 
@@ -59,8 +59,9 @@ def test_start_work_complete_and_list(ws: Path) -> None:
     (("start", "review", "--version", "9", "--data", "{}"), "version 9"),
     (("complete", "t-nope", "--data", "{}"), "no human task 't-nope'"),
     (("cancel", "c-nope"), "no case 'c-nope'"),
+    (("retry", "c-nope"), "no case 'c-nope'"),
     (("model", "validate", "nope"), "no model named 'nope'"),
-], ids=["json", "required", "type", "model", "version", "task", "case", "validate"])  # fmt: skip
+], ids=["json", "required", "type", "model", "version", "task", "case", "retry", "validate"])  # fmt: skip
 def test_bad_input_is_one_line_and_exit_2(ws: Path, args: tuple[str, ...], message: str) -> None:
     before = run_cli("cases", "--json", workspace=ws, check=True).stdout
     proc = run_cli(*args, workspace=ws)

@@ -90,7 +90,7 @@ def test_import_a_generated_model_then_validate_and_run(ws: Path, tmp_path: Path
     small = run_cli("start", "review", "--data", '{"applicant": "A1", "amount": 500}', workspace=ws, check=True)
     assert _json(run_cli("worker", "--until-idle", "--json", workspace=ws))["cases_completed"] == 1
     assert _json(run_cli("cases", "--json", workspace=ws))[0] == {
-        "case": small.stdout.strip(), "model": "review", "version": 1, "status": "completed"}
+        "case": small.stdout.strip(), "model": "review", "version": 1, "status": "completed", "error": None}
 
     again = run_cli("model", "import", str(file), "--name", "review copy", workspace=ws, check=True).stdout
     assert again.splitlines()[0] == f"imported {file} as model 'review copy' version 1"

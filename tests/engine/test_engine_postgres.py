@@ -5,7 +5,7 @@ but not the files (no process models, its own event store). Workers there run th
 versions published to the store, human tasks are listed, claimed and completed from
 either side, timers that came due while nothing ran fire, and the run events reach the
 main workspace's DuckDB store, equal to the journal. The whole engine suite of
-``test_engine.py`` runs here again on PostgreSQL, and workers are killed with SIGKILL.
+``test_engine.py`` (and of ``test_poison.py``) runs here again on PostgreSQL, and workers are killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import test_engine as suite
 import test_engine_crash as crash
+import test_poison as poison
 from test_engine import orders, timer_model, work  # noqa: F401 - orders: the suite's fixture
 
 from conftest import run_cli, small_model
@@ -64,7 +65,7 @@ def other(tmp_path: Path, pg_url: str, ws: Workspace) -> Workspace:
 
 # -- the engine suite again, on PostgreSQL ------------------------------------------------------------------
 _SQLITE_ONLY: set[str] = set()  # every engine test also runs on PostgreSQL
-for _name, _test in list(vars(suite).items()):
+for _name, _test in [*vars(suite).items(), *vars(poison).items()]:  # and the poison cases' (their SQL)
     if _name.startswith("test_") and callable(_test) and _name not in _SQLITE_ONLY:
         globals()[_name] = _test
 del _name, _test

@@ -1,4 +1,4 @@
-"""Running to-be models: ``start``, ``worker``, ``cases``, ``tasks``, ``complete``, ``cancel``."""
+"""Running to-be models: ``start``, ``worker``, ``cases``, ``tasks``, ``complete``, ``cancel``, ``retry``."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def cases(state: State, model: str | None, status: str | None, as_json: bool) ->
     from procestra.engine import list_cases
 
     found = list_cases(state.workspace(), model=model, status=status)
-    emit_rows(as_json, found, lambda c: {"case": c.case, "model": c.model, "version": c.version, "status": c.status},
+    emit_rows(as_json, found, lambda c: {"case": c.case, "model": c.model, "version": c.version, "status": c.status,
+                                       "error": c.error},
               _case_line, "no cases; start one with `procestra start MODEL --data '{...}'`")
 
 
@@ -97,7 +98,7 @@ def _task_line(t: WorkItem) -> str:
     flag = "  OVERDUE" if t.overdue else ""
     fields = ", ".join(f["name"] + ("*" if f.get("required") else "") for f in t.form)
     return (f"{t.task}  {t.name!r}  case {t.case}  {t.status}  {t.candidate_group or '-'}  {due}{flag}"
-            f"  fields: {fields or '-'}")
+            f"  fields: {fields or '-'}" + (f"  (case {t.case_status}: {t.case_error})" if t.case_error else ""))
 
 
 @click.command()
@@ -130,4 +131,18 @@ def cancel(state: State, case: str, reason: str, as_json: bool) -> None:
     emit(as_json, info.to_dict(), f"cancelled {info.case}")
 
 
-COMMANDS = [start, worker, cases, tasks, complete, cancel]
+@click.command()
+@click.argument("case")
+@click.option("--user", help="Who retries it (kept in its journal).")
+@json_option()
+@click.pass_obj
+@cli_endpoint
+def retry(state: State, case: str, user: str | None, as_json: bool) -> None:
+    """Run failed poison CASE again from where it stopped; a worker then moves it on."""
+    from procestra.engine import retry_case
+
+    info = retry_case(state.workspace(), case, user=user)
+    emit(as_json, info.to_dict(), f"retried {info.case}: {info.status} again")
+
+
+COMMANDS = [start, worker, cases, tasks, complete, cancel, retry]

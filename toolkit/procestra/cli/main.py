@@ -10,7 +10,7 @@ One module per command group:
 - ``cli/logs.py``: init, ingest, logs, info, export, drop, generate
 - ``cli/mining.py``: variants, dfg, discover, conform
 - ``cli/model.py``: model list|show|import|validate (``models`` is a hidden alias)
-- ``cli/engine.py``: start, worker, cases, tasks, complete, cancel
+- ``cli/engine.py``: start, worker, cases, tasks, complete, cancel, retry
 - ``cli/events.py``: message, signal
 - ``cli/schedule.py``: schedule add|list|show|pause|resume|remove, scheduler run|tick, runs [show|html], run-notebook
 - ``cli/ops.py``: ops url|flush

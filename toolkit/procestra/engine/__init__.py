@@ -18,6 +18,7 @@ from procestra.engine.cases import (
     get_case,
     list_cases,
     list_tasks,
+    retry_case,
     runs_log,
     start_case,
     start_cases,
@@ -48,6 +49,6 @@ __all__ = [
     "FormField", "Handler", "HumanTask", "Loop", "NotDeliveredError", "Problem", "Retry", "SecretError", "Step",
     "TaskContext", "TaskError", "TaskNotFoundError", "TaskStateError", "TaskTimeoutError", "ToBeModel",
     "UnsafeExpressionError", "ValidationError", "WorkItem", "Worker", "WorkerReport", "cancel_case", "case_history",
-    "claim_task", "complete_task", "conform_runs", "get_case", "list_cases", "list_tasks", "runs_log",
+    "claim_task", "complete_task", "conform_runs", "get_case", "list_cases", "list_tasks", "retry_case", "runs_log",
     "send_message", "send_signal", "start_case", "start_cases", "validate_model",
 ]  # fmt: skip

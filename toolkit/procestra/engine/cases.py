@@ -1,4 +1,4 @@
-"""Cases and human tasks: start, read, list and cancel cases; the inbox of human tasks; a case's history.
+"""Cases and human tasks: start, read, list, cancel and retry cases; the inbox of human tasks; a case's history.
 
 A case runs a saved version of a to-be model and stays on it; :func:`start_case` checks its data
 against the model's declared case data and leaves it to a worker (:class:`~procestra.engine.Worker`).
@@ -49,6 +49,7 @@ __all__ = [
     "get_case",
     "list_cases",
     "list_tasks",
+    "retry_case",
     "runs_log",
     "start_case",
     "start_cases",
@@ -100,6 +101,9 @@ class WorkItem:
     case_data: dict[str, Any] = field(default_factory=dict)
     #: A multi-instance task's instance: its own data (the element of the collection it is for).
     instance_data: dict[str, Any] = field(default_factory=dict)
+    #: The case's status, and why it failed or was cancelled (a poison case's task is closed with its case).
+    case_status: str = "running"
+    case_error: str | None = None
 
     @property
     def overdue(self) -> bool:
@@ -293,6 +297,31 @@ def cancel_case(ws: Home, case: str, *, reason: str = "cancelled", user: str | N
     return get_case(ws, case)
 
 
+def retry_case(ws: Home, case: str, *, user: str | None = None) -> CaseInfo:
+    """Run a poison case again (:class:`~procestra.engine.Worker`): it goes back to running from where it stopped
+    (its snapshot and journal), its takeovers forgotten and the human tasks its failure closed open again.
+
+    Only a poison case can be retried: a case failed by its handler's error journaled that failure, and
+    replaying it would not run the task again; :class:`CaseStateError` for that or a case that has not failed.
+    """
+    info = get_case(ws, case)
+    now = journal.now()
+    with ops.transaction(ws) as con:
+        row = journal.case_row(con, case)
+        assert row is not None  # cases are never deleted
+        last = journal.last_step(con, case)
+        if row["status"] != "failed":
+            raise CaseStateError(f"case {case} is {row['status']}, not failed; only a failed poison case can be "
+                                 "retried")
+        if last is None or last["kind"] != "poison":
+            raise CaseStateError(f"case {case} failed ({row['error']}), not as a poison case; only poison cases "
+                                 "can be retried")
+        reopen = json.loads(last["data"] or "{}").get("closed_tasks", [])
+        journal.retry_case(con, case, row["seq"] + 1, user, reopen, journal.iso(now))
+        ops.emit(con, runs_log(info.model), journal.step_events(case, "Case retried", now, user, "retried"))
+    return get_case(ws, case)
+
+
 # -- the inbox --------------------------------------------------------------------------------
 def _work(row: sqlite3.Row) -> WorkItem:
     return WorkItem(task=row["task_id"], case=row["case_id"], model=row["model"], element=row["element_id"],
@@ -301,7 +330,8 @@ def _work(row: sqlite3.Row) -> WorkItem:
                     due=ops.from_iso(row["due_at"]), completed_at=ops.from_iso(row["completed_at"]),
                     completed_by=row["completed_by"], data=json.loads(row["data"]) if row["data"] else None,
                     case_data=json.loads(row["case_data"]),
-                    instance_data=json.loads(row["instance_data"]) if row["instance_data"] else {})
+                    instance_data=json.loads(row["instance_data"]) if row["instance_data"] else {},
+                    case_status=row["case_status"], case_error=row["case_error"])
 
 
 def list_tasks(ws: Home, *, status: str | None = "open", case: str | None = None, group: str | None = None,

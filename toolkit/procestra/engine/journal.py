@@ -1,6 +1,6 @@
 """The engine's tables in the operational store, and every statement on them.
 
-``cases`` holds one row per case (status, data, lease, wake-up time, last snapshot);
+``cases`` holds one row per case (status, data, lease, wake-up time, last snapshot, takeovers);
 ``steps`` is the journal, one row per acknowledged step, unique per case, element,
 occurrence and attempt; ``work`` holds human tasks; ``deliveries`` the messages and signals
 sent to cases (applied once, in the round that journals their catch); ``waits`` the messages
@@ -47,19 +47,25 @@ __all__ = [
     "insert_cases",
     "iso",
     "journals",
+    "last_step",
     "latest_published",
     "new_case_id",
     "new_event_id",
     "now",
     "pending_events",
+    "poison_case",
     "prepare",
     "publish",
     "published",
+    "release_cases",
     "renew_leases",
+    "retry_case",
     "runnable_soon",
     "runs_log",
     "running_case",
+    "step_events",
     "stopped_case",
+    "takeover_history",
     "waiting_for",
     "when",
     "work_row",
@@ -174,6 +180,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE work ADD COLUMN instance TEXT",
         "ALTER TABLE work ADD COLUMN instance_data TEXT",
     ),
+    (  # 6: poison cases: how many times in a row the case was taken over from a worker that died or hung holding
+        # it with no step journaled in between (at journal position ``takeover_seq``), and by whom (``takeover_log``)
+        "ALTER TABLE cases ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE cases ADD COLUMN takeover_seq INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE cases ADD COLUMN takeover_log TEXT",
+    ),
 )
 
 
@@ -262,7 +274,8 @@ def cancel(con: Connection, case: str, seq: int, reason: str, user: str | None, 
 
 
 # -- human tasks ----------------------------------------------------------------------------------
-_WORK_SELECT = "SELECT w.*, c.model AS model, c.data AS case_data FROM work w JOIN cases c USING (case_id)"
+_WORK_SELECT = ("SELECT w.*, c.model AS model, c.data AS case_data, c.status AS case_status, c.error AS case_error "
+                "FROM work w JOIN cases c USING (case_id)")
 
 
 def work_rows(con: Connection, *, status: str | None, case: str | None, group: str | None,
@@ -299,16 +312,90 @@ def runnable_soon(con: Connection, before: str) -> bool:
     return bool(row[0])
 
 
+#: A claim that takes a case over: its lease ran out in another worker's hands (a free case has no owner).
+_TAKEOVER = "lease_owner IS NOT NULL AND lease_owner <> ?"
+#: ... with no step journaled since the last takeover (the same step killed or hung its worker again).
+_AGAIN = "takeovers > 0 AND takeover_seq = seq"
+
+
 def claim_cases(con: Connection, owner: str, lease_until: str, stamp: str, limit: int) -> list[Row]:
-    """Lease up to ``limit`` runnable cases (free, expired or already ``owner``'s) to ``owner``, oldest first."""
+    """Lease up to ``limit`` runnable cases (free, expired or already ``owner``'s) to ``owner``, oldest first.
+
+    A case taken over from another worker counts the takeover in ``takeovers`` (from 1 again when a step was
+    journaled since the last one) and appends ``previous owner, its lease's end, owner, stamp`` (tab-separated
+    lines) to ``takeover_log``: see :func:`takeover_history`."""
     rows = con.execute(
-        "UPDATE cases SET lease_owner = ?, lease_until = ? WHERE case_id IN ("
+        f"UPDATE cases SET takeovers = CASE WHEN {_TAKEOVER} THEN (CASE WHEN {_AGAIN} THEN takeovers + 1 ELSE 1 END)"
+        " ELSE takeovers END,"
+        f" takeover_log = CASE WHEN {_TAKEOVER} THEN (CASE WHEN {_AGAIN} THEN coalesce(takeover_log, '') ELSE '' END)"
+        " || lease_owner || ? || lease_until || ? ELSE takeover_log END,"
+        f" takeover_seq = CASE WHEN {_TAKEOVER} THEN seq ELSE takeover_seq END,"
+        " lease_owner = ?, lease_until = ? WHERE case_id IN ("
         " SELECT case_id FROM cases WHERE status IN ('running', 'waiting') AND runnable = 1"
         " AND (wake_at IS NULL OR wake_at <= ?) AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
         " ORDER BY updated LIMIT ?) RETURNING *",
-        (owner, lease_until, stamp, stamp, owner, limit)).fetchall()
+        (owner, owner, "\t", f"\t{owner}\t{stamp}\n", owner, owner, lease_until, stamp, stamp, owner,
+         limit)).fetchall()
     rows.sort(key=lambda r: (r["updated"], r["case_id"]))  # RETURNING has no order: oldest first
     return list(rows)
+
+
+def step_events(case: str, name: str, at: datetime, resource: str | None, outcome: str,
+                error: str | None = None) -> list[ops.Event]:
+    """The run events of a step the engine journals outside a worker's round (a poison case's failure, a
+    retry): a start and a complete, with the attributes a worker's steps have."""
+    attrs: dict[str, Any] = {"outcome": outcome, "attempt": 1, "element": ""}
+    if error:
+        attrs["error"] = error[:2000]
+    return [ops.Event(case, name, at, lifecycle, resource, attrs) for lifecycle in ("start", "complete")]
+
+
+def release_cases(con: Connection, cases: Sequence[str], owner: str) -> None:
+    """Let go of ``cases`` ``owner`` leased and will not run now (free for any worker; their takeovers kept)."""
+    if cases:
+        con.execute(f"UPDATE cases SET lease_owner = NULL, lease_until = NULL WHERE case_id IN "
+                    f"({','.join('?' * len(cases))}) AND lease_owner = ?", [*cases, owner])
+
+
+def takeover_history(log: str | None) -> list[dict[str, str]]:
+    """The takeovers a case's ``takeover_log`` lists: which worker held it, until when, who took it over and when."""
+    names = ("held_by", "lease_until", "taken_over_by", "at")
+    return [dict(zip(names, line.split("\t"), strict=True)) for line in (log or "").splitlines() if line]
+
+
+def last_step(con: Connection, case: str) -> Row | None:
+    """The last journaled step of ``case``, if any."""
+    row: Row | None = con.execute("SELECT * FROM steps WHERE case_id = ? ORDER BY seq DESC LIMIT 1",
+                                  (case,)).fetchone()
+    return row
+
+
+def poison_case(con: Connection, case: str, seq: int, owner: str, message: str, evidence: Any, stamp: str) -> list[str]:
+    """Fail ``case`` as a poison case: journal step ``seq`` of kind ``poison`` with the ``evidence``, end the case
+    (its snapshot kept, for :func:`retry_case`), close its open human tasks; the ids of the tasks closed."""
+    closed = [str(r[0]) for r in con.execute("SELECT task_id FROM work WHERE case_id = ? AND status IN "
+                                             "('open', 'claimed') ORDER BY task_id", (case,)).fetchall()]
+    con.execute("INSERT INTO steps (case_id, seq, kind, name, outcome, error, resource, data, started, ended) "
+                "VALUES (?, ?, 'poison', 'Case failed', 'failed', ?, ?, ?, ?, ?)",
+                (case, seq, message, owner, dumps({**evidence, "closed_tasks": closed}), stamp, stamp))
+    con.execute("UPDATE cases SET status = 'failed', seq = ?, updated = ?, ended = ?, error = ?, runnable = 0, "
+                "lease_owner = NULL, lease_until = NULL WHERE case_id = ?", (seq, stamp, stamp, message, case))
+    con.execute("UPDATE work SET status = 'cancelled' WHERE case_id = ? AND status IN ('open', 'claimed')", (case,))
+    con.execute("DELETE FROM waits WHERE case_id = ?", (case,))
+    return closed
+
+
+def retry_case(con: Connection, case: str, seq: int, user: str | None, reopen: Sequence[str], stamp: str) -> None:
+    """Journal step ``seq`` of ``case`` as a retry by ``user`` and make the case running and runnable again, its
+    takeovers forgotten and the human tasks its failure closed (``reopen``) open again."""
+    con.execute("INSERT INTO steps (case_id, seq, kind, name, outcome, resource, data, started, ended) "
+                "VALUES (?, ?, 'retry', 'Case retried', 'retried', ?, ?, ?, ?)",
+                (case, seq, user, dumps({"reopened_tasks": list(reopen)}), stamp, stamp))
+    con.execute("UPDATE cases SET status = 'running', seq = ?, updated = ?, ended = NULL, error = NULL, runnable = 1, "
+                "wake_at = NULL, lease_owner = NULL, lease_until = NULL, takeovers = 0, takeover_seq = 0, "
+                "takeover_log = NULL WHERE case_id = ?", (seq, stamp, case))
+    con.executemany("UPDATE work SET status = CASE WHEN assignee IS NULL THEN 'open' ELSE 'claimed' END "
+                    "WHERE task_id = ? AND status = 'cancelled'", [(t,) for t in reopen])
 
 
 def journals(con: Connection, cases: Sequence[str]) -> tuple[dict[str, list[Row]], dict[str, list[Row]]]:

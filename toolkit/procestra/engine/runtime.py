@@ -120,7 +120,7 @@ class CaseRunner:
         if s["kind"] in ("service", "user", "script", "error", "timer", "message", "signal", "throw") and \
                 s["outcome"] in ("completed", "failed", "error", "cancelled", "fired", "caught", "sent", "not delivered"):
             self.occurrence[el] = max(self.occurrence.get(el, 0), occ)
-        if s["kind"] == "retry":
+        if s["kind"] == "retry" and el is not None:  # a handler's failed attempt (a user's case retry has no element)
             self.attempts[(el, occ)] = max(self.attempts.get((el, occ), 0), s["attempt"])
             self.retry_at[(el, occ)] = journal.when(s["ended"]) + timedelta(
                 seconds=json.loads(s["data"] or "{}").get("delay", 0))

@@ -9,7 +9,9 @@ case updates and run events are then written in one transaction (*group commit*)
 of an fsync is shared. A step is acknowledged when that transaction commits, and the case's
 next step starts only then. A handler is called with an *idempotency key* (from case, element
 and occurrence) that stays the same across retries and takeovers, so its external effects can
-be deduplicated. Timers and retry back-offs set the case's ``wake_at``; any worker fires what
+be deduplicated. A *poison case*, one whose worker died or hung holding it ``poison`` times in a row on the
+same step (taken over that many times with no step journaled in between), is not run again: the worker that
+would take it over next fails it with the evidence (``procestra retry`` runs it again). Timers and retry back-offs set the case's ``wake_at``; any worker fires what
 came due, also after downtime. A background thread moves run events into the event store.
 """
 
@@ -46,6 +48,27 @@ __all__ = ["Worker", "WorkerReport"]
 
 log = logging.getLogger(__name__)
 
+#: The environment variable that sets how many takeovers on the same step make a case a poison case.
+POISON_ENV = "PROCESTRA_POISON_TAKEOVERS"
+#: ... and its default.
+POISON_TAKEOVERS = 3
+
+
+def _poison_limit(value: int | None) -> int:
+    """The poison limit: ``value``, else the environment's, else :data:`POISON_TAKEOVERS`; a whole number >= 1."""
+    if value is None:
+        text = os.environ.get(POISON_ENV, "").strip()
+        if not text:
+            return POISON_TAKEOVERS
+        try:
+            value = int(text)
+        except ValueError:
+            raise InvalidArgumentError(f"{POISON_ENV} must be a whole number of at least 1, not {text!r}",
+                                       parameter="poison") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"poison must be a whole number of at least 1, not {value!r}", parameter="poison")
+    return value
+
 
 @dataclass
 class WorkerReport:
@@ -70,14 +93,19 @@ class Worker:
 
     ``concurrency`` is how many cases one worker holds at once (their steps interleave and
     share commits). Several workers (processes, machines sharing the workspace) can run
-    together; a case is only ever in one worker's hands.
+    together; a case is only ever in one worker's hands. ``poison`` is how many takeovers of a case on
+    the same step make it a poison case (default ``PROCESTRA_POISON_TAKEOVERS``, else 3).
     """
 
     def __init__(self, ws: Home, *, name: str | None = None, concurrency: int = 64, lease: float = 30.0,
-                 poll: float = 0.2, flush_every: float = 5.0) -> None:
+                 poll: float = 0.2, flush_every: float = 5.0, poison: int | None = None) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be a whole number of at least 1, not {concurrency!r}",
                                        parameter="concurrency")
+        if name is not None and (not name.strip() or any(ch in name for ch in "\t\r\n")):
+            raise InvalidArgumentError(f"a worker's name must be non-empty text on one line, not {name!r}",
+                                       parameter="name")
+        self.poison = _poison_limit(poison)
         self.workspace = ws
         self.name = name or f"worker-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.concurrency = concurrency
@@ -201,10 +229,42 @@ class Worker:
 
     # claiming --------------------------------------------------------------------------------
     def _claim(self, limit: int) -> list[sqlite3.Row]:
+        """Lease runnable cases. The poison cases among them are failed in the same transaction; a *suspect*
+        (taken over, with no step journaled since) is run alone, the others let go again: if it hangs or kills
+        this worker too, only it is taken over once more, so a case that hangs never drags others into poison."""
         now = journal.now()
         with self._transaction() as con:
-            return journal.claim_cases(con, self.name, journal.iso(now + timedelta(seconds=self.lease)),
+            rows = journal.claim_cases(con, self.name, journal.iso(now + timedelta(seconds=self.lease)),
                                        journal.iso(now), limit)
+            poisoned = [r for r in rows if r["takeovers"] >= self.poison]
+            for row in poisoned:
+                self._poison(con, row, now)
+            rows = [r for r in rows if r["takeovers"] < self.poison]
+            suspects = [r for r in rows if r["takeovers"] > 0 and r["takeover_seq"] == r["seq"]]
+            if suspects:  # rows are oldest first
+                journal.release_cases(con, [r["case_id"] for r in rows if r is not suspects[0]], self.name)
+                rows = suspects[:1]
+        self.report.cases_failed += len(poisoned)
+        return rows
+
+    def _poison(self, con: sqlite3.Connection, row: sqlite3.Row, now: Any) -> None:
+        """Fail a case taken over :attr:`poison` times on the same step, with the evidence: the workers that held
+        it and when, and the last step it journaled (it hung or died on the step after)."""
+        case, stamp = row["case_id"], journal.iso(now)
+        history = journal.takeover_history(row["takeover_log"])
+        last = journal.last_step(con, case)
+        at = None if last is None else {"seq": last["seq"], "kind": last["kind"], "element": last["element_id"],
+                                        "name": last["name"], "ended": last["ended"]}
+        where = "before its first step" if last is None else f"after step {last['seq']} (" + " ".join(
+            str(x) for x in (last["kind"], last["element_id"], last["name"]) if x) + ")"
+        holders = ", ".join(dict.fromkeys(h["held_by"] for h in history))
+        message = (f"poison case: its worker died or hung holding it {len(history)} times in a row {where} "
+                   f"(held by {holders}); `procestra retry {case}` runs it again")
+        journal.poison_case(con, case, row["seq"] + 1, self.name, message,
+                            {"takeovers": history, "last_step": at, "limit": self.poison}, stamp)
+        ops.emit(con, journal.runs_log(row["model"]),
+                 journal.step_events(case, "Case failed", now, self.name, "failed", message))
+        log.error("%s: case %s %s", self.name, case, message)
 
     def _load(self, rows: list[sqlite3.Row]) -> list[CaseRunner]:
         runners = []

@@ -87,7 +87,9 @@ class Inbox(Composite):
         self.detail.value = (f"<b>{html.escape(t.name)}</b> in case <code>{html.escape(t.case)}</code> "
                              f"({html.escape(t.model)}){due}<br>"
                              f"{'claimed by ' + html.escape(t.assignee) if t.assignee else 'not claimed'}"
-                             f"<table style='font-size:90%'>{data}</table>")
+                             + (f"<br><span style='color:#b00020'>case {html.escape(t.case_status)}: "
+                                f"{html.escape(t.case_error)}</span>" if t.case_error else "")
+                             + f"<table style='font-size:90%'>{data}</table>")
         self.fields = {}
         for f in t.form:
             label = (f.get("label") or f["name"]) + (" *" if f.get("required") else "")
