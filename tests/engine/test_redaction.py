@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -44,7 +45,7 @@ PY = sys.executable
 
 #: The handlers the worker runs: ``planted`` makes every form of the secret a handler could let out.
 HANDLERS = textwrap.dedent('''
-    import base64, json, sys, urllib.parse
+    import base64, json, logging, sys, urllib.parse
 
     def planted(secret):
         raw = secret.encode()
@@ -67,6 +68,12 @@ HANDLERS = textwrap.dedent('''
         sys.stderr.write(repr(forms) + "\\n")
         sys.stdout.write(secret[:7])  # one secret cut between two writes
         sys.stdout.write(secret[7:] + "\\n")
+        log = logging.getLogger("leaky")
+        log.warning("token %s", secret)
+        try:
+            raise ValueError(forms)
+        except ValueError:
+            log.exception("the call failed")
         return None
 
     def raises(ctx):
@@ -160,10 +167,18 @@ def test_what_a_python_handler_prints_reaches_the_streams_redacted(
     (tmp_path / "leaky_handlers.py").write_text(HANDLERS)
     monkeypatch.syspath_prepend(str(tmp_path))
     h = python("leaky_handlers:prints", secrets=["API_TOKEN"])
-    run_handler(h, data={}, idempotency_key="k1", secrets=Secrets(environ={"API_TOKEN": SECRET}))
+    logged = io.StringIO()
+    handler = logging.StreamHandler(logged)
+    logging.getLogger().addHandler(handler)
+    try:
+        run_handler(h, data={}, idempotency_key="k1", secrets=Secrets(environ={"API_TOKEN": SECRET}))
+    finally:
+        logging.getLogger().removeHandler(handler)
     out, err = capsys.readouterr()
-    assert leaks("stdout", out) == [] and leaks("stderr", err) == []
+    assert leaks("stdout", out) == [] and leaks("stderr", err) == [] and leaks("log", logged.getvalue()) == []
     assert out.count(MARK) >= len(planted(SECRET)) and MARK in err
+    assert f"token {MARK}" in logged.getvalue() and "Traceback" in logged.getvalue()
+    assert not handler.filters  # the log is redacted only while the handler runs
 
 
 # -- the whole system -----------------------------------------------------------------------------------

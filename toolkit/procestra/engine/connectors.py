@@ -497,7 +497,10 @@ def run_handler(handler: Handler, *, data: Mapping[str, Any], idempotency_key: s
             else output_dir, timeout=handler.timeout,
             config=types.MappingProxyType(dict(handler.config)), outputs=handler.outputs, redactor=redactor,
         )  # fmt: skip
-        with redacted_output(redactor):  # what the handler prints reaches the worker's streams redacted
+        if redactor:  # what the handler prints or logs reaches the worker's streams redacted
+            with redacted_output(redactor):
+                raw = connector.run(ctx, handler.config)
+        else:
             raw = connector.run(ctx, handler.config)
         results = _results(raw, handler)
         details = dict(results.pop("__details__", {}) or {})

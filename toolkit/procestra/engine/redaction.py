@@ -7,8 +7,9 @@ encodings (``quote`` and ``quote_plus``), its hex, and its base64 (standard and 
 of the three byte alignments, so a secret inside a longer base64'd string, such as an HTTP Basic
 header ``user:secret``, is caught too. All forms go into one regular expression, longest first.
 
-:class:`RedactingStream` stands in for ``sys.stdout``/``sys.stderr`` while a handler runs: what
-the handler prints reaches the worker's streams redacted (:func:`redacted_output`).
+:class:`RedactingStream` stands in for ``sys.stdout``/``sys.stderr`` while a handler runs, and a
+filter on the logging handlers redacts what it logs: both reach the worker's streams redacted
+(:func:`redacted_output`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import re
 import sys
+import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
@@ -127,20 +130,29 @@ class RedactingStream:
         self.target = target
         self.redactor = redactor
         self._pending = ""
+        self._lock = threading.Lock()  # the worker's other threads may print meanwhile
+        self._done = False
 
     def write(self, text: str) -> int:
-        self._pending += text
-        if "\n" in text or len(self._pending) > 8192:
-            cut = self.redactor.safe_cut(self._pending)
-            if cut:
-                self.target.write(self.redactor.redact(self._pending[:cut]))
-                self._pending = self._pending[cut:]
+        with self._lock:
+            if self._done:  # written after the handler returned (a thread kept this stream): pass it on now
+                self.target.write(self.redactor.redact(text))
+                return len(text)
+            self._pending += text
+            if "\n" in text or len(self._pending) > 8192:
+                cut = self.redactor.safe_cut(self._pending)
+                if cut:
+                    self.target.write(self.redactor.redact(self._pending[:cut]))
+                    self._pending = self._pending[cut:]
         return len(text)
 
     def flush(self, final: bool = False) -> None:
-        if final and self._pending:
-            self.target.write(self.redactor.redact(self._pending))
-            self._pending = ""
+        with self._lock:
+            if final:
+                self._done = True
+                if self._pending:
+                    self.target.write(self.redactor.redact(self._pending))
+                    self._pending = ""
         self.target.flush()
 
     def isatty(self) -> bool:
@@ -150,20 +162,46 @@ class RedactingStream:
         return getattr(self.target, name)
 
 
+class _RedactingFilter(logging.Filter):
+    """Redacts the message, traceback and stack of each record a logging handler emits."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        r = self.redactor
+        record.msg, record.args = r.redact(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = r.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = r.redact(record.stack_info)
+        return True
+
+
 @contextlib.contextmanager
 def redacted_output(redactor: Redactor) -> Iterator[None]:
-    """While inside: what is printed to ``sys.stdout``/``sys.stderr`` reaches them redacted.
+    """While inside: what is printed to ``sys.stdout``/``sys.stderr`` or logged reaches them redacted.
 
-    The worker runs handlers in its main thread; what its other threads print meanwhile passes
-    through the same redaction, so nothing is lost. Without secrets this does nothing.
+    The worker runs handlers in its main thread; what its other threads print or log meanwhile
+    passes through the same redaction, so nothing is lost. Without secrets this does nothing.
     """
     if not redactor:
         yield
         return
     out, err = RedactingStream(sys.stdout, redactor), RedactingStream(sys.stderr, redactor)
+    handlers = {h for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+                if isinstance(logger, logging.Logger) for h in logger.handlers}
+    scrub = _RedactingFilter(redactor)
+    for h in handlers:
+        h.addFilter(scrub)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # type: ignore[type-var]
             yield
     finally:
+        for h in handlers:
+            h.removeFilter(scrub)
         out.flush(final=True)
         err.flush(final=True)
