@@ -20,6 +20,7 @@ import base64
 import io
 import json
 import logging
+import random
 import sqlite3
 import subprocess
 import sys
@@ -145,6 +146,23 @@ def test_a_stream_redacts_a_secret_cut_between_writes() -> None:
         stream.write(part)
     stream.flush(final=True)
     assert target.getvalue() == f"a line\nthen {MARK}\nand {MARK} end"
+
+
+def test_a_stream_writes_what_redacting_the_whole_text_gives_however_it_is_split() -> None:
+    r = Redactor({"API_TOKEN": SECRET})
+    rng = random.Random(14)
+    pieces = ["ab\n", SECRET, repr(SECRET), "x", "\n", SECRET[:5], SECRET[5:], "zz"]
+    for _ in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(20))
+        target = io.StringIO()
+        stream = RedactingStream(target, r)
+        i = 0
+        while i < len(text):
+            j = i + rng.randint(1, 15)
+            stream.write(text[i:j])
+            i = j
+        stream.flush(final=True)
+        assert target.getvalue() == r.redact(text), text
 
 
 # -- truncation after redaction -----------------------------------------------------------------------

@@ -110,9 +110,9 @@ class Redactor:
         """How much of ``text`` can be redacted now: all but a tail that may be the start of a form."""
         cut = max(len(text) - (self.longest - 1), 0)
         if self._pattern is not None:
-            for m in self._pattern.finditer(text, max(cut - self.longest, 0)):
-                if m.start() < cut < m.end():
-                    return m.start()
+            for m in self._pattern.finditer(text):  # from the start: matches as redact() finds them
+                if m.end() > cut:
+                    return min(m.start(), cut)
         return cut
 
     def __repr__(self) -> str:
