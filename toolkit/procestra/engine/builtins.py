@@ -222,7 +222,7 @@ class NotebookConnector:
                 name = type(exc).__name__
                 cls = TaskTimeoutError if "Timeout" in name else TaskError
                 log.flush()
-                tail = (private / "kernel.log").read_text(errors="replace").strip()[-500:]
+                tail = redactor.redact((private / "kernel.log").read_text(errors="replace").strip())[-500:]
                 failure = cls(f"{name}: {exc}" + (f" (kernel log: {tail})" if tail else ""), retryable=True,
                               details={"exception": name})
             results: dict[str, Any] = {}
@@ -348,7 +348,7 @@ class HttpConnector:
             raise TaskError(f"{config['method']} {_safe_url(url)} failed: {type(exc).__name__}: {exc}") from None
         details = {"status": response.status_code, "url": _safe_url(url)}
         if response.status_code >= 400:
-            text = response.text[:300].strip()
+            text = ctx.redact(response.text)[:300].strip()  # redacted before the cut: no partial secret
             raise TaskError(f"{config['method']} {_safe_url(url)} answered {response.status_code} "
                             f"{response.reason_phrase}" + (f": {text}" if text else ""),
                             retryable=response.status_code in self._RETRY_STATUS, details=details)  # fmt: skip
@@ -500,7 +500,7 @@ class ShellConnector:
             raise TaskTimeoutError(f"{argv[0]!r} ran longer than {ctx.timeout or 60.0:g}s and was killed") from None
         details = {"returncode": proc.returncode}
         if proc.returncode != 0:
-            tail = err.strip()[-500:]
+            tail = ctx.redact(err.strip())[-500:]  # redacted before the cut: no partial secret
             raise TaskError(f"{argv[0]!r} exited with code {proc.returncode}" + (f": {tail}" if tail else ""),
                             details=details)  # fmt: skip
         mode = config.get("stdout", "ignore")
@@ -509,7 +509,7 @@ class ShellConnector:
                 parsed = json.loads(out)
             except ValueError:
                 raise TaskError(f"{argv[0]!r} printed no JSON object on stdout (stdout='json'): "
-                                f"{out.strip()[:200]!r}", retryable=False, details=details) from None  # fmt: skip
+                                f"{ctx.redact(out.strip())[:200]!r}", retryable=False, details=details) from None  # fmt: skip
             if not isinstance(parsed, Mapping):
                 raise TaskError(f"{argv[0]!r} printed {type(parsed).__name__} JSON; print an object",
                                 retryable=False, details=details)

@@ -17,9 +17,10 @@ bounds the attempts).
 
 **Secrets** come from the environment, else the workspace's ``.env`` file
 (``NAME=value`` lines). A handler sees only the secrets its binding names (a notebook's
-kernel gets them as environment variables), and their values (also URL-quoted,
-JSON-escaped and base64) are replaced by ``[redacted:NAME]`` in results, details, error
-messages and output notebooks. Secret values must be at least 4 characters. What a Python
+kernel gets them as environment variables), and their values (also escaped, URL-quoted,
+hex and base64 at any alignment; :mod:`procestra.engine.redaction`) are replaced by
+``[redacted:NAME]`` in results, details, error messages, output notebooks and what the
+handler prints. Secret values must be at least 4 characters. What a Python
 handler reads from ``os.environ`` by itself is beyond this: declare it instead.
 
 >>> from procestra.engine.connectors import python, run_handler
@@ -30,17 +31,14 @@ handler reads from ``os.environ`` by itself is beyond this: declare it instead.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
 import functools
 import hashlib
 import json
 import os
-import re
 import time
 import types
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +55,7 @@ from procestra.engine.builtins import (
     strings,
 )
 from procestra.engine.exceptions import ConditionError, SecretError, TaskError, TaskTimeoutError
+from procestra.engine.redaction import MIN_SECRET, Redactor, redacted_output
 from procestra.engine.sandbox import compile_expression
 from procestra.errors import InvalidArgumentError
 
@@ -85,7 +84,7 @@ __all__ = [
     "sql",
 ]
 
-_MIN_SECRET = 4
+_MIN_SECRET = MIN_SECRET
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -286,6 +285,7 @@ class Secrets:
         self._environ = os.environ if environ is None else environ
         self._dotenv = _read_dotenv(self.dotenv_path) if self.dotenv_path is not None else {}
         self._allowed = None if allowed is None else frozenset(allowed)
+        self._redactors: dict[tuple[tuple[str, str], ...], Redactor] = {}  # shared by restricted copies
 
     @property
     def allowed(self) -> frozenset[str]:
@@ -328,49 +328,16 @@ class Secrets:
             v = self._environ.get(n) or self._dotenv.get(n)
             if v and len(v) >= _MIN_SECRET:
                 pairs[n] = v
-        return Redactor(pairs)
+        if not pairs:
+            return _NO_SECRETS
+        key = tuple(sorted(pairs.items()))
+        found = self._redactors.get(key)
+        if found is None:  # the forms and their pattern are made once per set of values
+            found = self._redactors[key] = Redactor(pairs)
+        return found
 
     def __repr__(self) -> str:
         return f"<Secrets from the environment and {self.dotenv_path or 'no .env'}; values hidden>"
-
-
-class Redactor:
-    """Replaces secret values (and their URL-quoted, JSON-escaped and base64 forms) in any data."""
-
-    def __init__(self, secrets: Mapping[str, str]) -> None:
-        forms: dict[str, str] = {}
-        for name, value in secrets.items():
-            if len(value) < _MIN_SECRET:
-                continue
-            mark = f"[redacted:{name}]"
-            for form in (value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
-                         json.dumps(value)[1:-1], base64.b64encode(value.encode()).decode().rstrip("=")):  # fmt: skip
-                if len(form) >= _MIN_SECRET:
-                    forms.setdefault(form, mark)
-        self._forms = sorted(forms.items(), key=lambda kv: -len(kv[0]))
-        self._pattern = re.compile("|".join(re.escape(f) for f, _ in self._forms)) if self._forms else None
-        self._marks = dict(self._forms)
-
-    def __bool__(self) -> bool:
-        return bool(self._forms)
-
-    def redact(self, value: Any) -> Any:
-        """``value`` with every secret replaced by ``[redacted:NAME]`` (dicts, lists and strings, deeply)."""
-        if self._pattern is None:
-            return value
-        if isinstance(value, str):
-            return self._pattern.sub(lambda m: self._marks[m.group(0)], value)
-        if isinstance(value, Mapping):
-            return {self.redact(k): self.redact(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return type(value)(self.redact(v) for v in value)
-        return value
-
-    def contains_secret(self, text: str) -> bool:
-        return bool(self._pattern and self._pattern.search(text))
-
-    def __repr__(self) -> str:
-        return f"<Redactor of {len({m for _, m in self._forms})} secrets>"
 
 
 # -- context and results -----------------------------------------------------------------------
@@ -530,7 +497,11 @@ def run_handler(handler: Handler, *, data: Mapping[str, Any], idempotency_key: s
             else output_dir, timeout=handler.timeout,
             config=types.MappingProxyType(dict(handler.config)), outputs=handler.outputs, redactor=redactor,
         )  # fmt: skip
-        raw = connector.run(ctx, handler.config)
+        if redactor:  # what the handler prints or logs reaches the worker's streams redacted
+            with redacted_output(redactor):
+                raw = connector.run(ctx, handler.config)
+        else:
+            raw = connector.run(ctx, handler.config)
         results = _results(raw, handler)
         details = dict(results.pop("__details__", {}) or {})
     except TaskError as exc:
