@@ -198,7 +198,7 @@ def redacted_output(redactor: Redactor) -> Iterator[None]:
     for h in handlers:
         h.addFilter(scrub)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # type: ignore[type-var]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             yield
     finally:
         for h in handlers:
