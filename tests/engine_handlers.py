@@ -327,3 +327,8 @@ def one_task_model(name: str, task_id: str, task_name: str, *, start_id: str = "
     m.bind(task, python("engine_handlers:effect", outputs=["effect_done"]))
     m.add_event("end", id=end_id, after=task)
     return m
+
+
+def count_up(ctx: TaskContext) -> dict[str, Any]:
+    """One more: a handler a loop in the model calls again and again (fair rounds)."""
+    return {"n": int(ctx.data.get("n", 0)) + 1}

@@ -48,6 +48,11 @@ __all__ = ["Worker", "WorkerReport"]
 
 log = logging.getLogger(__name__)
 
+#: Rounds one claim of cases runs before the cases still going are let go and claimed again in turn with
+#: the other runnable cases (a round gives each case at most one handler call). Cases of the usual size
+#: finish within a few rounds; a case looping through its handlers can hold a worker for this many only.
+ROUNDS_PER_CLAIM = 64
+
 #: The environment variable that sets how many takeovers on the same step make a case a poison case.
 POISON_ENV = "PROCESTRA_POISON_TAKEOVERS"
 #: ... and its default.
@@ -312,7 +317,12 @@ class Worker:
             return False
         active = self._load(rows)
         self._held = {r.case_id for r in active}
+        rounds = 0
         while active:
+            if rounds == ROUNDS_PER_CLAIM:  # fair: cases still going are let go, and claimed again in turn with the
+                self._let_go(active)  # others (oldest update first), so a long or looping case starves nobody
+                return True
+            rounds += 1
             self.report.rounds += 1
             for r in active:
                 r.advance()
@@ -324,6 +334,12 @@ class Worker:
             active = [r for r in active if not r.done and not r.lost]
             self._held = {r.case_id for r in active}
         return True
+
+    def _let_go(self, runners: list[CaseRunner]) -> None:
+        """Release the leases of cases still going after a claim's rounds (their state is in the store)."""
+        self._held = set()
+        with self._transaction() as con:
+            journal.release_cases(con, [r.case_id for r in runners], self.name)
 
     def _renew_leases(self) -> None:
         """Extend the leases of the cases this worker holds (its own connection: another thread)."""
