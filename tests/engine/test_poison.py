@@ -203,3 +203,36 @@ def test_a_poison_case_closes_its_human_tasks_and_retry_opens_them_again(ws: Wor
     engine.Worker(ws, poll=0.05).run(until_idle=True)
     assert engine.get_case(ws, case).status == "completed"
     engine_handlers.assert_closed_loop(ws, "review")
+
+
+def test_sigterm_stops_a_worker_stuck_in_a_handler_within_its_stop_timeout(ws: Workspace, tmp_path: Path) -> None:
+    """Before, a worker in a handler that does not return ignored SIGTERM (it only stopped after the round)
+    and needed SIGKILL. With --stop-timeout it abandons the round uncommitted, releases its cases and exits 1;
+    the next worker runs the step again with the same idempotency key, counted as no takeover."""
+    hang_model(ws)
+    case = engine.start_case(ws, "hangs", {})
+    (ws.path / f"hang-{case}").touch()
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "procestra.cli.main", "-w", str(ws.path), "worker",
+                                 "--name", "stuck", "--stop-timeout", "1"], env=subprocess_env(), stdout=out,
+                                stderr=out)  # fmt: skip
+    marker = ws.path / f"hanging-{proc.pid}"
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "the worker never reached the hanging handler"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 1, log.read_text()[-3000:]
+    lines = [x for x in log.read_text().splitlines() if x.startswith("error: ")]
+    assert lines and "stopped after 1 s with a handler still running" in lines[-1]
+    with ops.connect(ws) as con:
+        row = con.execute("SELECT lease_owner, takeovers, status FROM cases WHERE case_id = ?", (case,)).fetchone()
+    assert (row["lease_owner"], row["takeovers"], row["status"]) == (None, 0, "running")
+    assert [s.element for s in engine.case_history(ws, case)] == ["Activity_prepare"]  # the hung step: not acknowledged
+    (ws.path / f"hang-{case}").unlink()
+    engine.Worker(ws, name="next", poll=0.05).run(until_idle=True)
+    assert engine.get_case(ws, case).status == "completed"
+    calls = [c for c in engine_handlers.calls(ws) if c["task"] == "Activity_work"]
+    assert len(calls) == 2 and calls[0]["key"] == calls[1]["key"]  # run again, with the same idempotency key

@@ -37,10 +37,14 @@ def start(state: State, model: str, data: str | None, key: str | None, version: 
 @click.option("--concurrency", type=click.IntRange(min=1), default=64, show_default=True,
               help="Cases held at once (their steps share commits).")
 @click.option("--name", help="Worker name (resource of its steps).")
+@click.option("--stop-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds a SIGTERM waits for the round in progress; then a handler still running is abandoned "
+                   "(its steps run again elsewhere) and the worker exits 1.")
 @json_option()
 @click.pass_obj
 @cli_endpoint
-def worker(state: State, until_idle: bool, concurrency: int, name: str | None, as_json: bool) -> None:
+def worker(state: State, until_idle: bool, concurrency: int, name: str | None, stop_timeout: float,
+           as_json: bool) -> None:
     """Run cases: automated steps, timers that come due, completed human tasks. SIGTERM stops it cleanly."""
     import signal
 
@@ -48,7 +52,7 @@ def worker(state: State, until_idle: bool, concurrency: int, name: str | None, a
 
     w = Worker(state.workspace(), concurrency=concurrency, name=name)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: w.stop())
+        signal.signal(sig, lambda *_: w.stop(within=stop_timeout))
     report = w.run(until_idle=until_idle)
     emit(as_json, report.to_dict(),
          f"{report.worker}: {report.steps:,} steps, {report.cases_completed:,} cases completed, "

@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -119,15 +120,42 @@ class Worker:
         self.flush_every = float(flush_every)
         self.report = WorkerReport(self.name)
         self._stop = threading.Event()
+        self._finished = threading.Event()  # run() returned: a stop's watchdog has nothing to do
+        self._watchdog: threading.Thread | None = None
         self._con: sqlite3.Connection | None = None
         self._held: set[str] = set()  # cases in hand, whose leases the renewer thread extends
         self.output_dir = Path(ws.path) / "runs" / "tasks"
         self.secrets = Secrets(ws)
         journal.prepare(ws)
 
-    def stop(self) -> None:
-        """Ask :meth:`run` to return after the current round (signal handlers call this)."""
+    def stop(self, *, within: float | None = None) -> None:
+        """Ask :meth:`run` to return after the current round (signal handlers call this).
+
+        With ``within`` (a worker process's SIGTERM, ``procestra worker --stop-timeout``): if the round is
+        still running that many seconds later (a handler that hangs), it is abandoned uncommitted, the
+        leases of the cases held are released and the process exits with status 1. Nothing of the round
+        was acknowledged, so the next worker runs its steps again, with the same idempotency keys."""
         self._stop.set()
+        if within is not None and self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._abandon_after, args=(float(within),), daemon=True,
+                                              name=f"{self.name}-stop")
+            self._watchdog.start()
+
+    def _abandon_after(self, seconds: float) -> None:
+        if self._finished.wait(seconds):
+            return
+        held = sorted(self._held)
+        try:
+            with ops.transaction(self.workspace) as con:  # its own connection: the main thread is stuck
+                journal.release_cases(con, held, self.name)
+        except ProcestraError as exc:  # the leases then run out as after a crash
+            log.error("%s: could not release the leases of %d cases: %s", self.name, len(held), exc)
+        log.error("%s: still busy %.0f s after the stop (a handler that does not return): the round is "
+                  "abandoned uncommitted, its %d cases go back to the store", self.name, seconds, len(held))
+        sys.stderr.write(f"error: worker {self.name} stopped after {seconds:g} s with a handler still running; "
+                         f"its round was abandoned and its {len(held)} cases released\n")
+        sys.stderr.flush()
+        os._exit(1)
 
     # one connection for the worker's life: opening and closing (a WAL checkpoint) per round costs
     @contextlib.contextmanager
@@ -218,6 +246,7 @@ class Worker:
             self._flush()
             self._close()
             self.report.seconds = time.monotonic() - t0
+            self._finished.set()
         return self.report
 
     def _flush(self) -> None:
