@@ -51,14 +51,20 @@ def _spawn(ws: Workspace, name: str, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-c", code], env=subprocess_env(), stdout=out, stderr=out)
 
 
-def _kill_when_hanging(ws: Workspace, proc: subprocess.Popen[bytes], log: Path) -> str:
-    """Wait until the worker hangs in the handler, SIGKILL it; the case it hung on."""
+def _wait_hanging(ws: Workspace, proc: subprocess.Popen[bytes], log: Path) -> Path:
+    """Wait until the worker process hangs in the handler; the marker file it wrote."""
     marker = ws.path / f"hanging-{proc.pid}"
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert proc.poll() is None, log.read_text()[-3000:]
         assert time.monotonic() < deadline, "the worker never reached the hanging handler"
         time.sleep(0.05)
+    return marker
+
+
+def _kill_when_hanging(ws: Workspace, proc: subprocess.Popen[bytes], log: Path) -> str:
+    """Wait until the worker hangs in the handler, SIGKILL it; the case it hung on."""
+    marker = _wait_hanging(ws, proc, log)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return marker.read_text()
@@ -217,12 +223,7 @@ def test_sigterm_stops_a_worker_stuck_in_a_handler_within_its_stop_timeout(ws: W
         proc = subprocess.Popen([sys.executable, "-m", "procestra.cli.main", "-w", str(ws.path), "worker",
                                  "--name", "stuck", "--stop-timeout", "1"], env=subprocess_env(), stdout=out,
                                 stderr=out)  # fmt: skip
-    marker = ws.path / f"hanging-{proc.pid}"
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "the worker never reached the hanging handler"
-        time.sleep(0.05)
+    _wait_hanging(ws, proc, log)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 1, log.read_text()[-3000:]
     lines = [x for x in log.read_text().splitlines() if x.startswith("error: ")]
