@@ -631,12 +631,10 @@ def _json_data(data: Any, what: str) -> dict[str, Any]:
     bad = []
     for key, value in data.items():
         try:
-            json.dumps(value)
+            json.dumps({key: value})
         except (TypeError, ValueError):
             bad.append(f"{key!r} ({type(value).__name__})")
-    if bad:
-        raise EngineError(f"{what} holds values that are not JSON: {', '.join(bad[:10])}")
-    return dict(data)
+    raise EngineError(f"{what} holds keys or values that are not JSON: {', '.join(bad[:10])}")
 
 
 def _instance(task: Any) -> bool:

@@ -190,18 +190,20 @@ def throws(task: Any) -> bool:
     return isinstance(task.task_spec, _throwing())
 
 
+def _thrown(task: Any, kind: str) -> list[str]:
+    if not throws(task):
+        return []
+    return [str(d.name) for d in _definitions(task.task_spec.event_definition) if _kind(d) == kind and d.name]
+
+
 def thrown_signals(task: Any) -> list[str]:
     """The signals a completed throw event (intermediate or end) threw (called for every task engine steps run)."""
-    if not isinstance(task.task_spec, _throwing()):
-        return []
-    return [str(d.name) for d in _definitions(task.task_spec.event_definition) if _kind(d) == "signal" and d.name]
+    return _thrown(task, "signal")
 
 
 def thrown_messages(task: Any) -> list[str]:
     """The messages a completed throw event or send task threw (called for every task engine steps run)."""
-    if not isinstance(task.task_spec, _throwing()):
-        return []
-    return [str(d.name) for d in _definitions(task.task_spec.event_definition) if _kind(d) == "message" and d.name]
+    return _thrown(task, "message")
 
 
 def uncaught_messages(wf: Any) -> list[tuple[str, Any]]:

@@ -9,9 +9,10 @@ case updates and run events are then written in one transaction (*group commit*)
 of an fsync is shared. A step is acknowledged when that transaction commits, and the case's
 next step starts only then. A handler is called with an *idempotency key* (from case, element
 and occurrence) that stays the same across retries and takeovers, so its external effects can
-be deduplicated. A *poison case*, one whose worker died or hung holding it ``poison`` times in a row on the
-same step (taken over that many times with no step journaled in between), is not run again: the worker that
-would take it over next fails it with the evidence (``procestra retry`` runs it again). Timers and retry back-offs set the case's ``wake_at``; any worker fires what
+be deduplicated. A *poison case*, one whose worker died or hung holding it ``poison`` times in a
+row on the same step (taken over that many times with no step journaled in between), is not run
+again: the worker that would take it over next fails it with the evidence (``procestra retry``
+runs it again). Timers and retry back-offs set the case's ``wake_at``; any worker fires what
 came due, also after downtime. A background thread moves run events into the event store.
 """
 
@@ -150,8 +151,6 @@ class Worker:
                 journal.release_cases(con, held, self.name)
         except ProcestraError as exc:  # the leases then run out as after a crash
             log.error("%s: could not release the leases of %d cases: %s", self.name, len(held), exc)
-        log.error("%s: still busy %.0f s after the stop (a handler that does not return): the round is "
-                  "abandoned uncommitted, its %d cases go back to the store", self.name, seconds, len(held))
         sys.stderr.write(f"error: worker {self.name} stopped after {seconds:g} s with a handler still running; "
                          f"its round was abandoned and its {len(held)} cases released\n")
         sys.stderr.flush()

@@ -196,9 +196,8 @@ class _Reader:
             nonlocal scope, trace_no, tattrs, seg_start, mark
             lname, top = name.rpartition(":")[2], stack[-1]
             mark = parser.CurrentByteIndex
-            depth = depths[-1] + 1 if top is not root else 0
-            if lname in ("log", "trace", "event") and top in (root, log, trace):
-                depth = 0
+            structure = top is root or (lname in ("trace", "event") and (top is log or top is trace))
+            depth = 0 if structure else depths[-1] + 1
             if depth > max_depth:
                 raise error(f"attributes nested deeper than {max_depth} levels {where()}; the file is refused "
                             "(PROCESTRA_XES_MAX_DEPTH sets the limit)")
